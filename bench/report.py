@@ -1,0 +1,73 @@
+"""Result files: every benchmark writes JSON with the hardware, software, commit, command and date."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_RESULTS_DIR = Path("bench") / "results"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """GPU name for CUDA devices, the CPU model otherwise."""
+    device = torch.device(device) if device is not None else None
+    if torch.cuda.is_available() and (device is None or device.type == "cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"CPU: {_cpu_name()} ({os.cpu_count()} threads visible, torch uses {torch.get_num_threads()})"
+
+
+def environment(device: torch.device | str | None = None) -> dict[str, Any]:
+    """What a reader needs to re-run a measurement: hardware, versions, commit, command, date."""
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for module in ("triton", "transformers"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            versions[module] = None
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "device": device_name(device),
+        "cuda": torch.version.cuda,
+        "versions": versions,
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(dirty) if dirty is not None else None,
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
