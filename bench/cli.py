@@ -1,2 +1,172 @@
-def main(argv=None):
-    print("hello")
+"""The ``polysparse`` command line. Parsing only: the work is done by :mod:`polysparse.bench.jobs`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from polysparse.sparsify.config import METHOD_NAMES
+
+
+def _add_model(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--model",
+        required=required,
+        help="local Hugging Face folder, or a model that installs offline: gemma-3-270m, smollm2-135m",
+    )
+    parser.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+
+def _prune_parser(sub) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="prune a model calibrated on text of a language",
+        description=(
+            "Prune every linear layer inside the decoder blocks with magnitude, Wanda or SparseGPT, block by "
+            "block on calibration windows, and write an HF folder plus polysparse.json."
+        ),
+    )
+    _add_model(p)
+    p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--sparsity", type=float, help="unstructured sparsity per row, 0 < s < 1")
+    group.add_argument("--pattern", help="N:M pattern, N pruned of every M (2:4, 4:8)")
+    p.add_argument(
+        "--calib",
+        help="calibration source spec, e.g. text:notes/*.txt:de, handbook:de, "
+        "handbook:de=0.5,handbook:en=0.5 (not needed for magnitude)",
+    )
+    p.add_argument("--nsamples", type=int, default=128, help="calibration windows (default 128)")
+    p.add_argument("--seqlen", type=int, default=2048, help="tokens per window, BOS included (default 2048)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    p.add_argument(
+        "--targets",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="prune only layers whose name matches (repeatable)",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="leave layers whose name matches dense (repeatable)",
+    )
+    p.add_argument("--blocksize", type=int, default=128, help="SparseGPT lazy-update block (default 128)")
+    p.add_argument("--percdamp", type=float, default=0.01, help="SparseGPT damping (default 0.01)")
+    p.add_argument("--device", help="device for the working block (default: cuda if present, else cpu)")
+    p.add_argument(
+        "--on-indivisible",
+        choices=("skip", "error"),
+        default="skip",
+        help="layers whose in_features is not a multiple of M: leave dense, or stop",
+    )
+    p.add_argument("--out", required=True, help="output folder (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true")
+    _add_quiet(p)
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="perplexity on held-out text, per language",
+        description=(
+            "Perplexity on held-out windows (documents never used for calibration), one row per source."
+        ),
+    )
+    _add_model(p)
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="evaluation source spec (repeatable), e.g. handbook:de or text:eval.txt:de",
+    )
+    p.add_argument("--source", help="with --langs: the source to take every language from (e.g. handbook)")
+    p.add_argument("--langs", help="comma-separated languages, with --source")
+    p.add_argument("--windows", type=int, default=32, help="windows per source (default 32)")
+    p.add_argument("--seqlen", type=int, default=512, help="tokens per window, BOS included (default 512)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="device to evaluate on (default: cuda if present, else cpu)")
+    p.add_argument("--out", help="write JSON here (and Markdown beside it)")
+    _add_quiet(p)
+
+
+def _demo_parser(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the main job on the embedded default, no flags needed",
+        description=(
+            "Prune Gemma 3 270M (installed offline from PyPI) for German with Wanda 2:4, calibrated on the "
+            "Debian Administrator's Handbook in German, and report held-out perplexity dense vs pruned."
+        ),
+    )
+    _add_model(p, required=False)
+    p.add_argument("--lang", default="de", help="language to prune for (default de)")
+    p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
+    p.add_argument("--pattern", default="2:4")
+    p.add_argument("--nsamples", type=int, default=32)
+    p.add_argument("--seqlen", type=int, default=512)
+    p.add_argument("--eval-windows", type=int, default=16)
+    p.add_argument("--out", default="polysparse-demo", help="output folder (default ./polysparse-demo)")
+    _add_quiet(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polysparse",
+        description="Prune multilingual causal LMs for the language they serve, and run them sparse.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _prune_parser(sub)
+    _eval_parser(sub)
+    _demo_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polysparse")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.quiet:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    from polysparse.bench import jobs
+
+    handlers = {"prune": jobs.prune_job, "eval": jobs.eval_job, "demo": jobs.demo_job}
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        handlers[args.command](**options)
+        return 0
+    except jobs.USER_ERRORS as error:
+        print(f"polysparse {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"polysparse {args.command}: interrupted; nothing was written to the output", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Token windows for calibration and evaluation, built from documents of any source.
+
+Documents are shuffled by seed, tokenized one after another (joined by a blank line) only until enough
+tokens exist, and the stream is cut into consecutive windows of ``seqlen`` tokens, each starting with the
+tokenizer's BOS token. Variable-length texts (few-shot translation prompts) become one window each, padded
+on the right with ``attention_mask`` 0, which keeps padding out of every statistic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from polysparse.sparsify.corpora import Document, EmptyCorpusError
+
+log = logging.getLogger("polysparse.sparsify")
+
+
+@dataclass(frozen=True)
+class TokenWindows:
+    """``input_ids`` and ``attention_mask`` of shape (windows x length); mask 0 marks padding."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.input_ids.dim() != 2 or self.input_ids.shape != self.attention_mask.shape:
+            raise ValueError(
+                f"input_ids {tuple(self.input_ids.shape)} and attention_mask "
+                f"{tuple(self.attention_mask.shape)} must both be (windows x length)"
+            )
+        if self.input_ids.shape[0] == 0:
+            raise EmptyCorpusError(f"no token windows ({self.description or 'empty calibration set'})")
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def seqlen(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def ntokens(self) -> int:
+        return int(self.attention_mask.sum().item())
+
+    def fingerprint(self) -> str:
+        """sha256 of the token ids and mask: two runs calibrated on the same windows share it."""
+        digest = hashlib.sha256()
+        digest.update(str(tuple(self.input_ids.shape)).encode())
+        digest.update(self.input_ids.to(torch.int64).contiguous().numpy().tobytes())
+        digest.update(self.attention_mask.to(torch.int8).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield (
+                self.input_ids[start : start + batch_size],
+                self.attention_mask[start : start + batch_size],
+            )
+
+    @staticmethod
+    def concatenate(parts: Sequence[TokenWindows], description: str = "") -> TokenWindows:
+        """Stack window sets, right-padding shorter ones (mask 0)."""
+        length = max(p.seqlen for p in parts)
+
+        def pad(t: torch.Tensor, value: int) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
+
+        return TokenWindows(
+            input_ids=torch.cat([pad(p.input_ids, 0) for p in parts]),
+            attention_mask=torch.cat([pad(p.attention_mask, 0) for p in parts]),
+            description=description or " + ".join(p.description for p in parts),
+        )
+
+    def summary(self) -> dict:
+        return {
+            "description": self.description,
+            "windows": len(self),
+            "seqlen": self.seqlen,
+            "tokens": self.ntokens,
+            "sha256": self.fingerprint(),
+        }
+
+
+def _bos_prefix(tokenizer) -> list[int]:
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        log.warning("the tokenizer has no BOS token; windows start without one")
+        return []
+    return [int(bos)]
+
+
+def windows_from_documents(
+    tokenizer,
+    documents: Sequence[Document],
+    nsamples: int,
+    seqlen: int,
+    seed: int = 0,
+    description: str = "",
+) -> TokenWindows:
+    """``nsamples`` windows of ``seqlen`` tokens (BOS first), deterministic by ``seed``.
+
+    Raises :class:`EmptyCorpusError` when the documents hold fewer tokens than one window; with fewer than
+    ``nsamples`` windows' worth, warns and returns as many as there are.
+    """
+    if not documents:
+        raise EmptyCorpusError(f"no documents to build windows from ({description or 'empty corpus'})")
+    prefix = _bos_prefix(tokenizer)
+    body = seqlen - len(prefix)
+    if body < 1:
+        raise ValueError(f"seqlen={seqlen} leaves no room for text after BOS")
+    needed = nsamples * body
+    separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+    order = list(range(len(documents)))
+    random.Random(seed).shuffle(order)
+    stream: list[int] = []
+    for index in order:
+        ids = tokenizer(documents[index].text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            continue
+        if stream:
+            stream.extend(separator)
+        stream.extend(ids)
+        if len(stream) >= needed:
+            break
+    available = len(stream) // body
+    if available == 0:
+        raise EmptyCorpusError(
+            f"{description or 'the calibration text'} holds {len(stream)} tokens, fewer than one window of "
+            f"{seqlen} (lower --seqlen or give more text)"
+        )
+    if available < nsamples:
+        log.warning(
+            "%s: only %d windows of %d tokens available (asked for %d); using %d",
+            description or "calibration text",
+            available,
+            seqlen,
+            nsamples,
+            available,
+        )
+    count = min(available, nsamples)
+    chunks = torch.tensor(stream[: count * body], dtype=torch.long).reshape(count, body)
+    input_ids = torch.cat(
+        [torch.tensor([prefix] * count, dtype=torch.long).reshape(count, -1), chunks], dim=1
+    )
+    return TokenWindows(input_ids, torch.ones_like(input_ids), description)
+
+
+def windows_from_texts(tokenizer, texts: Sequence[str], seqlen: int, description: str = "") -> TokenWindows:
+    """One window per text (BOS first, truncated to ``seqlen``), right-padded to the longest (mask 0)."""
+    prefix = _bos_prefix(tokenizer)
+    rows = []
+    for text in texts:
+        ids = (prefix + tokenizer(text, add_special_tokens=False)["input_ids"])[:seqlen]
+        if len(ids) > len(prefix):
+            rows.append(ids)
+    if not rows:
+        raise EmptyCorpusError(f"no non-empty texts ({description or 'empty prompt set'})")
+    length = max(len(r) for r in rows)
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0
+    input_ids = torch.full((len(rows), length), int(pad_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+    return TokenWindows(input_ids, attention_mask, description)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# From source specs to windows
+# ----------------------------------------------------------------------------------------------------------
+
+EVAL_FRACTION = 0.15
+"""Share of each source's documents held out for evaluation; calibration never sees them."""
+
+
+def parse_mixture(spec: str) -> list[tuple[str, float]]:
+    """Split ``a:x=0.5,b:y=0.5`` into ``[("a:x", 0.5), ("b:y", 0.5)]``; a single spec gets weight 1.
+
+    Comma-separated pieces without a ``:`` (such as ``shots=4``) are options of the preceding component.
+    """
+    components: list[str] = []
+    for piece in spec.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if ":" in piece or not components:
+            components.append(piece)
+        else:
+            components[-1] += "," + piece
+    if not components:
+        raise ValueError("empty calibration spec")
+    parsed: list[tuple[str, float]] = []
+    for component in components:
+        head, sep, weight = component.rpartition("=")
+        # ``...,shots=4`` is an option (a bare name before "="), ``...=0.5`` a weight.
+        is_option = re.fullmatch(r"[A-Za-z_]\w*", head.split(",")[-1]) is not None
+        if sep and ":" in head and "," not in weight and not is_option:
+            try:
+                value = float(weight)
+            except ValueError:
+                parsed.append((component, 1.0))
+                continue
+            if not value > 0:
+                raise ValueError(f"mixture weight must be positive in {component!r}")
+            parsed.append((head, value))
+        else:
+            parsed.append((component, 1.0))
+    if len(parsed) == 1:
+        return [(parsed[0][0], 1.0)]
+    total = sum(w for _, w in parsed)
+    return [(s, w / total) for s, w in parsed]
+
+
+def allocate(total: int, weights: Sequence[float]) -> list[int]:
+    """Whole counts summing to ``total`` in the given proportions (largest remainders)."""
+    raw = [total * w for w in weights]
+    counts = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True)[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def split_source(spec: str) -> tuple[list[Document], list[Document]]:
+    """(calibration, evaluation) documents of one source spec. The split does not depend on the
+    calibration seed, so every run holds out the same documents."""
+    from polysparse.sparsify.corpora import load_documents, split_by_document
+
+    documents = load_documents(spec)
+    if len(documents) < 2:
+        log.warning("%s is a single document: all of it calibrates, none is held out for evaluation", spec)
+        return documents, []
+    return split_by_document(documents, EVAL_FRACTION, seed=0)
+
+
+def calibration_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> TokenWindows:
+    """Calibration windows for a source spec or mixture, from the calibration side of the split."""
+    parts = []
+    components = parse_mixture(spec)
+    for (component, _), count in zip(components, allocate(nsamples, [w for _, w in components])):
+        if count == 0:
+            continue
+        calibration, _ = split_source(component)
+        parts.append(
+            windows_from_documents(tokenizer, calibration, count, seqlen, seed, description=component)
+        )
+    return parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec)
+
+
+def evaluation_windows(spec: str, tokenizer, nwindows: int, seqlen: int, seed: int = 0) -> TokenWindows:
+    """Held-out evaluation windows for one source spec (documents never used for calibration)."""
+    _, evaluation = split_source(spec)
+    if not evaluation:
+        raise EmptyCorpusError(f"{spec} has no held-out documents to evaluate on (it is a single document)")
+    return windows_from_documents(
+        tokenizer, evaluation, nwindows, seqlen, seed, description=f"{spec} (held out)"
+    )

@@ -1,0 +1,118 @@
+"""What to prune and how: one frozen configuration shared by the library, the CLI and the report."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Method = Literal["magnitude", "wanda", "sparsegpt"]
+METHOD_NAMES: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
+
+
+class ConfigError(ValueError):
+    """An invalid pruning configuration."""
+
+
+@dataclass(frozen=True)
+class NMPattern:
+    """``N`` of every ``M`` consecutive input weights of a row are pruned (2:4 keeps two of four).
+
+    This is the convention of the Wanda and SparseGPT code; 2:4 and 4:8 are both 50% sparse.
+    """
+
+    n: int
+    m: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n, int) and isinstance(self.m, int)) or not 0 < self.n < self.m:
+            raise ConfigError(f"an N:M pattern needs whole numbers 0 < N < M, got {self.n}:{self.m}")
+
+    @classmethod
+    def parse(cls, text: str) -> NMPattern:
+        match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
+        if not match:
+            raise ConfigError(f"malformed N:M pattern {text!r}; expected e.g. 2:4 or 4:8")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @property
+    def sparsity(self) -> float:
+        return self.n / self.m
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Pruning settings. Give exactly one of ``sparsity`` (unstructured, per row) or ``pattern`` (N:M).
+
+    ``targets`` / ``ignore`` are regular expressions searched in module names such as
+    ``model.layers.3.mlp.down_proj``; by default every Linear (and GPT-2 Conv1D) inside the decoder blocks
+    is pruned. Embeddings and ``lm_head`` sit outside the blocks and are never pruned.
+    """
+
+    method: Method = "wanda"
+    sparsity: float | None = None
+    pattern: NMPattern | None = None
+    targets: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    nsamples: int = 128
+    seqlen: int = 2048
+    seed: int = 0
+    batch_size: int = 1
+    blocksize: int = 128
+    percdamp: float = 0.01
+    device: str | None = None
+    on_indivisible: Literal["skip", "error"] = "skip"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pattern, str):
+            object.__setattr__(self, "pattern", NMPattern.parse(self.pattern))
+        for name in ("targets", "ignore"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+            for expression in value:
+                try:
+                    re.compile(expression)
+                except re.error as error:
+                    raise ConfigError(f"{name}: invalid regular expression {expression!r}: {error}") from None
+        if self.method not in METHOD_NAMES:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHOD_NAMES)}")
+        if (self.sparsity is None) == (self.pattern is None):
+            raise ConfigError("give exactly one of sparsity (e.g. 0.5) or pattern (e.g. 2:4)")
+        if self.sparsity is not None and not (
+            isinstance(self.sparsity, (int, float)) and 0.0 < float(self.sparsity) < 1.0
+        ):
+            raise ConfigError(f"sparsity must lie strictly between 0 and 1, got {self.sparsity!r}")
+        for name in ("nsamples", "seqlen", "batch_size", "blocksize"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+        if self.seqlen < 2:
+            raise ConfigError("seqlen must be at least 2 (a BOS token and one text token)")
+        if self.percdamp <= 0:
+            raise ConfigError(f"percdamp must be positive, got {self.percdamp}")
+        if self.pattern is not None and self.method == "sparsegpt" and self.blocksize % self.pattern.m:
+            raise ConfigError(
+                f"SparseGPT blocksize {self.blocksize} must be a multiple of M={self.pattern.m}"
+            )
+        if self.on_indivisible not in ("skip", "error"):
+            raise ConfigError(f"on_indivisible must be 'skip' or 'error', got {self.on_indivisible!r}")
+
+    @property
+    def target_sparsity(self) -> float:
+        return float(self.sparsity) if self.sparsity is not None else self.pattern.sparsity
+
+    @property
+    def sparsity_label(self) -> str:
+        return str(self.pattern) if self.pattern is not None else f"{self.target_sparsity:.0%} unstructured"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pattern"] = str(self.pattern) if self.pattern is not None else None
+        data["targets"] = list(self.targets)
+        data["ignore"] = list(self.ignore)
+        return data

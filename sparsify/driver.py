@@ -1,0 +1,470 @@
+"""The sequential driver: walk any Hugging Face decoder block by block on calibration windows.
+
+1. *Capture.* Every decoder block's ``forward`` is replaced for one pass of the model by a stub that records
+   the arguments the model passes to that block and hands the hidden states through unchanged. Arguments
+   are captured **per block**: Gemma 3's sliding-window and full-attention blocks get different masks and
+   RoPE tables, so copying block 0's arguments to every block (what the research code does) is wrong.
+   The model runs with ``use_cache=False`` and any cache object that still turns up is replaced by
+   ``None``, so no window can attend to another window's keys. Identical argument sets (all unpadded
+   windows of one length share theirs) are stored once.
+2. *Walk.* For each block: move it to the working device, let the caller observe its inputs (hooks,
+   statistics, pruning), then run the (possibly pruned) block on the inputs to produce the next block's
+   inputs, and move it back. Only one block sits on the accelerator at a time.
+
+:func:`sequential_blocks` is the walk as a generator; :func:`prune_model` uses it to prune.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from polysparse.sparsify.calibration import TokenWindows
+from polysparse.sparsify.config import ConfigError, PruneConfig
+from polysparse.sparsify.methods import METHODS, statistics_for
+from polysparse.sparsify.model_graph import (
+    DecoderStack,
+    find_decoder_stack,
+    prunable_layers,
+    set_weight_matrix,
+    weight_matrix,
+)
+from polysparse.sparsify.stats import LayerStatistics, NonFiniteError
+
+log = logging.getLogger("polysparse.sparsify")
+
+try:
+    from transformers.cache_utils import Cache
+except ImportError:  # pragma: no cover
+    Cache = ()  # type: ignore[assignment,misc]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means the first CUDA device when there is one, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, tuple):
+        return tuple(_map_tensors(v, fn) for v in value)
+    if isinstance(value, list):
+        return [_map_tensors(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Structural equality with tensors compared by value (shape, dtype and contents)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and torch.equal(a, b)
+        )
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a is b or (type(a) is type(b) and a == b)
+
+
+def _without_cache(value: Any) -> Any:
+    if Cache and isinstance(value, Cache):
+        return None
+    return value
+
+
+@dataclass
+class BlockArguments:
+    """Positional (after the hidden states) and keyword arguments the model passed to one block."""
+
+    args: tuple
+    kwargs: dict[str, Any]
+
+    def to(self, device: torch.device) -> BlockArguments:
+        move = lambda t: t.to(device)  # noqa: E731
+        return BlockArguments(_map_tensors(self.args, move), _map_tensors(self.kwargs, move))
+
+
+@dataclass
+class CapturedInputs:
+    """Inputs of the first block per batch, and every block's arguments per batch (deduplicated)."""
+
+    hidden: list[torch.Tensor]
+    token_masks: list[torch.Tensor]
+    arguments: list[list[BlockArguments]]  # per block: the distinct argument sets
+    argument_index: list[list[int]]  # per block, per batch: index into arguments[block]
+    returns_tuple: bool
+
+
+class _CaptureDone(Exception):
+    pass
+
+
+def capture_block_inputs(
+    model: nn.Module, stack: DecoderStack, windows: TokenWindows, batch_size: int
+) -> CapturedInputs:
+    """Run the model once over the windows with every block stubbed out; see the module docstring."""
+    blocks = stack.blocks
+    captured = CapturedInputs(
+        hidden=[],
+        token_masks=[],
+        arguments=[[] for _ in blocks],
+        argument_index=[[] for _ in blocks],
+        returns_tuple=False,
+    )
+    learned_convention: list[bool] = []
+
+    def make_stub(index: int, original: Callable[..., Any]) -> Callable[..., Any]:
+        def stub(*args: Any, **kwargs: Any) -> Any:
+            if args:
+                hidden, rest = args[0], tuple(_without_cache(a) for a in args[1:])
+            else:
+                hidden, rest = kwargs.pop("hidden_states"), ()
+            kwargs = {k: _without_cache(v) for k, v in kwargs.items()}
+            if "use_cache" in kwargs:
+                kwargs["use_cache"] = False
+            record = BlockArguments(rest, kwargs)
+            known = captured.arguments[index]
+            for position, existing in enumerate(known):
+                if _same(existing.args, record.args) and _same(existing.kwargs, record.kwargs):
+                    captured.argument_index[index].append(position)
+                    break
+            else:
+                known.append(record)
+                captured.argument_index[index].append(len(known) - 1)
+            if index == 0:
+                captured.hidden.append(hidden.detach())
+                if not learned_convention:
+                    # Learn whether blocks return a tensor or a tuple from one real call, so the stubs
+                    # hand back what the model's loop expects (a tensor indexed [0] would lose its batch).
+                    if any(p.device.type == "meta" for p in blocks[0].parameters()):
+                        learned_convention.append(False)
+                    else:
+                        out = original(hidden, *rest, **kwargs)
+                        learned_convention.append(isinstance(out, tuple))
+            if learned_convention and learned_convention[0]:
+                return (hidden,)
+            return hidden
+
+        return stub
+
+    for index, block in enumerate(blocks):
+        block.forward = make_stub(index, block.forward)
+    try:
+        with torch.no_grad():
+            embed_device = _input_device(model)
+            for input_ids, attention_mask in windows.batches(batch_size):
+                captured.token_masks.append(attention_mask.bool())
+                model(
+                    input_ids=input_ids.to(embed_device),
+                    attention_mask=attention_mask.to(embed_device),
+                    use_cache=False,
+                )
+    finally:
+        for block in blocks:
+            del block.forward  # the instance attribute shadowed the class's forward
+    captured.returns_tuple = bool(learned_convention and learned_convention[0])
+    if len(captured.hidden) != len(captured.token_masks):
+        raise RuntimeError(
+            f"the first decoder block ({stack.block_name(0)}) was called {len(captured.hidden)} times for "
+            f"{len(captured.token_masks)} batches; polysparse needs one call per forward"
+        )
+    return captured
+
+
+def _input_device(model: nn.Module) -> torch.device:
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is not None:
+        return next(embeddings.parameters()).device
+    return next(model.parameters()).device
+
+
+@dataclass
+class BlockStep:
+    """One decoder block during the walk: on the working device, with its inputs per batch."""
+
+    index: int
+    name: str
+    block: nn.Module
+    device: torch.device
+    hidden: list[torch.Tensor]
+    token_masks: list[torch.Tensor]
+    arguments: list[BlockArguments]
+    returns_tuple: bool
+
+    def forward_batches(self, before_batch: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+        """Run the block on every batch; ``before_batch(i)`` is called before batch ``i``."""
+        outputs = []
+        with torch.no_grad():
+            for i, (hidden, arguments) in enumerate(zip(self.hidden, self.arguments)):
+                if before_batch is not None:
+                    before_batch(i)
+                out = self.block(hidden, *arguments.args, **arguments.kwargs)
+                outputs.append(out[0] if isinstance(out, tuple) else out)
+        return outputs
+
+
+def sequential_blocks(
+    model: nn.Module,
+    windows: TokenWindows,
+    *,
+    device: torch.device | str | None = None,
+    batch_size: int = 1,
+    progress: bool = True,
+    description: str = "blocks",
+) -> Iterator[BlockStep]:
+    """Yield each decoder block with its inputs; after the caller is done, run it to get the next inputs."""
+    device = resolve_device(device)
+    model.eval()
+    stack = find_decoder_stack(model)
+    captured = capture_block_inputs(model, stack, windows, batch_size)
+    hidden = [h.to(device) for h in captured.hidden]
+    masks = [m.to(device) for m in captured.token_masks]
+    bar = tqdm(total=len(stack.blocks), desc=description, disable=not progress, unit="block")
+    for index, block in enumerate(stack.blocks):
+        home = next(block.parameters()).device
+        block.to(device)
+        distinct = [a.to(device) for a in captured.arguments[index]]
+        per_batch = [distinct[i] for i in captured.argument_index[index]]
+        step = BlockStep(
+            index=index,
+            name=stack.block_name(index),
+            block=block,
+            device=device,
+            hidden=hidden,
+            token_masks=masks,
+            arguments=per_batch,
+            returns_tuple=captured.returns_tuple,
+        )
+        yield step
+        hidden = step.forward_batches()
+        block.to(home)
+        del distinct, per_batch, step
+        bar.update(1)
+    bar.close()
+
+
+def _blocks_without_data(
+    model: nn.Module, *, device: torch.device | str | None, progress: bool, description: str
+) -> Iterator[BlockStep]:
+    """The walk for methods that need no activations (magnitude): blocks one at a time, no forward."""
+    device = resolve_device(device)
+    stack = find_decoder_stack(model)
+    for index, block in enumerate(tqdm(stack.blocks, desc=description, disable=not progress, unit="block")):
+        home = next(block.parameters()).device
+        block.to(device)
+        yield BlockStep(index, stack.block_name(index), block, device, [], [], [], False)
+        block.to(home)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pruning
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PruneReport:
+    """What a pruning run did, layer by layer; serialised into ``polysparse.json``."""
+
+    config: dict[str, Any]
+    calibration: dict[str, Any]
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def pruned_parameters(self) -> int:
+        return sum(layer["pruned"] for layer in self.layers)
+
+    @property
+    def considered_parameters(self) -> int:
+        return sum(layer["parameters"] for layer in self.layers)
+
+    @property
+    def sparsity(self) -> float:
+        total = self.considered_parameters
+        return self.pruned_parameters / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "calibration": self.calibration,
+            "summary": {
+                "layers_pruned": len(self.layers),
+                "layers_skipped": len(self.skipped),
+                "parameters_in_pruned_layers": self.considered_parameters,
+                "parameters_pruned": self.pruned_parameters,
+                "sparsity_of_pruned_layers": self.sparsity,
+                "seconds": self.seconds,
+            },
+            "blocks": self.blocks,
+            "layers": self.layers,
+            "skipped": self.skipped,
+        }
+
+
+class IndivisibleLayerError(ValueError):
+    """Layers whose in_features is not a multiple of the pattern's M, with ``on_indivisible='error'``."""
+
+
+def _split_indivisible(
+    layers: dict[str, nn.Module], config: PruneConfig
+) -> tuple[dict[str, nn.Module], list[dict[str, Any]]]:
+    if config.pattern is None:
+        return layers, []
+    keep, skipped = {}, []
+    for name, layer in layers.items():
+        in_features = weight_matrix(layer).shape[1]
+        if in_features % config.pattern.m:
+            skipped.append(
+                {
+                    "name": name,
+                    "reason": f"in_features={in_features} is not a multiple of M={config.pattern.m}",
+                }
+            )
+        else:
+            keep[name] = layer
+    return keep, skipped
+
+
+def check_pattern_fits(model: nn.Module, config: PruneConfig) -> list[dict[str, Any]]:
+    """Layers that cannot take the N:M pattern; raises when ``config.on_indivisible == 'error'``."""
+    stack = find_decoder_stack(model)
+    skipped: list[dict[str, Any]] = []
+    for index, block in enumerate(stack.blocks):
+        layers = prunable_layers(block, stack.block_name(index), config.targets, config.ignore)
+        skipped += _split_indivisible(layers, config)[1]
+    if skipped and config.on_indivisible == "error":
+        names = ", ".join(s["name"] for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        raise IndivisibleLayerError(
+            f"{len(skipped)} layers cannot take pattern {config.pattern} ({skipped[0]['reason']}): {names}; "
+            "use on_indivisible='skip' (--on-indivisible skip) to leave them dense"
+        )
+    return skipped
+
+
+def _attach_statistics(
+    step: BlockStep, layers: dict[str, nn.Module], method: str
+) -> tuple[dict[str, LayerStatistics], Callable[[int], None], list[Any]]:
+    """Forward hooks that feed each layer's inputs, minus padding, into its accumulator."""
+    stats: dict[str, LayerStatistics] = {}
+    handles = []
+    current: dict[str, torch.Tensor] = {}
+    warned: set[str] = set()
+
+    def select_batch(i: int) -> None:
+        current["mask"] = step.token_masks[i]
+
+    for name, layer in layers.items():
+        accumulator = statistics_for(method, weight_matrix(layer).shape[1])
+        if accumulator is None:
+            continue
+        stats[name] = accumulator
+
+        def hook(module: nn.Module, inputs: tuple, output: Any, name: str = name) -> None:
+            x = inputs[0]
+            mask = current.get("mask")
+            if mask is not None and mask.numel() == x[..., 0].numel():
+                mask = mask.reshape(x.shape[:-1])
+            elif mask is not None:
+                if name not in warned:
+                    log.warning("%s: inputs %s do not line up with tokens; padding not masked", name, x.shape)
+                    warned.add(name)
+                mask = None
+            try:
+                stats[name].add(x, mask)
+            except NonFiniteError as error:
+                raise NonFiniteError(f"{name}: {error}") from None
+
+        handles.append(layer.register_forward_hook(hook))
+    return stats, select_batch, handles
+
+
+def prune_model(
+    model: nn.Module,
+    config: PruneConfig,
+    windows: TokenWindows | None,
+    *,
+    progress: bool = True,
+) -> PruneReport:
+    """Prune ``model`` in place with ``config``, calibrated on ``windows``; return the report.
+
+    ``windows`` may be None for magnitude pruning, which needs no activations.
+    """
+    description = f"{config.method} {config.sparsity_label}"
+    if windows is None:
+        if config.method != "magnitude":
+            raise ConfigError(f"{config.method} needs calibration windows")
+        steps = _blocks_without_data(model, device=config.device, progress=progress, description=description)
+    else:
+        if windows.seqlen > config.seqlen:
+            raise ConfigError(f"windows are {windows.seqlen} tokens long, more than seqlen={config.seqlen}")
+        steps = sequential_blocks(
+            model,
+            windows,
+            device=config.device,
+            batch_size=config.batch_size,
+            progress=progress,
+            description=description,
+        )
+    skipped = check_pattern_fits(model, config)
+    calibration = windows.summary() if windows is not None else {"windows": 0}
+    report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
+    prune = METHODS[config.method]
+    started = time.perf_counter()
+    block_started = started
+    for step in steps:
+        if report.blocks:  # the previous block's time includes re-running it for this block's inputs
+            report.blocks[-1]["seconds"] = time.perf_counter() - block_started
+            block_started = time.perf_counter()
+        layers, _ = _split_indivisible(
+            prunable_layers(step.block, step.name, config.targets, config.ignore), config
+        )
+        stats, select_batch, handles = _attach_statistics(step, layers, config.method)
+        try:
+            if stats:
+                step.forward_batches(before_batch=select_batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        block_layers = []
+        for name, layer in layers.items():
+            weight = weight_matrix(layer)
+            try:
+                result = prune(weight.to(step.device), stats.get(name), config)
+            except (NonFiniteError, ValueError) as error:
+                raise type(error)(f"{name}: {error}") from None
+            set_weight_matrix(layer, result.weight)
+            entry = {
+                "name": name,
+                "shape": list(weight.shape),
+                "parameters": weight.numel(),
+                "pruned": int((~result.keep).sum().item()),
+                "sparsity": result.sparsity,
+                **result.info,
+            }
+            report.layers.append(entry)
+            block_layers.append(name)
+            stats.pop(name, None)
+        report.blocks.append({"index": step.index, "name": step.name, "layers": block_layers})
+    if report.blocks:
+        report.blocks[-1]["seconds"] = time.perf_counter() - block_started
+    report.seconds = time.perf_counter() - started
+    return report

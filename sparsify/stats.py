@@ -1,0 +1,77 @@
+"""Streaming activation statistics of one linear layer's inputs, padding excluded.
+
+For inputs ``X`` (tokens x in_features) seen over the calibration windows:
+
+* Wanda needs ``||X_j||_2^2`` per input feature ``j``;
+* SparseGPT needs ``sum_t x_t x_t^T`` (its Hessian is ``H = 2/n * sum x x^T``).
+
+Both are accumulated in float32 (float64 on request) whatever the model's dtype, one batch at a time, so
+nothing but the running sums is kept. Positions whose token mask is False (padding) are dropped before
+they are added: a padded batch gives the same statistics as its unpadded sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class NonFiniteError(ValueError):
+    """NaN or Inf in weights or activations."""
+
+
+@dataclass
+class LayerStatistics:
+    """Running sums for one layer. ``want_norms`` for Wanda, ``want_hessian`` for SparseGPT."""
+
+    in_features: int
+    want_norms: bool = False
+    want_hessian: bool = False
+    dtype: torch.dtype = torch.float32
+    ntokens: int = 0
+    sq_norms: torch.Tensor | None = field(default=None, repr=False)
+    xtx: torch.Tensor | None = field(default=None, repr=False)
+
+    def add(self, inputs: torch.Tensor, token_mask: torch.Tensor | None = None) -> None:
+        """Add a batch of inputs ``[..., in_features]``; ``token_mask`` (``inputs.shape[:-1]``) keeps True."""
+        if inputs.shape[-1] != self.in_features:
+            raise ValueError(f"inputs have {inputs.shape[-1]} features, expected {self.in_features}")
+        x = inputs.detach()
+        if token_mask is not None:
+            if token_mask.shape != x.shape[:-1]:
+                raise ValueError(f"token mask {tuple(token_mask.shape)} does not fit inputs {tuple(x.shape)}")
+            x = x[token_mask.to(device=x.device, dtype=torch.bool)]
+        x = x.reshape(-1, self.in_features).to(self.dtype)
+        if x.shape[0] == 0:
+            return
+        if not torch.isfinite(x).all():
+            raise NonFiniteError("NaN or Inf in the layer's input activations")
+        self.ntokens += x.shape[0]
+        if self.want_norms:
+            norms = (x * x).sum(dim=0)
+            self.sq_norms = norms if self.sq_norms is None else self.sq_norms.add_(norms)
+        if self.want_hessian:
+            xtx = x.t() @ x
+            self.xtx = xtx if self.xtx is None else self.xtx.add_(xtx)
+
+    def feature_norms(self) -> torch.Tensor:
+        """``||X_j||_2`` per input feature (Wanda's scale)."""
+        if self.sq_norms is None:
+            raise ValueError("no activations were recorded for this layer")
+        return self.sq_norms.sqrt()
+
+    def hessian(self) -> torch.Tensor:
+        """``H = 2/n * sum x x^T`` in the accumulator dtype (a new tensor)."""
+        if self.xtx is None or self.ntokens == 0:
+            raise ValueError("no activations were recorded for this layer")
+        return self.xtx * (2.0 / self.ntokens)
+
+    def merge_(self, other: LayerStatistics) -> LayerStatistics:
+        """Add another accumulator's sums into this one (used to combine shards of the calibration)."""
+        self.ntokens += other.ntokens
+        for name in ("sq_norms", "xtx"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if theirs is not None:
+                setattr(self, name, theirs.clone() if mine is None else mine.add_(theirs))
+        return self

@@ -1,0 +1,104 @@
+import re
+
+import pytest
+import torch
+
+from helpers.tiny_models import tiny_tokenizer
+from polysparse.sparsify.calibration import (
+    TokenWindows,
+    allocate,
+    calibration_windows,
+    evaluation_windows,
+    parse_mixture,
+    windows_from_documents,
+    windows_from_texts,
+)
+from polysparse.sparsify.corpora import Document, EmptyCorpusError
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+
+
+def documents(count=12, words=60):
+    return [
+        Document(" ".join(WORDS[(i + j) % len(WORDS)] for j in range(words)), "en", "test", f"doc{i}")
+        for i in range(count)
+    ]
+
+
+def test_windows_have_bos_fixed_length_and_are_deterministic():
+    tok = tiny_tokenizer()
+    a = windows_from_documents(tok, documents(), nsamples=5, seqlen=16, seed=3)
+    b = windows_from_documents(tok, documents(), nsamples=5, seqlen=16, seed=3)
+    c = windows_from_documents(tok, documents(), nsamples=5, seqlen=16, seed=4)
+    assert a.input_ids.shape == (5, 16)
+    assert (a.input_ids[:, 0] == tok.bos_token_id).all()
+    assert (a.attention_mask == 1).all()
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_too_little_text_is_a_clear_error_and_short_text_is_a_warning(caplog):
+    tok = tiny_tokenizer()
+    with pytest.raises(EmptyCorpusError, match="fewer than one window"):
+        windows_from_documents(tok, documents(count=1, words=3), nsamples=4, seqlen=64)
+    with pytest.raises(EmptyCorpusError):
+        windows_from_documents(tok, [], nsamples=4, seqlen=64)
+    few = windows_from_documents(tok, documents(count=2, words=40), nsamples=50, seqlen=16)
+    assert 0 < len(few) < 50
+    assert "only" in caplog.text
+
+
+def test_texts_become_right_padded_windows():
+    tok = tiny_tokenizer()
+    w = windows_from_texts(tok, ["alpha beta", "alpha beta gamma delta epsilon"], seqlen=64)
+    assert w.attention_mask[0].sum() < w.attention_mask[1].sum()
+    assert (w.input_ids[:, 0] == tok.bos_token_id).all()
+    assert (w.input_ids[w.attention_mask == 0] == tok.pad_token_id).all()
+
+
+def test_mixture_parsing_and_allocation():
+    assert parse_mixture("text:a.txt:de") == [("text:a.txt:de", 1.0)]
+    assert parse_mixture("handbook:de=0.5,handbook:en=0.5") == [("handbook:de", 0.5), ("handbook:en", 0.5)]
+    assert parse_mixture("a:x=3,b:y=1") == [("a:x", 0.75), ("b:y", 0.25)]
+    assert parse_mixture("translate:de->en:gettext,shots=4") == [("translate:de->en:gettext,shots=4", 1.0)]
+    assert allocate(10, [0.75, 0.25]) == [8, 2]
+    assert sum(allocate(7, [1 / 3] * 3)) == 7
+    with pytest.raises(ValueError):
+        parse_mixture("a:x=-1,b:y=1")
+
+
+def test_calibration_and_evaluation_windows_never_share_a_document(tmp_path):
+    tok = tiny_tokenizer()
+    for i in range(10):
+        (tmp_path / f"part{i}.txt").write_text(" ".join(f"w{i}x{j}" for j in range(400)), encoding="utf-8")
+    spec = f"text:{tmp_path}/*.txt:en"
+    calib = calibration_windows(spec, tok, nsamples=50, seqlen=32)
+    held_out = evaluation_windows(spec, tok, nwindows=50, seqlen=32)
+
+    def files(w: TokenWindows) -> set[str]:
+        found = set()
+        for row in tok.batch_decode(w.input_ids, skip_special_tokens=True):
+            inner = row.split()[1:-1]  # words at the window edges may be cut
+            found |= {m.group(1) for m in map(re.compile(r"w(\d+)x\d+$").match, inner) if m}
+        return found
+
+    calib_files, held_out_files = files(calib), files(held_out)
+    assert calib_files and held_out_files
+    assert calib_files.isdisjoint(held_out_files)
+
+
+def test_mixture_windows_follow_the_proportions(tmp_path):
+    tok = tiny_tokenizer()
+    (tmp_path / "a.txt").write_text(
+        "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
+    )
+    (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
+    w = calibration_windows(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:en=0.25", tok, 8, 16)
+    rows = tok.batch_decode(w.input_ids, skip_special_tokens=True)
+    assert sum("alpha" in r for r in rows) == 6 and sum("beta" in r for r in rows) == 2
+
+
+def test_token_windows_validate_shapes():
+    with pytest.raises(ValueError):
+        TokenWindows(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(EmptyCorpusError):
+        TokenWindows(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 3, dtype=torch.long))

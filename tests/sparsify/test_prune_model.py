@@ -1,0 +1,112 @@
+"""prune_model end to end on tiny models of every supported architecture."""
+
+import pytest
+import torch
+from torch import nn
+
+from helpers.tiny_models import ARCHITECTURES, random_windows, tiny_model
+from polysparse.sparsify import NoDecoderBlocksError, PruneConfig, find_decoder_stack, prune_model
+from polysparse.sparsify.config import ConfigError
+from polysparse.sparsify.driver import IndivisibleLayerError
+from polysparse.sparsify.model_graph import prunable_layers, weight_matrix
+
+
+def block_layers(model):
+    stack = find_decoder_stack(model)
+    layers = {}
+    for i, block in enumerate(stack.blocks):
+        layers.update(prunable_layers(block, stack.block_name(i)))
+    return layers
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
+def test_every_block_layer_is_pruned_exactly(arch, method):
+    model = tiny_model(arch)
+    embeddings_before = model.get_input_embeddings().weight.clone()
+    head_before = model.get_output_embeddings().weight.clone()
+    windows = random_windows(n=4, length=10, pad_last=3)
+    report = prune_model(model, PruneConfig(method=method, sparsity=0.5, seqlen=16), windows, progress=False)
+    layers = block_layers(model)
+    assert {entry["name"] for entry in report.layers} == set(layers)
+    for name, layer in layers.items():
+        w = weight_matrix(layer)
+        zeros_per_row = (w == 0).sum(dim=1)
+        if method == "sparsegpt":  # one threshold per block of columns: exact in total, not per row
+            assert (w == 0).sum().item() >= int(0.5 * w.shape[1]) * w.shape[0] - w.shape[1], name
+        else:
+            assert (zeros_per_row >= w.shape[1] // 2).all(), name
+    assert torch.equal(model.get_input_embeddings().weight, embeddings_before)
+    assert torch.equal(model.get_output_embeddings().weight, head_before)
+    assert report.sparsity == pytest.approx(0.5, abs=0.02)
+    assert len(report.blocks) == len(find_decoder_stack(model).blocks)
+    if method == "sparsegpt":
+        assert all(entry["relative_error"] >= 0 for entry in report.layers)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_nm_pattern_holds_in_every_layer(arch):
+    model = tiny_model(arch)
+    prune_model(
+        model, PruneConfig(method="wanda", pattern="2:4", seqlen=16), random_windows(), progress=False
+    )
+    for name, layer in block_layers(model).items():
+        w = weight_matrix(layer)
+        assert ((w.reshape(w.shape[0], -1, 4) == 0).sum(dim=2) >= 2).all(), name
+
+
+def test_gpt2_conv1d_is_pruned_along_its_inputs():
+    """Conv1D stores (in, out); per-row counts must be per *output* unit."""
+    model = tiny_model("gpt2")
+    prune_model(model, PruneConfig(method="magnitude", sparsity=0.25), None, progress=False)
+    c_fc = model.transformer.h[0].mlp.c_fc  # weight (64 in, 256 out)
+    assert ((c_fc.weight == 0).sum(dim=0) == 16).all()
+
+
+def test_targets_and_ignore_select_layers():
+    model = tiny_model("llama")
+    config = PruneConfig(method="magnitude", sparsity=0.5, targets=(r"mlp\.",), ignore=(r"down_proj",))
+    report = prune_model(model, config, None, progress=False)
+    names = {entry["name"] for entry in report.layers}
+    assert names and all(".mlp." in n and "down_proj" not in n for n in names)
+    assert (model.model.layers[0].self_attn.q_proj.weight != 0).all()
+
+
+def test_indivisible_layers_are_skipped_or_stop_the_run():
+    model = tiny_model("llama", intermediate_size=90)  # down_proj has 90 inputs, not a multiple of 4
+    before = model.model.layers[0].mlp.down_proj.weight.clone()
+    report = prune_model(model, PruneConfig(method="magnitude", pattern="2:4"), None, progress=False)
+    assert {s["name"].rsplit(".", 1)[-1] for s in report.skipped} == {"down_proj"}
+    assert torch.equal(model.model.layers[0].mlp.down_proj.weight, before)
+    fresh = tiny_model("llama", intermediate_size=90)
+    untouched = fresh.model.layers[0].self_attn.q_proj.weight.clone()
+    with pytest.raises(IndivisibleLayerError, match="down_proj"):
+        prune_model(fresh, PruneConfig(method="magnitude", pattern="2:4", on_indivisible="error"), None)
+    assert torch.equal(fresh.model.layers[0].self_attn.q_proj.weight, untouched)  # nothing pruned
+
+
+def test_model_without_decoder_blocks_is_refused():
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+
+    with pytest.raises(NoDecoderBlocksError, match="no stack of decoder blocks"):
+        prune_model(Flat(), PruneConfig(method="magnitude", sparsity=0.5), None)
+
+
+def test_calibrated_methods_need_windows_and_windows_fit_seqlen():
+    model = tiny_model("llama")
+    with pytest.raises(ConfigError, match="calibration"):
+        prune_model(model, PruneConfig(method="wanda", sparsity=0.5), None)
+    with pytest.raises(ConfigError, match="seqlen"):
+        prune_model(model, PruneConfig(method="wanda", sparsity=0.5, seqlen=4), random_windows(length=10))
+
+
+def test_same_inputs_same_result():
+    a, b = tiny_model("qwen2", seed=3), tiny_model("qwen2", seed=3)
+    config = PruneConfig(method="sparsegpt", pattern="2:4", seqlen=16)
+    prune_model(a, config, random_windows(seed=9), progress=False)
+    prune_model(b, config, random_windows(seed=9), progress=False)
+    for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(x, y), name

@@ -1,0 +1,49 @@
+import torch
+
+from polysparse.sparsify.stats import LayerStatistics
+
+
+def test_padded_batch_gives_the_statistics_of_its_unpadded_sequences():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(7, 6, generator=g), torch.randn(4, 6, generator=g)
+    padded = torch.zeros(2, 7, 6)
+    padded[0], padded[1, :4] = a, b
+    padded[1, 4:] = 1e3  # garbage where padding sits: must not leak in
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[0], mask[1, :4] = True, True
+
+    batched = LayerStatistics(6, want_norms=True, want_hessian=True)
+    batched.add(padded, mask)
+    separate = LayerStatistics(6, want_norms=True, want_hessian=True)
+    separate.add(a)
+    separate.add(b)
+    assert batched.ntokens == separate.ntokens == 11
+    torch.testing.assert_close(batched.sq_norms, separate.sq_norms)
+    torch.testing.assert_close(batched.xtx, separate.xtx)
+    x = torch.cat([a, b])
+    torch.testing.assert_close(batched.sq_norms, (x**2).sum(0))
+    torch.testing.assert_close(batched.hessian(), 2 / 11 * x.t() @ x)
+
+
+def test_low_precision_inputs_accumulate_in_float32_without_overflow():
+    x = torch.full((64, 4), 60000.0, dtype=torch.float16)  # x*x overflows float16
+    stats = LayerStatistics(4, want_norms=True, want_hessian=True)
+    stats.add(x)
+    assert stats.sq_norms.dtype == torch.float32
+    assert torch.isfinite(stats.sq_norms).all() and torch.isfinite(stats.xtx).all()
+    torch.testing.assert_close(stats.sq_norms, torch.full((4,), 64 * 60000.0**2))
+
+
+def test_merge_equals_accumulating_everything_in_one():
+    g = torch.Generator().manual_seed(1)
+    parts = [torch.randn(5, 3, generator=g) for _ in range(4)]
+    whole = LayerStatistics(3, want_norms=True, want_hessian=True)
+    left = LayerStatistics(3, want_norms=True, want_hessian=True)
+    right = LayerStatistics(3, want_norms=True, want_hessian=True)
+    for i, p in enumerate(parts):
+        whole.add(p)
+        (left if i % 2 else right).add(p)
+    merged = left.merge_(right)
+    assert merged.ntokens == whole.ntokens
+    torch.testing.assert_close(merged.xtx, whole.xtx)
+    torch.testing.assert_close(merged.sq_norms, whole.sq_norms)
