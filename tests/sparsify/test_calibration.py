@@ -15,7 +15,20 @@ from polysparse.sparsify.calibration import (
 )
 from polysparse.sparsify.corpora import Document, EmptyCorpusError
 
-WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+]
 
 
 def documents(count=12, words=60):
