@@ -1,0 +1,204 @@
+"""A book installed as HTML pages in one folder per locale (the handbook, the installation guide).
+
+Rules shared by ``handbook:LANG`` and ``install-guide:LANG``:
+
+- One :class:`Document` per page (chapter or section file) whose ``doc_id`` is ``BOOK/LOCALE/PAGE``
+  (``handbook/de-DE/sect.apt-get.html``): stable wherever the same package version is installed.
+- Only a language's own paragraphs count: a paragraph identical (after whitespace normalisation) to any
+  paragraph of the English edition is an untranslated original and is English, so it is dropped from every
+  other language; so is a paragraph with no letter of its script in a language not written in Latin
+  script. Paragraphs are deduplicated within a language (first occurrence in page order kept), and pages
+  left without paragraphs give no document.
+- Parallel pairs come from pages present in both languages whose paragraph counts (before any filtering)
+  match: paragraph *i* pairs with paragraph *i*. Pages whose counts differ are skipped whole, pairs where
+  either non-English side is untranslated are dropped, and duplicate pairs are kept once.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from polysparse.sparsify.corpora.documents import Document, ParallelPair
+from polysparse.sparsify.corpora.html_prose import extract_paragraphs
+from polysparse.sparsify.corpora.languages import UnknownLanguageError, locale_language, select_locales
+from polysparse.sparsify.corpora.prose import ParagraphFilter, has_letters, lacks_native_script
+
+
+@dataclass(frozen=True)
+class HtmlBook:
+    """Where a book is installed and what to leave out of it."""
+
+    name: str
+    """Source name in specs (``handbook``) and first part of every ``doc_id``."""
+    package: str
+    """Debian package that installs it."""
+    root: str
+    """Folder holding one subfolder of ``*.html`` pages per locale."""
+    excluded_pages: frozenset[str] = frozenset()
+    """Pages that are not prose of the book (a licence text)."""
+
+
+def installed_locales(book: HtmlBook) -> list[str]:
+    """Locale folders of the book that hold at least one page."""
+    root = Path(book.root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if entry.is_dir() and locale_language(entry.name) and any(entry.glob("*.html"))
+    )
+
+
+def _page_names(book: HtmlBook, locale: str) -> list[str]:
+    folder = Path(book.root) / locale
+    return sorted(p.name for p in folder.glob("*.html") if p.name not in book.excluded_pages)
+
+
+@lru_cache(maxsize=64)
+def _locale_pages(book: HtmlBook, locale: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(page name, paragraphs in order) for every page of one locale; cached per process."""
+    folder = Path(book.root) / locale
+    pages = []
+    for name in _page_names(book, locale):
+        text = (folder / name).read_bytes().decode("utf-8", errors="replace")
+        pages.append((name, tuple(extract_paragraphs(text))))
+    return tuple(pages)
+
+
+def _english_locales(book: HtmlBook) -> list[str]:
+    """The English edition's locale folders; none when it is not installed (then nothing is excluded)."""
+    try:
+        return select_locales("en", installed_locales(book), book.name)[1]
+    except UnknownLanguageError:
+        return []
+
+
+@lru_cache(maxsize=8)
+def english_paragraphs(book: HtmlBook) -> frozenset[str]:
+    """Every paragraph of the English edition (whitespace-normalised); cached per process."""
+    return frozenset(
+        paragraph
+        for locale in _english_locales(book)
+        for _, paragraphs in _locale_pages(book, locale)
+        for paragraph in paragraphs
+    )
+
+
+def book_documents(book: HtmlBook, language: str) -> list[Document]:
+    """The documents of one language (``de``, ``de-DE``, ``German``, ``zh-TW``); see the module rules."""
+    lang, locales = select_locales(language, installed_locales(book), book.name)
+    english = english_paragraphs(book) if lang != "en" else frozenset()
+    keep = ParagraphFilter(lang, english)
+    documents = []
+    for locale in locales:
+        for page, paragraphs in _locale_pages(book, locale):
+            kept = keep.filter(paragraphs)
+            if kept:
+                documents.append(
+                    Document(
+                        text="\n\n".join(kept),
+                        lang=lang,
+                        source=book.name,
+                        doc_id=f"{book.name}/{locale}/{page}",
+                    )
+                )
+    return documents
+
+
+def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[ParallelPair]:
+    """Paragraph pairs of two languages aligned by page and paragraph order where counts match."""
+    installed = installed_locales(book)
+    src_lang, src_locales = select_locales(src_language, installed, book.name)
+    tgt_lang, tgt_locales = select_locales(tgt_language, installed, book.name)
+    if src_lang == tgt_lang:
+        raise ValueError(f"{book.name}: source and target language are both {src_lang}")
+    english = english_paragraphs(book)
+
+    def untranslated(paragraph: str, lang: str) -> bool:
+        if not has_letters(paragraph):
+            return True
+        return lang != "en" and (paragraph in english or lacks_native_script(paragraph, lang))
+
+    pairs: list[ParallelPair] = []
+    seen: set[tuple[str, str]] = set()
+    for src_locale in src_locales:
+        src_pages = dict(_locale_pages(book, src_locale))
+        for tgt_locale in tgt_locales:
+            for page, tgt_paragraphs in _locale_pages(book, tgt_locale):
+                src_paragraphs = src_pages.get(page)
+                if src_paragraphs is None or len(src_paragraphs) != len(tgt_paragraphs):
+                    continue
+                for i, (src, tgt) in enumerate(zip(src_paragraphs, tgt_paragraphs, strict=True)):
+                    if src == tgt or (src, tgt) in seen:
+                        continue
+                    if untranslated(src, src_lang) or untranslated(tgt, tgt_lang):
+                        continue
+                    seen.add((src, tgt))
+                    pairs.append(
+                        ParallelPair(
+                            src=src,
+                            tgt=tgt,
+                            src_lang=src_lang,
+                            tgt_lang=tgt_lang,
+                            pair_id=f"{book.name}/{src_locale}+{tgt_locale}/{page}#{i}",
+                        )
+                    )
+    return pairs
+
+
+# A fast, approximate paragraph scan for listings (no nesting, no skipped blocks): ~10x the speed of
+# extract_paragraphs, within a few percent of its byte counts on the installed books.
+_QUICK_PARAGRAPH = re.compile(r'<(?:p|div class="para")(?:\s[^>]*)?>(.*?)</(?:p|div)>', re.S)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _quick_paragraphs(folder: Path, pages: list[str]) -> dict[str, list[str]]:
+    out = {}
+    for name in pages:
+        text = (folder / name).read_bytes().decode("utf-8", errors="replace")
+        found = (
+            " ".join(html.unescape(_TAG.sub("", m.group(1))).split()) for m in _QUICK_PARAGRAPH.finditer(text)
+        )
+        out[name] = [p for p in found if p]
+    return out
+
+
+@lru_cache(maxsize=8)
+def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
+    """Estimated (documents, UTF-8 bytes of text) per ISO 639-1 language, without the full parse."""
+    installed = installed_locales(book)
+    if not installed:
+        return {}
+    english = {
+        p
+        for locale in _english_locales(book)
+        for ps in _quick_paragraphs(Path(book.root) / locale, _page_names(book, locale)).values()
+        for p in ps
+    }
+    stats: dict[str, tuple[int, int]] = {}
+    filters: dict[str, ParagraphFilter] = {}
+    for locale in installed:
+        parsed = locale_language(locale)
+        if parsed is None or "@" in parsed[1]:
+            continue
+        lang = parsed[0]
+        keep = filters.setdefault(lang, ParagraphFilter(lang, english if lang != "en" else frozenset()))
+        docs, size = stats.get(lang, (0, 0))
+        for paragraphs in _quick_paragraphs(Path(book.root) / locale, _page_names(book, locale)).values():
+            kept = keep.filter(paragraphs)
+            if kept:
+                docs += 1
+                size += sum(len(p.encode()) for p in kept) + 2 * (len(kept) - 1)
+        stats[lang] = (docs, size)
+    return {lang: value for lang, value in stats.items() if value[0]}
+
+
+def resolve_root(environment_variable: str, default: str) -> str:
+    """A book's root folder: the environment variable when set, else the Debian location."""
+    return os.environ.get(environment_variable) or default
