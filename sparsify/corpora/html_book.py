@@ -7,11 +7,14 @@ Rules shared by ``handbook:LANG`` and ``install-guide:LANG``:
 - Only a language's own paragraphs count: a paragraph identical (after whitespace normalisation) to any
   paragraph of the English edition is an untranslated original and is English, so it is dropped from every
   other language; so is a paragraph with no letter of its script in a language not written in Latin
-  script. Paragraphs are deduplicated within a language (first occurrence in page order kept), and pages
-  left without paragraphs give no document.
+  script, and, on pages with as many paragraphs as the English page, a paragraph that is a near copy of the
+  English paragraph at the same place (:func:`~polysparse.sparsify.corpora.prose.near_copy`: the English
+  sentence with only a cross-reference translated). Paragraphs are deduplicated within a language (first
+  occurrence in page order kept), and pages left without paragraphs give no document.
 - Parallel pairs come from pages present in both languages whose paragraph counts (before any filtering)
   match: paragraph *i* pairs with paragraph *i*. Pages whose counts differ are skipped whole, pairs where
-  either non-English side is untranslated are dropped, and duplicate pairs are kept once.
+  either non-English side is untranslated (by the rules above) or where the two sides are near copies of
+  each other are dropped, and duplicate pairs are kept once.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from polysparse.sparsify.corpora.documents import Document, ParallelPair
 from polysparse.sparsify.corpora.html_prose import extract_paragraphs
 from polysparse.sparsify.corpora.languages import UnknownLanguageError, locale_language, select_locales
-from polysparse.sparsify.corpora.prose import ParagraphFilter, has_letters, lacks_native_script
+from polysparse.sparsify.corpora.prose import ParagraphFilter, has_letters, lacks_native_script, near_copy
 
 
 @dataclass(frozen=True)
@@ -82,23 +85,37 @@ def _english_locales(book: HtmlBook) -> list[str]:
 @lru_cache(maxsize=8)
 def english_paragraphs(book: HtmlBook) -> frozenset[str]:
     """Every paragraph of the English edition (whitespace-normalised); cached per process."""
-    return frozenset(
-        paragraph
-        for locale in _english_locales(book)
-        for _, paragraphs in _locale_pages(book, locale)
-        for paragraph in paragraphs
-    )
+    return frozenset(paragraph for paragraphs in english_pages(book).values() for paragraph in paragraphs)
+
+
+@lru_cache(maxsize=8)
+def english_pages(book: HtmlBook) -> dict[str, tuple[str, ...]]:
+    """Paragraphs of each page of the English edition (first English locale holding the page)."""
+    pages: dict[str, tuple[str, ...]] = {}
+    for locale in _english_locales(book):
+        for page, paragraphs in _locale_pages(book, locale):
+            pages.setdefault(page, paragraphs)
+    return pages
+
+
+def _near_english(paragraphs: tuple[str, ...], english: tuple[str, ...] | None) -> list[bool]:
+    """Per paragraph: a near copy of the English paragraph at the same place (when the counts match)."""
+    if english is None or len(english) != len(paragraphs):
+        return [False] * len(paragraphs)
+    return [near_copy(p, e) for p, e in zip(paragraphs, english, strict=True)]
 
 
 def book_documents(book: HtmlBook, language: str) -> list[Document]:
     """The documents of one language (``de``, ``de-DE``, ``German``, ``zh-TW``); see the module rules."""
     lang, locales = select_locales(language, installed_locales(book), book.name)
     english = english_paragraphs(book) if lang != "en" else frozenset()
+    english_by_page = english_pages(book) if lang != "en" else {}
     keep = ParagraphFilter(lang, english)
     documents = []
     for locale in locales:
         for page, paragraphs in _locale_pages(book, locale):
-            kept = keep.filter(paragraphs)
+            copied = _near_english(paragraphs, english_by_page.get(page))
+            kept = keep.filter(p for p, c in zip(paragraphs, copied, strict=True) if not c)
             if kept:
                 documents.append(
                     Document(
@@ -119,6 +136,7 @@ def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[
     if src_lang == tgt_lang:
         raise ValueError(f"{book.name}: source and target language are both {src_lang}")
     english = english_paragraphs(book)
+    english_by_page = english_pages(book)
 
     def untranslated(paragraph: str, lang: str) -> bool:
         if not has_letters(paragraph):
@@ -134,10 +152,15 @@ def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[
                 src_paragraphs = src_pages.get(page)
                 if src_paragraphs is None or len(src_paragraphs) != len(tgt_paragraphs):
                     continue
+                english_page = english_by_page.get(page)
+                src_copied = _near_english(src_paragraphs, english_page) if src_lang != "en" else None
+                tgt_copied = _near_english(tgt_paragraphs, english_page) if tgt_lang != "en" else None
                 for i, (src, tgt) in enumerate(zip(src_paragraphs, tgt_paragraphs, strict=True)):
-                    if src == tgt or (src, tgt) in seen:
+                    if (src, tgt) in seen or near_copy(src, tgt):
                         continue
                     if untranslated(src, src_lang) or untranslated(tgt, tgt_lang):
+                        continue
+                    if (src_copied and src_copied[i]) or (tgt_copied and tgt_copied[i]):
                         continue
                     seen.add((src, tgt))
                     pairs.append(

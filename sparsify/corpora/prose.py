@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from difflib import SequenceMatcher
 
 from polysparse.sparsify.corpora.languages import NON_LATIN_SCRIPT
 
@@ -41,6 +42,27 @@ def lacks_native_script(text: str, lang: str) -> bool:
     if lang not in NON_LATIN_SCRIPT:
         return False
     return not any(c.isalpha() and ord(c) > 0x24F for c in text)
+
+
+NEAR_COPY_RATIO = 0.6
+"""A paragraph whose words match its English counterpart's this closely (difflib ratio over word sequences)
+is a copy of the English original with a few pieces translated, such as a cross-reference ("see Kapitel 9,
+Unix Services"): English text, not the language's."""
+
+
+def near_copy(text: str, original: str, threshold: float = NEAR_COPY_RATIO) -> bool:
+    """True when ``text`` is (nearly) word-for-word ``original``."""
+    if text == original:
+        return True
+    a, b = text.split(), original.split()
+    if not a or not b:
+        return False
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    return (
+        matcher.real_quick_ratio() >= threshold
+        and matcher.quick_ratio() >= threshold
+        and matcher.ratio() >= threshold
+    )
 
 
 class ParagraphFilter:
