@@ -327,7 +327,7 @@ def split_locale(code: str) -> tuple[str, str]:
     base, at, modifier = key.partition("@")
     base = base.split(".")[0].replace("_", "-")
     language, _, region = base.partition("-")
-    if language in index and (region or at):
+    if language in index:
         variant = region + (f"@{modifier.split('.')[0]}" if at else "")
         return index[language], variant
     raise UnknownLanguageError(f"unknown language {code!r}; known languages: {_known_listing()}")
