@@ -175,49 +175,62 @@ def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[
     return pairs
 
 
-# A fast, approximate paragraph scan for listings (no nesting, no skipped blocks): ~10x the speed of
+# A fast, approximate paragraph scan for listings: no nesting, no skipped blocks, comparison with English on
+# the raw HTML of each paragraph first, on its text only when that differs. Several times the speed of
 # extract_paragraphs, within a few percent of its byte counts on the installed books.
-_QUICK_PARAGRAPH = re.compile(r'<(?:p|div class="para")(?:\s[^>]*)?>(.*?)</(?:p|div)>', re.S)
+_QUICK_MARKERS = (('<div class="para">', "</div>"), ("<p>", "</p>"))
 _TAG = re.compile(r"<[^>]+>")
 
 
-def _quick_paragraphs(folder: Path, pages: list[str]) -> dict[str, list[str]]:
-    out = {}
-    for name in pages:
-        text = (folder / name).read_bytes().decode("utf-8", errors="replace")
-        found = (
-            " ".join(html.unescape(_TAG.sub("", m.group(1))).split()) for m in _QUICK_PARAGRAPH.finditer(text)
-        )
-        out[name] = [p for p in found if p]
-    return out
+def _quick_raw_paragraphs(path: Path) -> list[str]:
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    raw = []
+    for start, end in _QUICK_MARKERS:
+        for chunk in text.split(start)[1:]:
+            stop = chunk.find(end)
+            raw.append(chunk[: stop if stop >= 0 else None])
+    return raw
+
+
+def _quick_text(raw: str) -> str:
+    text = _TAG.sub("", raw)
+    return " ".join((html.unescape(text) if "&" in text else text).split())
 
 
 @lru_cache(maxsize=8)
 def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
     """Estimated (documents, UTF-8 bytes of text) per ISO 639-1 language, without the full parse."""
     installed = installed_locales(book)
-    if not installed:
-        return {}
     english = {
-        p
+        raw
         for locale in _english_locales(book)
-        for ps in _quick_paragraphs(Path(book.root) / locale, _page_names(book, locale)).values()
-        for p in ps
+        for page in _page_names(book, locale)
+        for raw in _quick_raw_paragraphs(Path(book.root) / locale / page)
     }
+    english_text = {_quick_text(raw) for raw in english}
     stats: dict[str, tuple[int, int]] = {}
-    filters: dict[str, ParagraphFilter] = {}
+    seen: dict[str, set[str]] = {}
     for locale in installed:
         parsed = locale_language(locale)
         if parsed is None or "@" in parsed[1]:
             continue
         lang = parsed[0]
-        keep = filters.setdefault(lang, ParagraphFilter(lang, english if lang != "en" else frozenset()))
+        done = seen.setdefault(lang, set())
         docs, size = stats.get(lang, (0, 0))
-        for paragraphs in _quick_paragraphs(Path(book.root) / locale, _page_names(book, locale)).values():
-            kept = keep.filter(paragraphs)
-            if kept:
+        for page in _page_names(book, locale):
+            page_bytes = 0
+            for raw in _quick_raw_paragraphs(Path(book.root) / locale / page):
+                if raw in done or (lang != "en" and raw in english):
+                    continue
+                done.add(raw)
+                text = _quick_text(raw)
+                if lang != "en" and text in english_text:
+                    continue
+                if text and not lacks_native_script(text, lang):
+                    page_bytes += len(text.encode()) + 2
+            if page_bytes:
                 docs += 1
-                size += sum(len(p.encode()) for p in kept) + 2 * (len(kept) - 1)
+                size += page_bytes - 2
         stats[lang] = (docs, size)
     return {lang: value for lang, value in stats.items() if value[0]}
 

@@ -80,14 +80,24 @@ def _locale_folder(base: Path, locale: str) -> Path:
     return base if locale == "en" else base / locale
 
 
+def _page_entries(folder: Path) -> list[tuple[str, int]]:
+    """(path, file size) of the pages in a locale folder's ``man*`` sections, sorted; symbolic links (aliases)
+    left out."""
+    if not folder.is_dir():
+        return []
+    entries = []
+    for section in os.scandir(folder):
+        if section.name.startswith("man") and section.is_dir(follow_symlinks=False):
+            entries += [
+                (e.path, e.stat(follow_symlinks=False).st_size)
+                for e in os.scandir(section.path)
+                if e.is_file(follow_symlinks=False)
+            ]
+    return sorted(entries)
+
+
 def _page_files(folder: Path) -> list[Path]:
-    return sorted(
-        path
-        for section in folder.glob("man*")
-        if section.is_dir()
-        for path in section.iterdir()
-        if path.is_file() and not path.is_symlink()
-    )
+    return [Path(path) for path, _ in _page_entries(folder)]
 
 
 def _page_name(path: Path) -> str:
@@ -148,6 +158,9 @@ def _uncompressed_size(path: Path) -> int:
         return struct.unpack("<I", handle.read(4))[0]
 
 
+_SAMPLE = 64
+
+
 @lru_cache(maxsize=4)
 def _quick_statistics(base: str) -> dict[str, tuple[int, int]]:
     stats: dict[str, tuple[int, int]] = {}
@@ -155,12 +168,20 @@ def _quick_statistics(base: str) -> dict[str, tuple[int, int]]:
         parsed = locale_language(locale)
         if parsed is None or "@" in parsed[1]:
             continue
-        files = _page_files(_locale_folder(Path(base), locale))
+        entries = _page_entries(_locale_folder(Path(base), locale))
+        if not entries:
+            continue
+        # Uncompressed size from the gzip trailers of a sample of pages, scaled to all of them.
+        sample = entries[:: max(1, len(entries) // _SAMPLE)]
+        ratio = sum(_uncompressed_size(Path(p)) for p, _ in sample) / max(1, sum(size for _, size in sample))
         docs, size = stats.get(parsed[0], (0, 0))
-        stats[parsed[0]] = (docs + len(files), size + sum(_uncompressed_size(f) for f in files))
+        stats[parsed[0]] = (docs + len(entries), size + round(ratio * sum(size for _, size in entries)))
     return stats
 
 
 def quick_statistics(root: str | None = None) -> dict[str, tuple[int, int]]:
-    """(page files, bytes of roff source) per language: an upper bound on documents and text, no parsing."""
+    """(page files, bytes of roff source) per language: an upper bound on documents and text, no parsing.
+
+    The roff size is the compressed size scaled by the compression ratio of a sample of pages.
+    """
     return _quick_statistics(str(man_root(root)))
