@@ -33,7 +33,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair
-from polysparse.sparsify.corpora.languages import locale_language, normalize_language, select_locales
+from polysparse.sparsify.corpora.languages import (
+    UNDETERMINED,
+    latin_script_locale,
+    locale_language,
+    normalize_language,
+    select_locales,
+)
 from polysparse.sparsify.corpora.prose import has_letters, lacks_native_script
 
 NAME = "gettext"
@@ -170,7 +176,10 @@ def only_directives(text: str) -> bool:
 
 
 def catalogue_pairs(catalogue: Catalogue, lang: str) -> Iterator[tuple[int, MoEntry, str, str]]:
-    """(index, entry, cleaned original, cleaned translation) for each message that counts (module rules)."""
+    """(index, entry, cleaned original, cleaned translation) for each message that counts (module rules).
+
+    ``lang`` decides the script rule (``und``: none).
+    """
     for index, entry in enumerate(catalogue.entries):
         translation = entry.msgstr[0] if entry.msgstr else ""
         if not translation.strip() or not entry.msgid.strip():
@@ -254,7 +263,8 @@ def _cached_messages(language: str, root: str) -> tuple[str, tuple[_Message, ...
             if catalogue is None:
                 continue
             domain = path.name[: -len(".mo")]
-            for index, entry, src, tgt in catalogue_pairs(catalogue, lang):
+            script = UNDETERMINED if latin_script_locale(locale) else lang  # no script rule for sr@latin
+            for index, entry, src, tgt in catalogue_pairs(catalogue, script):
                 messages.append(_Message(locale, domain, index, entry.context, entry.msgid, src, tgt))
     return lang, tuple(messages)
 

@@ -276,6 +276,13 @@ ASCII is not in that language (it is an untranslated English original). Serbian 
 Latin-script locales (``sr@latin``) are only read when asked for by name."""
 
 
+def latin_script_locale(locale: str) -> bool:
+    """True for a locale folder that asks for Latin script (``sr@latin``, ``uz@Latn``, ``be@latin``): the
+    script rule of :data:`NON_LATIN_SCRIPT` does not apply to it."""
+    lowered = locale.lower()
+    return "@latin" in lowered or "@latn" in lowered or "-latn" in lowered or "_latn" in lowered
+
+
 class UnknownLanguageError(ValueError):
     """A language code or name that polysparse does not know (or that a source has not installed).
 

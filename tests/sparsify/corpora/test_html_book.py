@@ -1,7 +1,6 @@
 """The handbook / installation guide rules, on a synthetic book and on the installed packages."""
 
 import pytest
-
 from polysparse.sparsify.corpora import load_documents, split_by_document
 from polysparse.sparsify.corpora.handbook import handbook, load_handbook_documents, load_handbook_parallel
 from polysparse.sparsify.corpora.html_book import (
@@ -41,7 +40,11 @@ DE_SHED = [
     "Seine Tür quietscht im Winter.",
     "Der Obstgarten-Roboter gießt jeden Morgen sieben Birnbäume.",  # repeated from the first page
 ]
-JA_ORCHARD = ["果樹園のロボットは毎朝七本の梨の木に水をやる。", "Robot battery levels go to the shed.", "散水の予定は第9章にある。"]
+JA_ORCHARD = [
+    "果樹園のロボットは毎朝七本の梨の木に水をやる。",
+    "Robot battery levels go to the shed.",
+    "散水の予定は第9章にある。",
+]
 
 
 @pytest.fixture
@@ -93,7 +96,9 @@ def test_synthetic_parallel_only_on_pages_whose_counts_match(book):
         (DE_ORCHARD[0], EN_ORCHARD[0], "book/de-DE+en-US/orchard.html#0")
     ]
     reverse = book_parallel(book, "en", "de")
-    assert [(p.src, p.tgt, p.src_lang, p.tgt_lang) for p in reverse] == [(EN_ORCHARD[0], DE_ORCHARD[0], "en", "de")]
+    assert [(p.src, p.tgt, p.src_lang, p.tgt_lang) for p in reverse] == [
+        (EN_ORCHARD[0], DE_ORCHARD[0], "en", "de")
+    ]
     between = book_parallel(book, "ja", "de")
     assert [(p.src, p.tgt) for p in between] == [(JA_ORCHARD[0], DE_ORCHARD[0])]
     with pytest.raises(ValueError):
@@ -114,7 +119,7 @@ def test_synthetic_quick_statistics_close_to_the_full_parse(book):
     for lang in stats:
         docs = book_documents(book, lang)
         exact = sum(len(d.text.encode()) for d in docs)
-        # The scan also counts navigation <p> text ("Prev Next", "Home") and misses near copies: an upper bound.
+        # The scan also counts navigation <p> text ("Prev Next", "Home"), keeps near copies: an upper bound.
         assert stats[lang][0] == len(docs) and exact <= stats[lang][1] <= 1.5 * exact + 20
 
 

@@ -9,8 +9,8 @@ def test_publican_paragraphs_keep_inline_markup_and_drop_listings_and_titles():
         '<ul class="docnav top"><li class="previous"><a href="p.html"><strong>Prev</strong></a></li></ul>'
         '<div class="section"><div class="titlepage"><div><h2 class="title">2.1. Kites</h2></div></div>'
         '<a id="i1" class="indexterm"></a>'
-        '<div class="para">\n\t\tA <code class="command">kite</code> flies   when the\n wind &amp; the string agree.'
-        "\n\t</div>"
+        '<div class="para">\n\t\tA <code class="command">kite</code> flies   when the\n wind &amp; '
+        "the string agree.\n\t</div>"
         '<div class="informalexample"><pre class="screen"><code>$ fly --high</code></pre></div>'
         '<div class="sidebar"><div class="titlepage"><p class="title"><strong>TIP</strong> Tails</p></div>'
         '<div class="para">Long tails keep a kite steady.</div></div>'
@@ -32,8 +32,10 @@ def test_nested_block_cuts_a_paragraph_and_footnote_markers_go():
         '<li class="listitem"><div class="para">a ball of string</div></li>'
         '<li class="listitem"><div class="para">spare paper</div></li>'
         "</ul></div>and go.</div>"
-        '<p>Winds change<a class="footnote" href="#f1"><sup class="footnote">[1]</sup></a> quickly.<br>Watch.</p>'
-        '<div class="footnote"><p><a href="#r1" class="para"><sup class="para">[1] </sup></a>Mostly at dusk.</p></div>'
+        '<p>Winds change<a class="footnote" href="#f1"><sup class="footnote">[1]</sup></a> quickly.'
+        "<br>Watch.</p>"
+        '<div class="footnote"><p><a href="#r1" class="para"><sup class="para">[1] </sup></a>'
+        "Mostly at dusk.</p></div>"
         "<table><tr><td><p>cell text</p></td></tr></table>"
         "</body></html>"
     )

@@ -2,7 +2,6 @@ import gzip
 import os
 
 import pytest
-
 from polysparse.sparsify.corpora.languages import UnknownLanguageError
 from polysparse.sparsify.corpora.manpages import (
     installed_locales,
@@ -18,7 +17,9 @@ def write_page(root, locale, name, text):
     return folder / f"{name}.gz"
 
 
-ENGLISH = ".TH KITE 1\n.SH NAME\nkite \\- fly a kite\n.SH DESCRIPTION\nKites need wind.\n.PP\nStrings may tangle.\n"
+ENGLISH = (
+    ".TH KITE 1\n.SH NAME\nkite \\- fly a kite\n.SH DESCRIPTION\nKites need wind.\n.PP\nStrings may tangle.\n"
+)
 GERMAN = (
     ".TH KITE 1\n.SH BEZEICHNUNG\nkite \\- einen Drachen steigen lassen\n.SH BESCHREIBUNG\n"
     "Drachen brauchen Wind.\n.PP\nStrings may tangle.\n.PP\nDrachen brauchen Wind.\n"
@@ -51,7 +52,9 @@ def test_synthetic_pages(man_root):
     assert japanese.text == "kite - 凧を揚げる\n\n凧には風が要る。"
     chinese = load_manpage_documents("zh", root=man_root)
     assert [d.doc_id for d in chinese] == ["manpages/zh_CN/man1/kite.1", "manpages/zh_TW/man1/kite.1"]
-    assert [d.doc_id for d in load_manpage_documents("zh-TW", root=man_root)] == ["manpages/zh_TW/man1/kite.1"]
+    assert [d.doc_id for d in load_manpage_documents("zh-TW", root=man_root)] == [
+        "manpages/zh_TW/man1/kite.1"
+    ]
     english = load_manpage_documents("en", root=man_root)
     assert english[0].text.split("\n\n") == ["kite - fly a kite", "Kites need wind.", "Strings may tangle."]
     with pytest.raises(UnknownLanguageError) as error:

@@ -64,7 +64,8 @@ def test_escapes_become_characters_or_nothing():
 
 
 def test_mostly_bold_paragraphs_are_dropped():
-    page = ".PP\n.B kite\n\\fB\\-\\-high\\fR \\fIWIND\\fR\n.PP\nThe \\fBkite\\fR command flies kites in any weather.\n"
+    page = ".PP\n.B kite\n\\fB\\-\\-high\\fR \\fIWIND\\fR\n"
+    page += ".PP\nThe \\fBkite\\fR command flies kites in any weather.\n"
     assert roff_paragraphs(page) == ["The kite command flies kites in any weather."]
 
 
