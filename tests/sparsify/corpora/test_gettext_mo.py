@@ -1,6 +1,7 @@
 import struct
 
 import pytest
+
 from polysparse.sparsify.corpora.gettext_mo import (
     MoFormatError,
     accelerator,

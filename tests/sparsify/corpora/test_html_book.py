@@ -1,6 +1,7 @@
 """The handbook / installation guide rules, on a synthetic book and on the installed packages."""
 
 import pytest
+
 from polysparse.sparsify.corpora import load_documents, split_by_document
 from polysparse.sparsify.corpora.handbook import handbook, load_handbook_documents, load_handbook_parallel
 from polysparse.sparsify.corpora.html_book import (

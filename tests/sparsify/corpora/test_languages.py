@@ -1,4 +1,5 @@
 import pytest
+
 from polysparse.sparsify.corpora.languages import (
     NON_LATIN_SCRIPT,
     UNDETERMINED,

@@ -2,6 +2,7 @@ import gzip
 import os
 
 import pytest
+
 from polysparse.sparsify.corpora.languages import UnknownLanguageError
 from polysparse.sparsify.corpora.manpages import (
     installed_locales,
