@@ -29,7 +29,13 @@ from pathlib import Path
 from polysparse.sparsify.corpora.documents import Document, ParallelPair
 from polysparse.sparsify.corpora.html_prose import extract_paragraphs
 from polysparse.sparsify.corpora.languages import UnknownLanguageError, locale_language, select_locales
-from polysparse.sparsify.corpora.prose import ParagraphFilter, has_letters, lacks_native_script, near_copy
+from polysparse.sparsify.corpora.prose import (
+    NEAR_COPY_RATIO,
+    ParagraphFilter,
+    has_letters,
+    lacks_native_script,
+    near_copy,
+)
 
 
 @dataclass(frozen=True)
@@ -199,15 +205,20 @@ def _quick_text(raw: str) -> str:
 
 @lru_cache(maxsize=8)
 def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
-    """Estimated (documents, UTF-8 bytes of text) per ISO 639-1 language, without the full parse."""
+    """Estimated (documents, UTF-8 bytes of text) per ISO 639-1 language, without the full parse.
+
+    The same rules as :func:`book_documents`, approximately: the near-copy test is a cheap word overlap.
+    """
     installed = installed_locales(book)
-    english = {
-        raw
-        for locale in _english_locales(book)
-        for page in _page_names(book, locale)
-        for raw in _quick_raw_paragraphs(Path(book.root) / locale / page)
+    english_by_page: dict[str, list[str]] = {}
+    for locale in _english_locales(book):
+        for page in _page_names(book, locale):
+            english_by_page.setdefault(page, _quick_raw_paragraphs(Path(book.root) / locale / page))
+    english = {raw for raws in english_by_page.values() for raw in raws}
+    english_texts_by_page = {
+        page: [_quick_text(raw) for raw in raws] for page, raws in english_by_page.items()
     }
-    english_text = {_quick_text(raw) for raw in english}
+    english_text = {text for texts in english_texts_by_page.values() for text in texts}
     stats: dict[str, tuple[int, int]] = {}
     seen: dict[str, set[str]] = {}
     for locale in installed:
@@ -219,12 +230,17 @@ def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
         docs, size = stats.get(lang, (0, 0))
         for page in _page_names(book, locale):
             page_bytes = 0
-            for raw in _quick_raw_paragraphs(Path(book.root) / locale / page):
+            raws = _quick_raw_paragraphs(Path(book.root) / locale / page)
+            english_texts = english_texts_by_page.get(page, [])
+            aligned = lang != "en" and len(english_texts) == len(raws)
+            for i, raw in enumerate(raws):
                 if raw in done or (lang != "en" and raw in english):
                     continue
                 done.add(raw)
                 text = _quick_text(raw)
                 if lang != "en" and text in english_text:
+                    continue
+                if aligned and _mostly_words_of(text, english_texts[i]):
                     continue
                 if text and not lacks_native_script(text, lang):
                     page_bytes += len(text.encode()) + 2
@@ -233,6 +249,15 @@ def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
                 size += page_bytes - 2
         stats[lang] = (docs, size)
     return {lang: value for lang, value in stats.items() if value[0]}
+
+
+def _mostly_words_of(text: str, original: str) -> bool:
+    """Cheap stand-in for near_copy: most of the words of ``text`` occur in ``original``."""
+    words = text.split()
+    if not words:
+        return False
+    vocabulary = set(original.split())
+    return sum(w in vocabulary for w in words) >= NEAR_COPY_RATIO * len(words)
 
 
 def resolve_root(environment_variable: str, default: str) -> str:
