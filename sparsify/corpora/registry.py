@@ -50,10 +50,10 @@ def load_documents(spec: str) -> list[Document]:
 class CorpusInfo:
     """One source and language available on this machine.
 
-    ``documents`` and ``text_bytes`` are estimates computed without the full extraction (an upper bound:
-    the handbook and guide from a quick paragraph scan that drops paragraphs identical to English; man pages
-    from the roff size; gettext from the size of all translations); loading the source gives the exact
-    figures.
+    ``documents`` and ``text_bytes`` are estimates computed without the full extraction; loading the source
+    gives the exact figures. Handbook and guide: a quick paragraph scan with the same English rules (within
+    a few percent). Man pages: page files and roff source size (about twice the prose extracted). gettext:
+    catalogues and the size of all their translations (about 10% above the messages kept).
     """
 
     source: str
