@@ -331,8 +331,18 @@ def load_gettext_documents(language: str, root: str | None = None) -> list[Docum
     ]
 
 
+def _lengths(handle, offset: int, count: int, order: str) -> array:
+    handle.seek(offset)
+    table = handle.read(8 * count)
+    lengths = array("I")
+    lengths.frombytes(table[: len(table) // 8 * 8])
+    if (order == "<") != (sys.byteorder == "little"):
+        lengths.byteswap()
+    return lengths[0::2]
+
+
 def _translated_bytes(path: Path) -> int:
-    """Bytes of all translations in a catalogue, read from its table alone (no strings decoded)."""
+    """Bytes of a catalogue's translations but the header's, from its tables alone (no string decoded)."""
     with path.open("rb") as handle:
         head = handle.read(28)
         if len(head) < 28:
@@ -340,14 +350,12 @@ def _translated_bytes(path: Path) -> int:
         order = "<" if struct.unpack("<I", head[:4])[0] == MO_MAGIC else ">"
         if struct.unpack(order + "I", head[:4])[0] != MO_MAGIC:
             return 0
-        _, count, _, translations = struct.unpack(order + "4I", head[4:20])
-        handle.seek(translations)
-        table = handle.read(8 * count)
-    lengths = array("I")
-    lengths.frombytes(table[: len(table) // 8 * 8])
-    if (order == "<") != (sys.byteorder == "little"):
-        lengths.byteswap()
-    return sum(lengths[0::2])
+        _, count, originals, translations = struct.unpack(order + "4I", head[4:20])
+        first_original = _lengths(handle, originals, min(count, 1), order)
+        translation_lengths = _lengths(handle, translations, count, order)
+    # The header has the empty original, which sorts first.
+    header = translation_lengths[0] if len(first_original) and first_original[0] == 0 else 0
+    return sum(translation_lengths) - header
 
 
 @lru_cache(maxsize=4)
@@ -357,12 +365,13 @@ def _quick_statistics(base: str) -> dict[str, tuple[int, int]]:
         parsed = locale_language(locale)
         if parsed is None or "@" in parsed[1]:
             continue
-        files = _catalogue_files(Path(base), locale)
+        sizes = [size for size in map(_translated_bytes, _catalogue_files(Path(base), locale)) if size]
         docs, size = stats.get(parsed[0], (0, 0))
-        stats[parsed[0]] = (docs + len(files), size + sum(_translated_bytes(f) for f in files))
-    return stats
+        stats[parsed[0]] = (docs + len(sizes), size + sum(sizes))
+    return {lang: value for lang, value in stats.items() if value[0]}
 
 
 def quick_statistics(root: str | None = None) -> dict[str, tuple[int, int]]:
-    """(catalogues, bytes of all translations) per language: an upper bound, from the tables only."""
+    """(catalogues with translations, bytes of their translations) per language: an upper bound, from the
+    tables only; catalogues holding only a header are not counted."""
     return _quick_statistics(str(locale_root(root)))

@@ -102,6 +102,7 @@ def locale_root(tmp_path):
     install("de", "shed", [(None, "Fly the kite", None, ["Den Drachen steigen lassen"])], "de")  # repeated
     install("de_AT", "kite", [(None, "Open the shed door", None, ["Die Schuppentür öffnen"])], "de")
     install("fr", "kite", [(None, "Fly the kite", None, ["Faire voler le cerf-volant"])], "fr")
+    install("fr", "empty", [], "fr")
     install(
         "ja", "kite", [(None, "Fly the kite", None, ["凧を揚げる"]), (None, "Wind", None, ["Wind!"])], "ja"
     )
@@ -158,7 +159,8 @@ def test_synthetic_documents(locale_root):
     assert docs[0].text.split("\n")[:2] == ["Beenden", "Starker Wind"]
     assert "Kite" not in docs[0].text.split("\n") and "%s: %s" not in docs[0].text
     stats = quick_statistics(locale_root)
-    assert stats["de"][0] == 4  # kite, shed, broken (unreadable, still counted) and de_AT/kite; not the link
+    assert stats["de"][0] == 3  # kite, shed and de_AT/kite; not the link nor the unreadable file
+    assert stats["fr"][0] == 1  # the catalogue with only a header does not count
     assert "ast" not in stats
 
 
