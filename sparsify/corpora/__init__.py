@@ -1,22 +1,55 @@
 """Calibration and evaluation text: where it comes from and which language it is in.
 
-A *source spec* such as ``text:data/*.txt:de`` names a source and its argument; every source yields
-:class:`Document` objects tagged with an ISO 639-1 language code. Nothing here tokenizes: token windows are
-built from documents in :mod:`polysparse.sparsify.calibration`.
+A *source spec* such as ``handbook:de`` or ``text:data/*.txt:de`` names a source and its argument; every
+source yields :class:`Document` objects tagged with an ISO 639-1 language code. Parallel specs such as
+``gettext:de`` (German -> English) or ``handbook:en->ja`` give :class:`ParallelPair` objects, from which
+:func:`translation_prompts` builds few-shot translation demonstrations. Nothing here tokenizes: token
+windows are built from documents in :mod:`polysparse.sparsify.calibration`. Nothing here imports torch.
 """
 
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, ParallelPair
-from polysparse.sparsify.corpora.languages import UnknownLanguageError, language_name, normalize_language
-from polysparse.sparsify.corpora.registry import SOURCES, load_documents, split_by_document
+from polysparse.sparsify.corpora.gettext_mo import load_parallel_pairs
+from polysparse.sparsify.corpora.hf_datasets import DatasetUnavailableError, MissingDependencyError
+from polysparse.sparsify.corpora.languages import (
+    UnknownLanguageError,
+    known_languages,
+    language_name,
+    normalize_language,
+)
+from polysparse.sparsify.corpora.parallel import (
+    PARALLEL_SOURCES,
+    load_parallel,
+    parallel_pairs,
+    translation_prompts,
+)
+from polysparse.sparsify.corpora.registry import (
+    SOURCES,
+    CorpusInfo,
+    available_corpora,
+    load_documents,
+    missing_corpora_hint,
+    split_by_document,
+)
 
 __all__ = [
+    "PARALLEL_SOURCES",
     "SOURCES",
+    "CorpusInfo",
+    "DatasetUnavailableError",
     "Document",
     "EmptyCorpusError",
+    "MissingDependencyError",
     "ParallelPair",
     "UnknownLanguageError",
+    "available_corpora",
+    "known_languages",
     "language_name",
     "load_documents",
+    "load_parallel",
+    "load_parallel_pairs",
+    "missing_corpora_hint",
     "normalize_language",
+    "parallel_pairs",
     "split_by_document",
+    "translation_prompts",
 ]

@@ -1,52 +1,410 @@
-"""Language codes: accept ``de``, ``de-DE``, ``de_DE.UTF-8``, ``deu``/``ger``, ``German``; return ISO 639-1."""
+"""Language codes: accept ``de``, ``de-DE``, ``de_DE.UTF-8``, ``deu``/``ger``, ``German``; return ISO 639-1.
+
+Every ISO 639-1 language is known (the table below lists its English name, ISO 639-2/T and ISO 639-2/B codes
+and a few other English names). Matching is case-insensitive.
+
+Regional and script variants map to the base language: ``zh-CN``, ``zh_TW``, ``zh-Hant`` -> ``zh``; ``pt-BR``
+-> ``pt``; ``de_CH`` -> ``de``; ``sr@latin`` -> ``sr``. Documents are tagged with the base language only; the
+variant survives in their ``doc_id`` (the installed locale folder) and a source may use it to narrow its
+choice of folders (see :func:`select_locales`). Deprecated ISO 639-1 codes ``iw``, ``in``, ``ji`` are
+accepted for ``he``, ``id``, ``yi``. Languages without an ISO 639-1 code (Asturian ``ast``, Low German
+``nds``, ...) are not known: their documents could not carry a two-letter tag.
+"""
 
 from __future__ import annotations
 
-# ISO 639-1 -> (English name, ISO 639-2/T, ISO 639-2/B or "")
-_LANGUAGES: dict[str, tuple[str, str, str]] = {
-    "ar": ("Arabic", "ara", ""),
-    "de": ("German", "deu", "ger"),
-    "en": ("English", "eng", ""),
-    "es": ("Spanish", "spa", ""),
-    "fr": ("French", "fra", "fre"),
-    "ja": ("Japanese", "jpn", ""),
-    "ru": ("Russian", "rus", ""),
-    "zh": ("Chinese", "zho", "chi"),
+from collections.abc import Iterable
+from functools import lru_cache
+
+# ISO 639-1 -> (English name, ISO 639-2/T, ISO 639-2/B or "", other accepted English names / old codes).
+# Codes and names from ISO 639-2 (as distributed by Debian's iso-codes); display names shortened.
+_LANGUAGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "aa": ("Afar", "aar", "", ()),
+    "ab": ("Abkhazian", "abk", "", ()),
+    "ae": ("Avestan", "ave", "", ()),
+    "af": ("Afrikaans", "afr", "", ()),
+    "ak": ("Akan", "aka", "", ()),
+    "am": ("Amharic", "amh", "", ()),
+    "an": ("Aragonese", "arg", "", ()),
+    "ar": ("Arabic", "ara", "", ()),
+    "as": ("Assamese", "asm", "", ()),
+    "av": ("Avaric", "ava", "", ()),
+    "ay": ("Aymara", "aym", "", ()),
+    "az": ("Azerbaijani", "aze", "", ()),
+    "ba": ("Bashkir", "bak", "", ()),
+    "be": ("Belarusian", "bel", "", ()),
+    "bg": ("Bulgarian", "bul", "", ()),
+    "bh": ("Bihari languages", "bih", "", ()),
+    "bi": ("Bislama", "bis", "", ()),
+    "bm": ("Bambara", "bam", "", ()),
+    "bn": ("Bengali", "ben", "", ()),
+    "bo": ("Tibetan", "bod", "tib", ()),
+    "br": ("Breton", "bre", "", ()),
+    "bs": ("Bosnian", "bos", "", ()),
+    "ca": ("Catalan", "cat", "", ("Valencian",)),
+    "ce": ("Chechen", "che", "", ()),
+    "ch": ("Chamorro", "cha", "", ()),
+    "co": ("Corsican", "cos", "", ()),
+    "cr": ("Cree", "cre", "", ()),
+    "cs": ("Czech", "ces", "cze", ()),
+    "cu": (
+        "Church Slavonic",
+        "chu",
+        "",
+        ("Church Slavic", "Old Slavonic", "Old Bulgarian", "Old Church Slavonic"),
+    ),
+    "cv": ("Chuvash", "chv", "", ()),
+    "cy": ("Welsh", "cym", "wel", ()),
+    "da": ("Danish", "dan", "", ()),
+    "de": ("German", "deu", "ger", ()),
+    "dv": ("Dhivehi", "div", "", ("Divehi", "Maldivian")),
+    "dz": ("Dzongkha", "dzo", "", ()),
+    "ee": ("Ewe", "ewe", "", ()),
+    "el": ("Greek", "ell", "gre", ("Modern Greek",)),
+    "en": ("English", "eng", "", ()),
+    "eo": ("Esperanto", "epo", "", ()),
+    "es": ("Spanish", "spa", "", ("Castilian",)),
+    "et": ("Estonian", "est", "", ()),
+    "eu": ("Basque", "eus", "baq", ()),
+    "fa": ("Persian", "fas", "per", ("Farsi",)),
+    "ff": ("Fulah", "ful", "", ()),
+    "fi": ("Finnish", "fin", "", ()),
+    "fj": ("Fijian", "fij", "", ()),
+    "fo": ("Faroese", "fao", "", ()),
+    "fr": ("French", "fra", "fre", ()),
+    "fy": ("Western Frisian", "fry", "", ()),
+    "ga": ("Irish", "gle", "", ()),
+    "gd": ("Scottish Gaelic", "gla", "", ("Gaelic",)),
+    "gl": ("Galician", "glg", "", ()),
+    "gn": ("Guarani", "grn", "", ()),
+    "gu": ("Gujarati", "guj", "", ()),
+    "gv": ("Manx", "glv", "", ()),
+    "ha": ("Hausa", "hau", "", ()),
+    "he": ("Hebrew", "heb", "", ("iw",)),
+    "hi": ("Hindi", "hin", "", ()),
+    "ho": ("Hiri Motu", "hmo", "", ()),
+    "hr": ("Croatian", "hrv", "", ()),
+    "ht": ("Haitian Creole", "hat", "", ("Haitian",)),
+    "hu": ("Hungarian", "hun", "", ()),
+    "hy": ("Armenian", "hye", "arm", ()),
+    "hz": ("Herero", "her", "", ()),
+    "ia": ("Interlingua", "ina", "", ()),
+    "id": ("Indonesian", "ind", "", ("in",)),
+    "ie": ("Interlingue", "ile", "", ("Occidental",)),
+    "ig": ("Igbo", "ibo", "", ()),
+    "ii": ("Sichuan Yi", "iii", "", ("Nuosu",)),
+    "ik": ("Inupiaq", "ipk", "", ()),
+    "io": ("Ido", "ido", "", ()),
+    "is": ("Icelandic", "isl", "ice", ()),
+    "it": ("Italian", "ita", "", ()),
+    "iu": ("Inuktitut", "iku", "", ()),
+    "ja": ("Japanese", "jpn", "", ()),
+    "jv": ("Javanese", "jav", "", ()),
+    "ka": ("Georgian", "kat", "geo", ()),
+    "kg": ("Kongo", "kon", "", ()),
+    "ki": ("Kikuyu", "kik", "", ("Gikuyu",)),
+    "kj": ("Kwanyama", "kua", "", ("Kuanyama",)),
+    "kk": ("Kazakh", "kaz", "", ()),
+    "kl": ("Greenlandic", "kal", "", ("Kalaallisut",)),
+    "km": ("Central Khmer", "khm", "", ()),
+    "kn": ("Kannada", "kan", "", ()),
+    "ko": ("Korean", "kor", "", ()),
+    "kr": ("Kanuri", "kau", "", ()),
+    "ks": ("Kashmiri", "kas", "", ()),
+    "ku": ("Kurdish", "kur", "", ()),
+    "kv": ("Komi", "kom", "", ()),
+    "kw": ("Cornish", "cor", "", ()),
+    "ky": ("Kyrgyz", "kir", "", ("Kirghiz", "Kirghiz")),
+    "la": ("Latin", "lat", "", ()),
+    "lb": ("Luxembourgish", "ltz", "", ("Letzeburgesch",)),
+    "lg": ("Ganda", "lug", "", ()),
+    "li": ("Limburgish", "lim", "", ("Limburgan", "Limburger")),
+    "ln": ("Lingala", "lin", "", ()),
+    "lo": ("Lao", "lao", "", ()),
+    "lt": ("Lithuanian", "lit", "", ()),
+    "lu": ("Luba-Katanga", "lub", "", ()),
+    "lv": ("Latvian", "lav", "", ()),
+    "mg": ("Malagasy", "mlg", "", ()),
+    "mh": ("Marshallese", "mah", "", ()),
+    "mi": ("Maori", "mri", "mao", ()),
+    "mk": ("Macedonian", "mkd", "mac", ()),
+    "ml": ("Malayalam", "mal", "", ()),
+    "mn": ("Mongolian", "mon", "", ()),
+    "mr": ("Marathi", "mar", "", ()),
+    "ms": ("Malay", "msa", "may", ()),
+    "mt": ("Maltese", "mlt", "", ()),
+    "my": ("Burmese", "mya", "bur", ()),
+    "na": ("Nauru", "nau", "", ()),
+    "nb": ("Norwegian Bokmål", "nob", "", ("Bokmål", "Norwegian Bokmal")),
+    "nd": ("North Ndebele", "nde", "", ()),
+    "ne": ("Nepali", "nep", "", ()),
+    "ng": ("Ndonga", "ndo", "", ()),
+    "nl": ("Dutch", "nld", "dut", ("Flemish",)),
+    "nn": ("Norwegian Nynorsk", "nno", "", ("Nynorsk",)),
+    "no": ("Norwegian", "nor", "", ()),
+    "nr": ("South Ndebele", "nbl", "", ()),
+    "nv": ("Navajo", "nav", "", ("Navaho",)),
+    "ny": ("Chichewa", "nya", "", ("Chewa", "Nyanja")),
+    "oc": ("Occitan", "oci", "", ("Provençal", "Provençal")),
+    "oj": ("Ojibwa", "oji", "", ()),
+    "om": ("Oromo", "orm", "", ()),
+    "or": ("Oriya", "ori", "", ()),
+    "os": ("Ossetian", "oss", "", ("Ossetic",)),
+    "pa": ("Punjabi", "pan", "", ("Panjabi", "Panjabi")),
+    "pi": ("Pali", "pli", "", ()),
+    "pl": ("Polish", "pol", "", ()),
+    "ps": ("Pashto", "pus", "", ("Pushto", "Pushto")),
+    "pt": ("Portuguese", "por", "", ()),
+    "qu": ("Quechua", "que", "", ()),
+    "rm": ("Romansh", "roh", "", ()),
+    "rn": ("Rundi", "run", "", ()),
+    "ro": ("Romanian", "ron", "rum", ("Moldavian", "Moldovan", "Moldavian", "Moldovan")),
+    "ru": ("Russian", "rus", "", ()),
+    "rw": ("Kinyarwanda", "kin", "", ()),
+    "sa": ("Sanskrit", "san", "", ()),
+    "sc": ("Sardinian", "srd", "", ()),
+    "sd": ("Sindhi", "snd", "", ()),
+    "se": ("Northern Sami", "sme", "", ()),
+    "sg": ("Sango", "sag", "", ()),
+    "si": ("Sinhala", "sin", "", ("Sinhalese", "Sinhalese")),
+    "sk": ("Slovak", "slk", "slo", ()),
+    "sl": ("Slovenian", "slv", "", ()),
+    "sm": ("Samoan", "smo", "", ()),
+    "sn": ("Shona", "sna", "", ()),
+    "so": ("Somali", "som", "", ()),
+    "sq": ("Albanian", "sqi", "alb", ()),
+    "sr": ("Serbian", "srp", "", ()),
+    "ss": ("Swati", "ssw", "", ()),
+    "st": ("Southern Sotho", "sot", "", ("Sesotho",)),
+    "su": ("Sundanese", "sun", "", ()),
+    "sv": ("Swedish", "swe", "", ()),
+    "sw": ("Swahili", "swa", "", ()),
+    "ta": ("Tamil", "tam", "", ()),
+    "te": ("Telugu", "tel", "", ()),
+    "tg": ("Tajik", "tgk", "", ()),
+    "th": ("Thai", "tha", "", ()),
+    "ti": ("Tigrinya", "tir", "", ()),
+    "tk": ("Turkmen", "tuk", "", ()),
+    "tl": ("Tagalog", "tgl", "", ()),
+    "tn": ("Tswana", "tsn", "", ()),
+    "to": ("Tonga", "ton", "", ()),
+    "tr": ("Turkish", "tur", "", ()),
+    "ts": ("Tsonga", "tso", "", ()),
+    "tt": ("Tatar", "tat", "", ()),
+    "tw": ("Twi", "twi", "", ()),
+    "ty": ("Tahitian", "tah", "", ()),
+    "ug": ("Uyghur", "uig", "", ("Uighur", "Uighur")),
+    "uk": ("Ukrainian", "ukr", "", ()),
+    "ur": ("Urdu", "urd", "", ()),
+    "uz": ("Uzbek", "uzb", "", ()),
+    "ve": ("Venda", "ven", "", ()),
+    "vi": ("Vietnamese", "vie", "", ()),
+    "vo": ("Volapük", "vol", "", ()),
+    "wa": ("Walloon", "wln", "", ()),
+    "wo": ("Wolof", "wol", "", ()),
+    "xh": ("Xhosa", "xho", "", ()),
+    "yi": ("Yiddish", "yid", "", ("ji",)),
+    "yo": ("Yoruba", "yor", "", ()),
+    "za": ("Zhuang", "zha", "", ("Chuang",)),
+    "zh": ("Chinese", "zho", "chi", ()),
+    "zu": ("Zulu", "zul", "", ()),
 }
 
 UNDETERMINED = "und"
 """ISO 639-2 code for text whose language was not given."""
 
+NON_LATIN_SCRIPT = frozenset(
+    {
+        "am",
+        "ar",
+        "as",
+        "ba",
+        "be",
+        "bg",
+        "bn",
+        "bo",
+        "ce",
+        "cv",
+        "dv",
+        "dz",
+        "el",
+        "fa",
+        "gu",
+        "he",
+        "hi",
+        "hy",
+        "iu",
+        "ja",
+        "ka",
+        "kk",
+        "km",
+        "kn",
+        "ko",
+        "ks",
+        "ky",
+        "lo",
+        "mk",
+        "ml",
+        "mn",
+        "mr",
+        "my",
+        "ne",
+        "or",
+        "os",
+        "pa",
+        "ps",
+        "ru",
+        "sa",
+        "sd",
+        "si",
+        "sr",
+        "ta",
+        "te",
+        "tg",
+        "th",
+        "ti",
+        "tt",
+        "ug",
+        "uk",
+        "ur",
+        "yi",
+        "zh",
+    }
+)
+"""Languages normally written in a script other than Latin: a paragraph of theirs with no letter outside
+ASCII is not in that language (it is an untranslated English original). Serbian counts as Cyrillic: its
+Latin-script locales (``sr@latin``) are only read when asked for by name."""
+
+
+def latin_script_locale(locale: str) -> bool:
+    """True for a locale folder that asks for Latin script (``sr@latin``, ``uz@Latn``, ``be@latin``): the
+    script rule of :data:`NON_LATIN_SCRIPT` does not apply to it."""
+    lowered = locale.lower()
+    return "@latin" in lowered or "@latn" in lowered or "-latn" in lowered or "_latn" in lowered
+
 
 class UnknownLanguageError(ValueError):
-    """A language code or name that polysparse does not know."""
+    """A language code or name that polysparse does not know (or that a source has not installed).
+
+    ``available`` lists what the source in question has installed, when a source is concerned.
+    """
+
+    def __init__(self, message: str, available: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.available = available
 
 
+@lru_cache(maxsize=1)
 def _index() -> dict[str, str]:
     index: dict[str, str] = {}
-    for code, (name, t_code, b_code) in _LANGUAGES.items():
-        for key in (code, name, t_code, b_code):
+    for code, (name, t_code, b_code, aliases) in _LANGUAGES.items():
+        for key in (code, name, t_code, b_code, *aliases):
             if key:
-                index[key.lower()] = code
+                index.setdefault(key.lower(), code)
     return index
 
 
-def normalize_language(code: str) -> str:
-    """Map a language code or English name to its ISO 639-1 code; raise listing the known ones."""
+def known_languages() -> list[str]:
+    """Every ISO 639-1 code polysparse knows, sorted."""
+    return sorted(_LANGUAGES)
+
+
+def _known_listing() -> str:
+    return ", ".join(f"{c} ({n})" for c, (n, _, _, _) in sorted(_LANGUAGES.items()))
+
+
+def describe_languages(codes: Iterable[str]) -> str:
+    """``de (German), fr (French)`` for a set of ISO 639-1 codes."""
+    return ", ".join(f"{c} ({language_name(c)})" for c in sorted(set(codes))) or "none"
+
+
+def split_locale(code: str) -> tuple[str, str]:
+    """Split a language tag or locale name into its ISO 639-1 code and its variant.
+
+    The variant is the lower-cased rest of the tag with ``_`` read as ``-`` and the encoding dropped:
+    ``de_DE.UTF-8`` -> ``("de", "de")``, ``zh-TW`` -> ``("zh", "tw")``, ``sr@latin`` -> ``("sr", "@latin")``,
+    ``German`` -> ``("de", "")``. Raises :class:`UnknownLanguageError` listing the known languages.
+    """
     key = code.strip().lower()
     if key in ("und", "undetermined"):
-        return UNDETERMINED
+        return UNDETERMINED, ""
     index = _index()
     if key in index:
-        return index[key]
-    base = key.split(".")[0].replace("_", "-").split("-")[0]
-    if base in index:
-        return index[base]
-    known = ", ".join(f"{c} ({n})" for c, (n, _, _) in sorted(_LANGUAGES.items()))
-    raise UnknownLanguageError(f"unknown language {code!r}; known languages: {known}")
+        return index[key], ""
+    base, at, modifier = key.partition("@")
+    base = base.split(".")[0].replace("_", "-")
+    language, _, region = base.partition("-")
+    if language in index:
+        variant = region + (f"@{modifier.split('.')[0]}" if at else "")
+        return index[language], variant
+    raise UnknownLanguageError(f"unknown language {code!r}; known languages: {_known_listing()}")
+
+
+def normalize_language(code: str) -> str:
+    """Map a language code, locale name or English name to ISO 639-1; raise listing the known ones."""
+    return split_locale(code)[0]
 
 
 def language_name(code: str) -> str:
     """English name of a language (``de`` -> ``German``)."""
     iso = normalize_language(code)
     return "Undetermined" if iso == UNDETERMINED else _LANGUAGES[iso][0]
+
+
+def iso639_2(code: str, bibliographic: bool = False) -> str:
+    """ISO 639-2 code of a language (``de`` -> ``deu``; ``ger`` with ``bibliographic=True``)."""
+    iso = normalize_language(code)
+    if iso == UNDETERMINED:
+        return UNDETERMINED
+    _, t_code, b_code, _ = _LANGUAGES[iso]
+    return (b_code or t_code) if bibliographic else t_code
+
+
+def locale_language(locale: str) -> tuple[str, str] | None:
+    """ISO 639-1 code and variant of an installed locale folder name (``pt_BR`` -> ``("pt", "br")``).
+
+    ``None`` for folders that are not a known language (``ast``, ``C``, ``man1``).
+    """
+    try:
+        iso, variant = split_locale(locale)
+    except UnknownLanguageError:
+        return None
+    if iso == UNDETERMINED or len(locale.replace("_", "-").split("-")[0].split("@")[0]) != 2:
+        return None
+    return iso, variant
+
+
+def select_locales(requested: str, installed: Iterable[str], source: str) -> tuple[str, list[str]]:
+    """The installed locale folders that serve a requested language, and its ISO 639-1 code.
+
+    ``installed`` are a source's locale folder names (``de-DE``, ``zh_TW``, ``sr@latin``, ``pt``). A
+    request with a variant that is installed (``zh-TW``, ``sr@latin``) selects just that folder; otherwise
+    every folder of the language without an ``@modifier`` is selected (``de_DE.UTF-8`` selects the guide's
+    ``de``; ``zh`` selects both ``zh-CN`` and ``zh-TW``). Raises :class:`UnknownLanguageError` naming the
+    languages the source has when the language is unknown or not installed.
+    """
+    by_language: dict[str, list[tuple[str, str]]] = {}
+    for folder in sorted(installed):
+        parsed = locale_language(folder)
+        if parsed is not None:
+            by_language.setdefault(parsed[0], []).append((folder, parsed[1]))
+    available = tuple(sorted(by_language))
+    try:
+        iso, variant = split_locale(requested)
+    except UnknownLanguageError as error:
+        raise UnknownLanguageError(
+            f"{source}: {error}; installed here: {describe_languages(available)}", available
+        ) from None
+    folders = by_language.get(iso, [])
+    chosen = [f for f, v in folders if variant and v == variant]
+    if not chosen and "@" in variant:
+        chosen = [f for f, v in folders if v.endswith(variant)]
+    if not chosen:
+        chosen = [f for f, v in folders if "@" not in v]
+    if not chosen:
+        raise UnknownLanguageError(
+            f"{source}: no text in {language_name(iso)} ({iso}) is installed; installed here: "
+            f"{describe_languages(available)}",
+            available,
+        )
+    return iso, chosen

@@ -1,30 +1,166 @@
-"""Source specs (``name:argument``) and the deterministic calibration / evaluation split."""
+"""Source specs (``name:argument``), what is installed, and the deterministic calibration / evaluation split.
+
+Sources (see each module): ``text:PATH[:LANG]``, ``handbook:LANG``, ``install-guide:LANG``, ``manpages:LANG``,
+``gettext:LANG``, ``hf:DATASET[:CONFIG[:SPLIT]]:LANG``. Parallel text and translation prompts are in
+:mod:`polysparse.sparsify.corpora.parallel`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from polysparse.sparsify.corpora import gettext_mo, handbook, install_guide, manpages
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError
+from polysparse.sparsify.corpora.hf_datasets import load_hf_documents
+from polysparse.sparsify.corpora.html_book import installed_locales as book_locales
+from polysparse.sparsify.corpora.html_book import quick_statistics as book_statistics
+from polysparse.sparsify.corpora.languages import language_name, locale_language, normalize_language
 from polysparse.sparsify.corpora.text_files import load_text_documents
 
 SOURCES: dict[str, Callable[[str], list[Document]]] = {
     "text": load_text_documents,
+    "handbook": handbook.load_handbook_documents,
+    "install-guide": install_guide.load_install_guide_documents,
+    "manpages": manpages.load_manpage_documents,
+    "gettext": gettext_mo.load_gettext_documents,
+    "hf": load_hf_documents,
 }
 """Every source by the name used in specs; each takes the spec's argument and returns documents."""
 
+INSTALLED_SOURCES = ("handbook", "install-guide", "manpages", "gettext")
+"""The sources that read Debian packages installed on this machine (listed by :func:`available_corpora`)."""
+
 
 def load_documents(spec: str) -> list[Document]:
-    """Documents for one source spec such as ``text:corpus/*.txt:de``."""
+    """Documents for one source spec such as ``text:corpus/*.txt:de`` or ``handbook:de``."""
     name, sep, argument = spec.partition(":")
     if not sep or not argument:
-        raise ValueError(f"source spec {spec!r} is not of the form NAME:ARGUMENT (e.g. text:notes.txt:de)")
+        raise ValueError(f"source spec {spec!r} is not of the form NAME:ARGUMENT (e.g. handbook:de)")
     if name not in SOURCES:
         raise ValueError(f"unknown source {name!r} in {spec!r}; known sources: {', '.join(sorted(SOURCES))}")
     documents = SOURCES[name](argument)
     if not documents:
         raise EmptyCorpusError(f"{spec}: no documents")
     return documents
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """One source and language available on this machine.
+
+    ``documents`` and ``text_bytes`` are estimates computed without the full extraction; loading the source
+    gives the exact figures. Handbook and guide: a quick paragraph scan with the same English rules (within
+    a few percent). Man pages: page files and roff source size (about twice the prose extracted). gettext:
+    catalogues and the size of all their translations (about 10% above the messages kept).
+    """
+
+    source: str
+    lang: str
+    name: str
+    documents: int
+    text_bytes: int
+    package: str
+    locales: tuple[str, ...]
+
+    @property
+    def spec(self) -> str:
+        return f"{self.source}:{self.lang}"
+
+
+def _locales_by_language(locales: list[str]) -> dict[str, tuple[str, ...]]:
+    grouped: dict[str, list[str]] = {}
+    for locale in locales:
+        parsed = locale_language(locale)
+        if parsed is not None and "@" not in parsed[1]:
+            grouped.setdefault(parsed[0], []).append(locale)
+    return {lang: tuple(found) for lang, found in grouped.items()}
+
+
+def _source_statistics(source: str) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, ...]]]:
+    if source in ("handbook", "install-guide"):
+        book = handbook.handbook() if source == "handbook" else install_guide.install_guide()
+        return book_statistics(book), _locales_by_language(book_locales(book))
+    if source == "manpages":
+        return manpages.quick_statistics(), _locales_by_language(manpages.installed_locales())
+    if source == "gettext":
+        return gettext_mo.quick_statistics(), _locales_by_language(gettext_mo.installed_locales())
+    raise ValueError(
+        f"{source!r} is not an installed source; installed sources: {', '.join(INSTALLED_SOURCES)}"
+    )
+
+
+def _package(source: str, lang: str) -> str:
+    if source == "handbook":
+        return handbook.PACKAGE
+    if source == "install-guide":
+        return install_guide.PACKAGE
+    if source == "manpages":
+        return manpages.PACKAGES.get(lang, "(translations shipped by individual packages)")
+    return "(catalogues shipped by each program's package)"
+
+
+def available_corpora(sources: tuple[str, ...] | list[str] | None = None) -> list[CorpusInfo]:
+    """Every installed source and language on this machine, with estimated document and byte counts.
+
+    Reads file tables and a quick scan of the installed files (about a second per source, cached per
+    process), never the full extraction.
+    """
+    found = []
+    for source in sources or INSTALLED_SOURCES:
+        stats, locales = _source_statistics(source)
+        for lang, (documents, size) in sorted(stats.items()):
+            found.append(
+                CorpusInfo(
+                    source=source,
+                    lang=lang,
+                    name=language_name(lang),
+                    documents=documents,
+                    text_bytes=size,
+                    package=_package(source, lang),
+                    locales=locales.get(lang, ()),
+                )
+            )
+    return found
+
+
+def missing_corpora_hint(source: str, lang: str | None = None) -> str:
+    """What to install so that ``source`` (for ``lang``) has text on this machine."""
+    if source in ("handbook", "install-guide"):
+        package = handbook.PACKAGE if source == "handbook" else install_guide.PACKAGE
+        book = handbook.handbook() if source == "handbook" else install_guide.install_guide()
+        have = sorted(_locales_by_language(book_locales(book)))
+        if lang is not None and have:
+            return (
+                f"{source}: {package} is installed but has no {language_name(lang)} "
+                f"({normalize_language(lang)}) edition; it has: {', '.join(have)}"
+            )
+        return f"{source}: install the Debian package {package} (sudo apt-get install {package})"
+    if source == "manpages":
+        if lang is None:
+            return (
+                "manpages: install man pages of a language, e.g. sudo apt-get install manpages-de manpages-fr"
+            )
+        iso = normalize_language(lang)
+        package = manpages.PACKAGES.get(iso)
+        if package is None:
+            return (
+                f"manpages: Debian has no manpages-{iso} package; {language_name(iso)} man pages come only "
+                f"with the programs that ship them"
+            )
+        return f"manpages: install the Debian package {package} (sudo apt-get install {package})"
+    if source == "gettext":
+        return (
+            "gettext: catalogues come with each program's package (coreutils, apt, glib, gtk...); install "
+            "programs translated into the language, and make sure dpkg does not drop /usr/share/locale "
+            "(check path-exclude lines in /etc/dpkg/dpkg.cfg.d/, as slim container images set)"
+        )
+    if source == "hf":
+        return "hf: pip install datasets, and have the dataset in the local cache when offline"
+    if source == "text":
+        return "text: point the spec at your own .txt or .jsonl files (text:PATH[:LANG])"
+    raise ValueError(f"unknown source {source!r}; known sources: {', '.join(sorted(SOURCES))}")
 
 
 def _unit_hash(key: str, seed: int) -> float:
