@@ -114,7 +114,7 @@ def _demo_parser(sub) -> None:
     p.add_argument("--pattern", default="2:4")
     p.add_argument("--nsamples", type=int, default=32)
     p.add_argument("--seqlen", type=int, default=512)
-    p.add_argument("--eval-windows", type=int, default=16)
+    p.add_argument("--eval-windows", type=int, default=8)
     p.add_argument("--out", default="polysparse-demo", help="output folder (default ./polysparse-demo)")
     _add_quiet(p)
 

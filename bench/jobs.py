@@ -198,7 +198,7 @@ def demo_job(
     pattern: str = "2:4",
     nsamples: int = 32,
     seqlen: int = 512,
-    eval_windows: int = 16,
+    eval_windows: int = 8,
     out: str = "polysparse-demo",
     dtype: str = "auto",
     quiet: bool = False,

@@ -113,7 +113,7 @@ class CapturedInputs:
 
 
 class _CaptureDone(Exception):
-    pass
+    """Raised by the last block's stub: the rest of the model's forward is not needed."""
 
 
 def capture_block_inputs(
@@ -158,6 +158,8 @@ def capture_block_inputs(
                     else:
                         out = original(hidden, *rest, **kwargs)
                         learned_convention.append(isinstance(out, tuple))
+            if index == len(blocks) - 1:
+                raise _CaptureDone  # nothing after the last block (final norm, LM head) is needed
             if learned_convention and learned_convention[0]:
                 return (hidden,)
             return hidden
@@ -171,11 +173,14 @@ def capture_block_inputs(
             embed_device = _input_device(model)
             for input_ids, attention_mask in windows.batches(batch_size):
                 captured.token_masks.append(attention_mask.bool())
-                model(
-                    input_ids=input_ids.to(embed_device),
-                    attention_mask=attention_mask.to(embed_device),
-                    use_cache=False,
-                )
+                try:
+                    model(
+                        input_ids=input_ids.to(embed_device),
+                        attention_mask=attention_mask.to(embed_device),
+                        use_cache=False,
+                    )
+                except _CaptureDone:
+                    pass
     finally:
         for block in blocks:
             del block.forward  # the instance attribute shadowed the class's forward
