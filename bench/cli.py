@@ -119,6 +119,51 @@ def _demo_parser(sub) -> None:
     _add_quiet(p)
 
 
+def _study_parser(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="calibration language x evaluation language matrix",
+        description=(
+            "Prune once per calibration language (plus magnitude, an equal mix, and X->English translation "
+            "prompts) and evaluate every pruned model on every language. Resumable: finished cells are kept."
+        ),
+    )
+    _add_model(p)
+    p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,de,ru,zh,ja,ar")
+    p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sparsity", type=float)
+    group.add_argument("--pattern")
+    p.add_argument("--calib-source", default="handbook", help="document source for calibration (handbook)")
+    p.add_argument(
+        "--eval-source",
+        default="install-guide",
+        help="document source for evaluation (install-guide; falls back per language)",
+    )
+    p.add_argument("--no-mix", action="store_true", help="leave out the equal-mixture row")
+    p.add_argument(
+        "--translate-source",
+        default="gettext",
+        help="parallel source for X->English translation-prompt rows ('none' to leave them out)",
+    )
+    p.add_argument("--shots", type=int, default=4)
+    p.add_argument("--nsamples", type=int, default=32)
+    p.add_argument("--seqlen", type=int, default=512)
+    p.add_argument("--eval-windows", type=int, default=8)
+    p.add_argument("--eval-seqlen", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="study folder (resumes what it finds there)")
+    p.add_argument("--no-plot", action="store_true")
+    _add_quiet(p)
+
+
+def _corpora_parser(sub) -> None:
+    p = sub.add_parser("corpora", help="list the text sources and languages available on this machine")
+    p.add_argument("--source", action="append", default=[], help="only these sources (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_quiet(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polysparse",
@@ -128,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _prune_parser(sub)
     _eval_parser(sub)
+    _study_parser(sub)
+    _corpora_parser(sub)
     _demo_parser(sub)
     return parser
 
@@ -155,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         transformers.utils.logging.disable_progress_bar()
     from polysparse.bench import jobs
 
-    handlers = {"prune": jobs.prune_job, "eval": jobs.eval_job, "demo": jobs.demo_job}
+    handlers = {
+        "prune": jobs.prune_job,
+        "eval": jobs.eval_job,
+        "study": jobs.study_job,
+        "corpora": jobs.corpora_job,
+        "demo": jobs.demo_job,
+    }
     options = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         handlers[args.command](**options)

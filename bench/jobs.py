@@ -245,8 +245,77 @@ def demo_job(
     return payload
 
 
+def study_job(
+    *,
+    model: str,
+    langs: str,
+    out: str,
+    method: str = "wanda",
+    sparsity: float | None = None,
+    pattern: str | None = None,
+    calib_source: str = "handbook",
+    eval_source: str = "install-guide",
+    no_mix: bool = False,
+    translate_source: str | None = "gettext",
+    shots: int = 4,
+    nsamples: int = 32,
+    seqlen: int = 512,
+    eval_windows: int = 8,
+    eval_seqlen: int = 256,
+    seed: int = 0,
+    dtype: str = "auto",
+    no_plot: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study`."""
+    from polysparse.bench.study import StudyPlan, run_study
+
+    if sparsity is None and pattern is None:
+        pattern = "2:4"
+    plan = StudyPlan(
+        model=model,
+        langs=tuple(lang.strip() for lang in langs.split(",") if lang.strip()),
+        method=method,
+        sparsity=sparsity,
+        pattern=pattern,
+        calib_source=calib_source,
+        eval_source=eval_source,
+        mix=not no_mix,
+        translate_source=None if translate_source in (None, "", "none") else translate_source,
+        shots=shots,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        eval_windows=eval_windows,
+        eval_seqlen=eval_seqlen,
+        seed=seed,
+        dtype=dtype,
+    )
+    result = run_study(plan, out, quiet=quiet, plot=not no_plot)
+    _say(result.markdown(), quiet)
+    _say(f"wrote {out}/study.json, study.md" + ("" if no_plot else ", study.png"), quiet)
+    return result.to_dict()
+
+
+def corpora_job(*, source: list[str] | tuple[str, ...] = (), json: bool = False, quiet: bool = False):
+    """Print every text source and language installed here, with sizes and the package to install."""
+    import json as json_module
+
+    from polysparse.sparsify.corpora import SOURCES, available_corpora, missing_corpora_hint
+
+    infos = available_corpora(tuple(source) or None)
+    if json:
+        print(json_module.dumps([{**vars(i), "spec": i.spec} for i in infos], indent=2, default=str))
+        return infos
+    rows = [[i.spec, i.name, i.documents, f"{i.text_bytes / 1e6:.2f}", i.package] for i in infos]
+    print(markdown_table(["spec", "language", "documents", "MB of text", "Debian package"], rows))
+    present = {i.source for i in infos}
+    for name in sorted(set(source or SOURCES) - present - {"text", "hf"}):
+        print(f"{name}: nothing installed; {missing_corpora_hint(name)}")
+    return infos
+
+
 def read_report(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / REPORT_FILE).read_text(encoding="utf-8"))
 
 
-__all__ = ["USER_ERRORS", "demo_job", "eval_job", "prune_job", "read_report"]
+__all__ = ["USER_ERRORS", "corpora_job", "demo_job", "eval_job", "prune_job", "read_report", "study_job"]

@@ -240,12 +240,77 @@ def split_source(spec: str) -> tuple[list[Document], list[Document]]:
     return split_by_document(documents, EVAL_FRACTION, seed=0)
 
 
+TRANSLATE_PREFIX = "translate:"
+BOOK_SOURCES = ("handbook", "install-guide")
+"""Parallel sources whose pages are also evaluation documents: their held-out pages never calibrate."""
+
+
+@dataclass(frozen=True)
+class TranslateSpec:
+    """``translate:SRC->TGT:PARALLEL_SOURCE[,shots=K]`` (Kim et al. 2024: few-shot translation prompts)."""
+
+    src: str
+    tgt: str
+    source: str
+    shots: int = 4
+
+    @classmethod
+    def parse(cls, spec: str) -> TranslateSpec:
+        from polysparse.sparsify.corpora import normalize_language
+
+        if not spec.startswith(TRANSLATE_PREFIX):
+            raise ValueError(f"{spec!r} is not a translate: spec")
+        head, *options = spec[len(TRANSLATE_PREFIX) :].split(",")
+        languages, sep, source = head.partition(":")
+        src, arrow, tgt = languages.partition("->")
+        if not (sep and arrow and src and tgt and source):
+            raise ValueError(
+                f"malformed translation spec {spec!r}; expected translate:SRC->TGT:PARALLEL_SOURCE[,shots=K] "
+                "such as translate:de->en:gettext,shots=4"
+            )
+        shots = 4
+        for option in options:
+            key, _, value = option.partition("=")
+            if key.strip() != "shots" or not value.strip().isdigit() or int(value) < 1:
+                raise ValueError(f"unknown or invalid option {option!r} in {spec!r} (known: shots=K, K >= 1)")
+            shots = int(value)
+        return cls(normalize_language(src), normalize_language(tgt), source, shots)
+
+
+def translation_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> TokenWindows:
+    """``nsamples`` few-shot translation prompts, one padded window each (padding masked out).
+
+    Pairs from a book source (handbook, installation guide) whose page is held out for evaluation in either
+    language are dropped, so evaluation text never calibrates.
+    """
+    from polysparse.sparsify.corpora import load_parallel, translation_prompts
+
+    parsed = TranslateSpec.parse(spec)
+    pairs = load_parallel(f"{parsed.source}:{parsed.src}->{parsed.tgt}")
+    if parsed.source in BOOK_SOURCES:
+        held_out = set()
+        for lang in (parsed.src, parsed.tgt):
+            _, evaluation = split_source(f"{parsed.source}:{lang}")
+            held_out |= {d.doc_id.rsplit("/", 1)[-1] for d in evaluation}
+        pairs = [p for p in pairs if p.pair_id.rsplit("/", 1)[-1].split("#")[0] not in held_out]
+    prompts = translation_prompts(
+        pairs, parsed.src, parsed.tgt, shots=parsed.shots, seed=seed, count=nsamples
+    )
+    return windows_from_texts(tokenizer, prompts, seqlen, description=spec)
+
+
 def calibration_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> TokenWindows:
-    """Calibration windows for a source spec or mixture, from the calibration side of the split."""
+    """Calibration windows for a source spec, a translation spec, or a mixture of them.
+
+    Document sources give windows from the calibration side of the document split.
+    """
     parts = []
     components = parse_mixture(spec)
     for (component, _), count in zip(components, allocate(nsamples, [w for _, w in components])):
         if count == 0:
+            continue
+        if component.startswith(TRANSLATE_PREFIX):
+            parts.append(translation_windows(component, tokenizer, count, seqlen, seed))
             continue
         calibration, _ = split_source(component)
         parts.append(

@@ -1,0 +1,367 @@
+"""The calibration-language x evaluation-language study (Kurz et al., 2024), in one resumable run.
+
+Rows are calibration settings: the dense model, magnitude pruning (needs no text), the chosen method
+calibrated on each language, optionally on an equal mixture of all the languages, and optionally on
+few-shot X->English translation prompts (Kim et al., 2024). Columns are evaluation languages, scored on
+held-out text of an evaluation source different from the calibration source by default, so the diagonal
+does not simply reward same-domain text. Every cell is written to its own JSON file as soon as it is
+computed and is never recomputed: an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from polysparse.bench.report import environment, markdown_table, write_json
+from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
+from polysparse.sparsify.config import PruneConfig
+from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, normalize_language
+from polysparse.sparsify.driver import prune_model
+from polysparse.sparsify.evaluate import perplexity
+from polysparse.sparsify.loading import load_causal_lm
+
+log = logging.getLogger("polysparse.bench")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything that determines a study's numbers; cells are keyed by the parts that affect them."""
+
+    model: str
+    langs: tuple[str, ...]
+    method: str = "wanda"
+    sparsity: float | None = None
+    pattern: str | None = "2:4"
+    calib_source: str = "handbook"
+    eval_source: str = "install-guide"
+    mix: bool = True
+    translate_source: str | None = "gettext"
+    shots: int = 4
+    nsamples: int = 32
+    seqlen: int = 512
+    eval_windows: int = 8
+    eval_seqlen: int = 256
+    seed: int = 0
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in self.langs))
+        if len(set(self.langs)) != len(self.langs) or not self.langs:
+            raise ValueError(f"give distinct languages, got {self.langs}")
+        self.prune_config()  # validates method, sparsity / pattern
+
+    def prune_config(self, method: str | None = None) -> PruneConfig:
+        return PruneConfig(
+            method=method or self.method,
+            sparsity=self.sparsity,
+            pattern=self.pattern,
+            nsamples=self.nsamples,
+            seqlen=self.seqlen,
+            seed=self.seed,
+        )
+
+    @property
+    def sparsity_label(self) -> str:
+        return self.prune_config().sparsity_label
+
+
+@dataclass(frozen=True)
+class Row:
+    """One calibration setting: its label in tables, the method, and the calibration spec (if any)."""
+
+    label: str
+    kind: str  # dense | magnitude | language | mix | translate
+    method: str | None = None
+    calib: str | None = None
+    lang: str | None = None
+
+    def key(self, plan: StudyPlan) -> str:
+        """File-system key: everything that changes this row's model."""
+        if self.kind == "dense":
+            parts: dict[str, Any] = {"kind": "dense", "model": plan.model, "dtype": plan.dtype}
+        else:
+            parts = {"kind": self.kind, "method": self.method, "model": plan.model, "dtype": plan.dtype}
+            parts["sparsity"] = plan.prune_config().to_dict()
+            parts["sparsity"] = {k: parts["sparsity"][k] for k in ("sparsity", "pattern")}
+            if self.calib is not None:
+                parts.update(calib=self.calib, nsamples=plan.nsamples, seqlen=plan.seqlen, seed=plan.seed)
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+        slug = "".join(c if c.isalnum() else "-" for c in self.label.lower()).strip("-")
+        return f"{slug}-{digest}"
+
+
+def study_rows(plan: StudyPlan) -> list[Row]:
+    method = plan.method
+    rows = [Row("dense", "dense"), Row(f"magnitude {plan.sparsity_label}", "magnitude", "magnitude")]
+    for lang in plan.langs:
+        rows.append(Row(f"{method} calib={lang}", "language", method, f"{plan.calib_source}:{lang}", lang))
+    if plan.mix and len(plan.langs) > 1:
+        share = 1.0 / len(plan.langs)
+        spec = ",".join(f"{plan.calib_source}:{lang}={share:.6g}" for lang in plan.langs)
+        rows.append(Row(f"{method} calib=mix({'+'.join(plan.langs)})", "mix", method, spec))
+    if plan.translate_source:
+        for lang in plan.langs:
+            if lang == "en":
+                continue
+            spec = f"translate:{lang}->en:{plan.translate_source},shots={plan.shots}"
+            rows.append(Row(f"{method} calib=translate {lang}->en", "translate", method, spec, lang))
+    return rows
+
+
+def eval_spec(plan: StudyPlan, lang: str) -> tuple[str, bool]:
+    """The evaluation source for a language, and whether it had to fall back to the calibration source."""
+    from polysparse.sparsify.corpora import load_documents
+
+    preferred = f"{plan.eval_source}:{lang}"
+    try:
+        if len(load_documents(preferred)) >= 2:
+            return preferred, False
+    except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError):
+        pass
+    log.warning(
+        "%s has no %s text; evaluating %s on held-out %s pages",
+        plan.eval_source,
+        lang,
+        lang,
+        plan.calib_source,
+    )
+    return f"{plan.calib_source}:{lang}", True
+
+
+@dataclass
+class StudyResult:
+    plan: StudyPlan
+    rows: list[Row]
+    eval_specs: dict[str, tuple[str, bool]]
+    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    row_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def ppl(self, row: Row, lang: str) -> float | None:
+        cell = self.cells.get((row.label, lang))
+        return None if cell is None else cell["perplexity"]
+
+    def summary(self) -> dict[str, Any]:
+        """The questions of the study, answered from the matrix."""
+        langs = self.plan.langs
+        language_rows = {r.lang: r for r in self.rows if r.kind == "language"}
+        out: dict[str, Any] = {"best_calibration_per_eval_language": {}, "diagonal_wins": 0}
+        for lang in langs:
+            candidates = [(self.ppl(r, lang), r.lang) for r in language_rows.values() if self.ppl(r, lang)]
+            if candidates:
+                best = min(candidates)
+                out["best_calibration_per_eval_language"][lang] = {"calib": best[1], "perplexity": best[0]}
+                out["diagonal_wins"] += best[1] == lang
+        out["languages"] = len(langs)
+        translate = {}
+        for r in self.rows:
+            if r.kind == "translate" and r.lang in language_rows:
+                own, tr = self.ppl(language_rows[r.lang], r.lang), self.ppl(r, r.lang)
+                if own and tr:
+                    translate[r.lang] = {
+                        "target_calibration": own,
+                        "translation_prompts": tr,
+                        "ratio": tr / own,
+                    }
+        out["translation_vs_target_language"] = translate
+        worst = {}
+        for r in self.rows:
+            values = [self.ppl(r, lang) for lang in langs]
+            if all(values):
+                ratios = [v / self.ppl(self.rows[0], lang) for v, lang in zip(values, langs)]
+                worst[r.label] = {
+                    "worst_ratio_to_dense": max(ratios),
+                    "mean_ratio_to_dense": sum(ratios) / len(ratios),
+                }
+        out["worst_language_ratio_to_dense"] = worst
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": asdict(self.plan),
+            "eval_sources": {lang: {"spec": s, "fallback": f} for lang, (s, f) in self.eval_specs.items()},
+            "rows": [
+                {
+                    **asdict(r),
+                    "perplexity": {lang: self.ppl(r, lang) for lang in self.plan.langs},
+                    **self.row_info.get(r.label, {}),
+                }
+                for r in self.rows
+            ],
+            "summary": self.summary(),
+        }
+
+    def markdown(self) -> str:
+        langs = self.plan.langs
+        headers = ["calibration \\ eval"] + [
+            f"{lang}{' (†)' if self.eval_specs[lang][1] else ''}" for lang in langs
+        ]
+        dense = self.rows[0]
+        body = []
+        for r in self.rows:
+            cells = []
+            for lang in langs:
+                value = self.ppl(r, lang)
+                if value is None:
+                    cells.append("")
+                    continue
+                text = f"{value:.2f}"
+                best = self.summary()["best_calibration_per_eval_language"].get(lang)
+                if r.kind == "language" and best and best["calib"] == r.lang:
+                    text = f"**{text}**"
+                if r is not dense and self.ppl(dense, lang):
+                    text += f" ({value / self.ppl(dense, lang):.2f}x)"
+                cells.append(text)
+            body.append([r.label] + cells)
+        plan = self.plan
+        sources = ", ".join(f"{lang}: `{s}`" for lang, (s, _) in self.eval_specs.items())
+        notes = (
+            f"Perplexity (lower is better; in brackets: ratio to dense) of `{Path(plan.model).name}` pruned with "
+            f"{plan.method} {plan.sparsity_label}, calibrated on {plan.nsamples} windows x {plan.seqlen} tokens "
+            f"of `{plan.calib_source}` text per row; evaluated on {plan.eval_windows} held-out windows x "
+            f"{plan.eval_seqlen} tokens per language ({sources}). Bold: the best language-calibrated row for "
+            "that evaluation language."
+        )
+        if any(f for _, f in self.eval_specs.values()):
+            notes += f" †: no `{plan.eval_source}` text in that language; evaluated on held-out `{plan.calib_source}` pages."
+        return notes + "\n\n" + markdown_table(headers, body)
+
+
+class StudyStore:
+    """One JSON file per cell under ``out/cells``; a file that exists is a finished cell."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+
+    def _path(self, row_key: str, lang: str, eval_key: str) -> Path:
+        return self.out / "cells" / row_key / f"{lang}-{eval_key}.json"
+
+    def get(self, row_key: str, lang: str, eval_key: str) -> dict[str, Any] | None:
+        path = self._path(row_key, lang, eval_key)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            log.warning("ignoring unreadable cell %s (it will be recomputed)", path)
+            return None
+
+    def put(self, row_key: str, lang: str, eval_key: str, value: dict[str, Any]) -> None:
+        write_json(self._path(row_key, lang, eval_key), value)
+
+    def row_info(self, row_key: str) -> dict[str, Any]:
+        path = self.out / "cells" / row_key / "row.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def put_row_info(self, row_key: str, info: dict[str, Any]) -> None:
+        write_json(self.out / "cells" / row_key / "row.json", info)
+
+
+def run_study(plan: StudyPlan, out: str | Path, *, quiet: bool = False, plot: bool = True) -> StudyResult:
+    """Compute every missing cell, then write ``study.json``, ``study.md`` and ``study.png`` into ``out``."""
+    from polysparse.bench.assets import resolve_model
+
+    out = Path(out)
+    store = StudyStore(out)
+    model_path = resolve_model(plan.model)
+    rows = study_rows(plan)
+    specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
+    eval_key = f"{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}"
+    result = StudyResult(plan, rows, specs)
+    todo = [(r, lang) for r in rows for lang in plan.langs]
+    bar = tqdm(total=len(todo), desc="study cells", disable=quiet, unit="cell")
+    held_out: dict[str, Any] = {}
+    for row in rows:
+        key = row.key(plan)
+        missing = []
+        for lang in plan.langs:
+            cell = store.get(key, specs[lang][0].replace(":", "_"), eval_key)
+            if cell is None:
+                missing.append(lang)
+            else:
+                result.cells[(row.label, lang)] = cell
+                bar.update(1)
+        result.row_info[row.label] = store.row_info(key)
+        if not missing:
+            continue
+        model, tokenizer = load_causal_lm(model_path, plan.dtype)
+        if row.kind != "dense":
+            started = time.perf_counter()
+            config = plan.prune_config(row.method)
+            windows = None
+            if row.calib is not None:
+                windows = calibration_windows(row.calib, tokenizer, plan.nsamples, plan.seqlen, plan.seed)
+            report = prune_model(model, config, windows, progress=not quiet)
+            info = {
+                "prune_seconds": time.perf_counter() - started,
+                "sparsity": report.sparsity,
+                "calibration": windows.summary() if windows is not None else None,
+            }
+            store.put_row_info(key, info)
+            result.row_info[row.label] = info
+        for lang in missing:
+            spec = specs[lang][0]
+            if spec not in held_out:
+                held_out[spec] = evaluation_windows(
+                    spec, tokenizer, plan.eval_windows, plan.eval_seqlen, plan.seed
+                )
+            value = perplexity(model, held_out[spec]).to_dict()
+            value.update(row=row.label, eval_spec=spec)
+            store.put(key, spec.replace(":", "_"), eval_key, value)
+            result.cells[(row.label, lang)] = value
+            bar.update(1)
+        del model
+    bar.close()
+    write_json(out / "study.json", {**result.to_dict(), "environment": environment()})
+    (out / "study.md").write_text(result.markdown(), encoding="utf-8")
+    if plot:
+        heatmap(result, out / "study.png")
+    return result
+
+
+def heatmap(result: StudyResult, path: Path) -> Path | None:
+    """Rows x languages, coloured by perplexity relative to dense (per column), annotated with values."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'polysparse[plot]'); no heatmap written")
+        return None
+    langs = result.plan.langs
+    dense = result.rows[0]
+    rows = result.rows[1:]
+    grid = [
+        [
+            (result.ppl(r, lang) / result.ppl(dense, lang))
+            if result.ppl(r, lang) and result.ppl(dense, lang)
+            else float("nan")
+            for lang in langs
+        ]
+        for r in rows
+    ]
+    fig, ax = plt.subplots(figsize=(1.3 * len(langs) + 3.5, 0.45 * len(rows) + 1.8))
+    image = ax.imshow(grid, cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(langs)), labels=[f"eval {lang}" for lang in langs])
+    ax.set_yticks(range(len(rows)), labels=[r.label for r in rows])
+    for i, r in enumerate(rows):
+        for j, lang in enumerate(langs):
+            value = result.ppl(r, lang)
+            if value is not None:
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white", fontsize=8)
+    fig.colorbar(image, ax=ax, label="perplexity / dense perplexity")
+    plan = result.plan
+    ax.set_title(f"{Path(plan.model).name}: {plan.method} {plan.sparsity_label}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
