@@ -322,10 +322,11 @@ def _compress24_kernel(
         k2 = _kept(s2, s0, s1, s3, 2)
         k3 = _kept(s3, s0, s1, s2, 3)
     else:
-        nz0 = w0 != 0
-        nz1 = w1 != 0
-        nz2 = w2 != 0
-        nz3 = w3 != 0
+        # Compared in fp32 so that -0.0 is zero for every dtype (Triton's interpreter compares bf16 bits).
+        nz0 = w0.to(tl.float32) != 0
+        nz1 = w1.to(tl.float32) != 0
+        nz2 = w2.to(tl.float32) != 0
+        nz3 = w3.to(tl.float32) != 0
         count = nz0.to(tl.int32) + nz1.to(tl.int32) + nz2.to(tl.int32) + nz3.to(tl.int32)
         # Complete with the lowest-indexed zeros: zero number i (1-based) is kept while i <= 2 - count.
         room = 2 - count
