@@ -16,6 +16,8 @@ from polysparse.kernels import sparse24_matmul as sm
 TOL = {torch.float16: dict(rtol=2e-3, atol=2e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2)}
 
 _seed = iter(range(10_000, 1_000_000))
+# Kernels run where Triton runs: CPU tensors through the interpreter, or CUDA with POLYSPARSE_TEST_GPU=1.
+DEVICE = torch.device("cpu" if _dispatch.interpreter_enabled() else "cuda")
 
 
 def make_case(batch, k, n, dtype, bias):
@@ -23,10 +25,10 @@ def make_case(batch, k, n, dtype, bias):
     gen = torch.Generator().manual_seed(next(_seed))
     w = torch.randn(n, k, generator=gen)
     w = w * (torch.rand(n, k, generator=gen) > 0.1)  # groups with fewer than two nonzeros too
-    values, meta = s24.prune_and_compress_24(w.to(dtype), impl="reference")
+    values, meta = s24.prune_and_compress_24(w.to(dtype).to(DEVICE), impl="reference")
     dense = s24.decompress_24_reference(values, meta)
-    x = torch.randn(*batch, k, generator=gen).to(dtype)
-    b = torch.randn(n, generator=gen).to(dtype) if bias else None
+    x = torch.randn(*batch, k, generator=gen).to(dtype).to(DEVICE)
+    b = torch.randn(n, generator=gen).to(dtype).to(DEVICE) if bias else None
     return x, values, meta, b, dense
 
 
@@ -53,7 +55,7 @@ def test_triton_matches_dense(batch, k, n, dtype, bias):
 def test_split_k_writes_every_output(dtype, split_k):
     # K = 192 is three 64-column tiles: split 2 gives uneven ranges, split 4 one empty range (zero partial).
     x, values, meta, b, dense = make_case((20,), 192, 128, dtype, bias=True)
-    out = torch.full((20, 128), float("nan"), dtype=dtype)
+    out = torch.full((20, 128), float("nan"), dtype=dtype, device=DEVICE)
     config = sm._config(16, 32, 64, 4, 1)
     sm._sparse24_linear_triton(x, values, meta, b, out, split_k=split_k, config=config)
     torch.testing.assert_close(out, expected(x, dense, b), **TOL[dtype])
@@ -67,7 +69,7 @@ def test_split_k_writes_every_output(dtype, split_k):
 def test_gpu_tile_configs_in_interpreter(config):
     # The tile shapes tuned for the GPU, run through the interpreter: masks, grouping and expansion at size.
     x, values, meta, b, dense = make_case((20,), 192, 128, torch.float16, bias=True)
-    out = torch.full((20, 128), float("nan"), dtype=torch.float16)
+    out = torch.full((20, 128), float("nan"), dtype=torch.float16, device=DEVICE)
     sm._sparse24_linear_triton(x, values, meta, b, out, split_k=1, config=config)
     torch.testing.assert_close(out, expected(x, dense, b), **TOL[torch.float16])
 
@@ -81,7 +83,7 @@ def test_all_configs_align_with_metadata_words():
 def test_kernel_reads_the_metadata():
     x, values, meta, _, dense = make_case((4,), 64, 64, torch.float16, bias=False)
     # Move every group to another valid position pair: a different weight from the same values.
-    valid = torch.tensor([0b0100, 0b1000, 0b1100, 0b1001, 0b1101, 0b1110])
+    valid = torch.tensor([0b0100, 0b1000, 0b1100, 0b1001, 0b1101, 0b1110], device=DEVICE)
     nib = s24.unpack_nibbles(meta, 16)
     index = (nib.unsqueeze(-1) == valid).int().argmax(-1)
     moved = s24.pack_nibbles(valid[(index + 1) % len(valid)])
@@ -188,7 +190,6 @@ def _need_compiled_kernels():
 def test_compiled_kernel_gpu(m, k, n, dtype):
     _need_compiled_kernels()
     x, values, meta, b, dense = make_case((m,), k, n, dtype, bias=True)
-    x, values, meta, b, dense = (t.cuda() for t in (x, values, meta, b, dense))
     y = sm.sparse24_linear(x, values, meta, b, impl="triton")
     torch.testing.assert_close(y, expected(x, dense, b), **TOL[dtype])
 
@@ -196,7 +197,7 @@ def test_compiled_kernel_gpu(m, k, n, dtype):
 @pytest.mark.gpu
 def test_cuda_graph_and_inductor_gpu():
     _need_compiled_kernels()
-    x, values, meta, b, dense = (t.cuda() for t in make_case((4,), 4096, 4096, torch.float16, bias=True))
+    x, values, meta, b, dense = make_case((4,), 4096, 4096, torch.float16, bias=True)
     eager = sm.sparse24_linear(x, values, meta, b, impl="triton")  # warm-up: autotuning happens here
     graph = torch.cuda.CUDAGraph()
     static_x = x.clone()
