@@ -81,7 +81,7 @@ def _expand_24(v, word, shift, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M_BUCKET"])  # an autotuning key only: no compiled variant per value
 def _sparse24_matmul_kernel(
     x_ptr,
     v_ptr,

@@ -284,14 +284,27 @@ def measure_shape(
 
 
 def dispatch_table(rows: Sequence[Measurement]) -> list[dict[str, Any]]:
-    """For each (in, out, M bucket): the fastest provider and every provider's time (ms)."""
+    """For each (in, out, M bucket): the fastest provider, every provider's time (ms) and the M measured.
+
+    Buckets are ``ceil(log2(M))``; a reader picks the nearest measured bucket for the ones in between.
+    """
     cells: dict[tuple[int, int, int], dict[str, float]] = {}
+    measured_m: dict[tuple[int, int, int], set[int]] = {}
     for row in rows:
         if row.ms is not None:
-            cell = cells.setdefault((row.in_features, row.out_features, row.m_bucket), {})
+            key = (row.in_features, row.out_features, row.m_bucket)
+            cell = cells.setdefault(key, {})
             cell[row.provider] = min(row.ms, cell.get(row.provider, math.inf))
+            measured_m.setdefault(key, set()).add(row.m)
     return [
-        {"in_features": k, "out_features": n, "m_bucket": b, "best": min(times, key=times.get), "ms": times}
+        {
+            "in_features": k,
+            "out_features": n,
+            "m_bucket": b,
+            "m": sorted(measured_m[(k, n, b)]),
+            "best": min(times, key=times.get),
+            "ms": times,
+        }
         for (k, n, b), times in sorted(cells.items())
     ]
 

@@ -32,6 +32,8 @@ def test_smoke_run_writes_results(tmp_path):
         (k, n, b) for k, n in shapes for b in (0, 2)
     }
     assert all(c["best"] in c["ms"] and set(c["ms"]) >= {"dense", "triton"} for c in table)
+    assert all(c["best"] == min(c["ms"], key=c["ms"].get) for c in table)
+    assert sorted({m for c in table for m in c["m"]}) == [1, 3]
     md = (tmp_path / "sparse24_matmul_smoke.md").read_text()
     assert "| model | layer |" in md and "Dispatch" in md
 
