@@ -155,6 +155,22 @@ def keep_from_meta(meta: torch.Tensor, in_features: int) -> torch.Tensor:
     return keep.reshape(meta.shape[0], in_features)
 
 
+def aligned_meta(meta: torch.Tensor, multiple: int = 16) -> torch.Tensor:
+    """The same words as a view whose row stride is a multiple of ``multiple`` words (padded storage).
+
+    Triton vectorises (and pipelines) the matmul's metadata loads only when it can prove the row stride is
+    a multiple of 16 elements; ``K / 16`` words is not for e.g. ``K = 640``. Call once per layer, not per
+    matmul. The result equals ``meta``; ``.contiguous()`` (e.g. for saving) drops the padding again.
+    """
+    rows, words = meta.shape
+    padded = -(-words // multiple) * multiple
+    if meta.stride(1) == 1 and meta.stride(0) % multiple == 0:
+        return meta
+    storage = torch.zeros(rows, padded, dtype=meta.dtype, device=meta.device)
+    storage[:, :words] = meta
+    return storage[:, :words]
+
+
 def check_meta(meta: torch.Tensor, in_features: int) -> None:
     """Raise ``ValueError`` naming the first group whose positions are not ``p0 < p1`` (corrupt metadata)."""
     if tuple(meta.shape[1:]) != meta_shape(0, in_features)[1:]:

@@ -12,7 +12,9 @@ program loads, for its ``BLOCK_N`` output features, ``BLOCK_K / 2`` contiguous v
 metadata words per row, which is 9/16 of the bytes of the dense tile, and expands them in registers: values
 split into the pairs ``(v0, v1)`` of each group, each dense column ``j`` of a group becomes ``v0`` where
 ``p0 == j``, ``v1`` where ``p1 == j``, else 0, and the four columns are interleaved back with ``tl.join``.
-The dense ``[BLOCK_N, BLOCK_K]`` tile then feeds ``tl.dot`` like any other.
+The dense ``[BLOCK_N, BLOCK_K]`` tile then feeds ``tl.dot`` like any other. Values and words are indexed and
+masked in their own units (and not masked along K at all when ``BLOCK_K`` divides K), so their loads are
+16-byte vectors that Triton's software pipeliner stages with ``cp.async`` together with the x tile.
 
 Decode (M = 1..16) is memory bound: the weight is read once and the question is only how many bytes are in
 flight. Configurations there use ``BLOCK_M = 16`` (the smallest ``tl.dot`` tile), narrow ``BLOCK_N`` and
@@ -66,10 +68,11 @@ def sparse24_linear_reference(
 
 
 @triton.jit
-def _expand_24(v, word, shift, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """``[BLOCK_N, BLOCK_K/2]`` values + ``[BLOCK_N, BLOCK_K/4]`` words -> dense ``[BLOCK_N, BLOCK_K]``."""
+def _expand_24(v, words, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Values ``[BLOCK_N, BLOCK_K/2]`` + int32 words ``[BLOCK_N, BLOCK_K/16]`` -> ``[BLOCK_N, BLOCK_K]``."""
     v0, v1 = tl.split(tl.reshape(v, (BLOCK_N, BLOCK_K // 4, 2)))
-    nib = (word >> shift) & 0xF
+    shifts = tl.arange(0, 4) * 4
+    nib = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xF, (BLOCK_N, BLOCK_K // 4))
     p0 = nib & 3
     p1 = nib >> 2
     zero = tl.zeros_like(v0)
@@ -79,6 +82,38 @@ def _expand_24(v, word, shift, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     d3 = tl.where(p1 == 3, v1, zero)  # and column 3 only p1
     # join(join(d0, d2), join(d1, d3))[n, g, i, j] = d_{2i+j}; flattening (g, i, j) gives column 4g + 2i + j.
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
+
+
+@triton.jit
+def _load_24_tile(
+    v_rows,
+    e_rows,
+    n_mask,
+    kt,
+    K_HALF,
+    K_WORDS,
+    stride_vk,
+    stride_ek,
+    BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr,
+):
+    """Compressed K-tile ``kt``: ``BLOCK_K/2`` values and ``BLOCK_K/16`` words per row, zeros where masked.
+
+    Offsets count in the units loaded (values, words) so that the masks are constant over whole vectors:
+    the loads vectorise and Triton's pipeliner can stage them with cp.async (a mask on ``2 * offs`` splits
+    them into 16-bit loads, which it cannot).
+    """
+    offs_h = kt * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)
+    offs_e = kt * (BLOCK_K // 16) + tl.arange(0, BLOCK_K // 16)
+    if EVEN_K:
+        h_mask = n_mask[:, None]
+        e_mask = n_mask[:, None]
+    else:
+        h_mask = n_mask[:, None] & (offs_h < K_HALF)[None, :]
+        e_mask = n_mask[:, None] & (offs_e < K_WORDS)[None, :]
+    v = tl.load(v_rows + offs_h[None, :] * stride_vk, mask=h_mask, other=0.0)
+    words = tl.load(e_rows + offs_e[None, :] * stride_ek, mask=e_mask, other=0)
+    return v, words.to(tl.int32)
 
 
 @triton.jit(do_not_specialize=["M_BUCKET"])  # an autotuning key only: no compiled variant per value
@@ -91,6 +126,8 @@ def _sparse24_matmul_kernel(
     M,
     N,
     K,
+    K_HALF,  # K / 2: values per row
+    K_WORDS,  # K / 16: metadata words per row
     stride_xm,
     stride_xk,
     stride_vn,
@@ -108,6 +145,7 @@ def _sparse24_matmul_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks (set by the heuristic below)
 ):
     """Program (tile, k-split): with ``SPLIT_K == 1`` writes ``y`` (bias, cast), else fp32 partials."""
     pid = tl.program_id(0)
@@ -124,15 +162,12 @@ def _sparse24_matmul_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
-    offs_h = tl.arange(0, BLOCK_K // 2)
-    offs_g = tl.arange(0, BLOCK_K // 4)
     m_mask = offs_m < M
     n_mask = offs_n < N
 
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
     v_rows = v_ptr + offs_n.to(tl.int64)[:, None] * stride_vn
     e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * stride_en
-    shift = ((offs_g % 4) * 4)[None, :]
 
     k_tiles = tl.cdiv(K, BLOCK_K)
     tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
@@ -142,23 +177,15 @@ def _sparse24_matmul_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kt in range(k_first, k_last):
         k0 = kt * BLOCK_K
-        x = tl.load(
-            x_rows + (k0 + offs_k)[None, :] * stride_xk,
-            mask=m_mask[:, None] & ((k0 + offs_k) < K)[None, :],
-            other=0.0,
+        if EVEN_K:
+            x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None], other=0.0)
+        else:
+            k_mask = ((k0 + offs_k) < K)[None, :]
+            x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None] & k_mask, other=0.0)
+        v, words = _load_24_tile(
+            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS, stride_vk, stride_ek, BLOCK_K, EVEN_K
         )
-        v = tl.load(
-            v_rows + (k0 // 2 + offs_h)[None, :] * stride_vk,
-            mask=n_mask[:, None] & ((k0 + 2 * offs_h) < K)[None, :],
-            other=0.0,
-        )
-        # One int16 word per four groups; each group reads its word (repeats are served by the cache).
-        word = tl.load(
-            e_rows + (k0 // 16 + offs_g // 4)[None, :] * stride_ek,
-            mask=n_mask[:, None] & ((k0 + 4 * offs_g) < K)[None, :],
-            other=0,
-        ).to(tl.int32)
-        w = _expand_24(v, word, shift, BLOCK_N, BLOCK_K)
+        w = _expand_24(v, words, BLOCK_N, BLOCK_K)
         if UPCAST_DOT:
             # Triton's CPU interpreter computes bf16 tl.dot wrongly; bf16 products are exact in fp32.
             acc += tl.dot(x.to(tl.float32), tl.trans(w).to(tl.float32), input_precision="ieee")
@@ -265,11 +292,16 @@ def _prune_configs(configs, named_args, **kwargs):
     return kept or configs
 
 
+def _even_k(args) -> bool:
+    return args["K"] % args["BLOCK_K"] == 0
+
+
+_sparse24_matmul_kernel_h = triton.heuristics({"EVEN_K": _even_k})(_sparse24_matmul_kernel)
 _sparse24_matmul = triton.autotune(
     configs=_configs(),
     key=["M_BUCKET", "N", "K", "SPLIT_K"],
     prune_configs_by={"early_config_prune": _prune_configs},
-)(_sparse24_matmul_kernel)
+)(_sparse24_matmul_kernel_h)
 
 
 def m_bucket(m: int) -> int:
@@ -333,7 +365,7 @@ def _sparse24_linear_triton(
 
     kernel, extra = _sparse24_matmul, {}
     if config is not None:
-        kernel = _sparse24_matmul_kernel
+        kernel = _sparse24_matmul_kernel_h
         extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
     kernel[grid](
         x2d,
@@ -344,6 +376,8 @@ def _sparse24_linear_triton(
         m,
         n,
         k,
+        k // 2,
+        k // 16,
         x2d.stride(0),
         x2d.stride(1),
         values.stride(0),

@@ -7,7 +7,8 @@ Providers, side by side in one process and on the same weights:
 * ``dense``: ``F.linear`` on the dense weight with zeros (cuBLAS);
 * ``torch-cusparselt`` / ``torch-cutlass``: ``F.linear`` on PyTorch's ``SparseSemiStructuredTensor``, where
   this torch build and GPU have it (otherwise recorded as unavailable, with the reason);
-* ``triton``: :func:`polysparse.kernels.sparse24_matmul.sparse24_linear` with ``impl="triton"``.
+* ``triton``: :func:`polysparse.kernels.sparse24_matmul.sparse24_linear` with ``impl="triton"`` (metadata
+  rows padded by :func:`polysparse.kernels.sparse24.aligned_meta`, as a runtime would hold them).
 
 Shapes are the linear layers of Llama-3-8B and Gemma 3 270M at M = 1 .. 4096 tokens. Timing: every provider
 is captured in a CUDA graph that calls it many times, cycling over enough copies of the weight to exceed
@@ -203,7 +204,9 @@ def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Calla
         sparse = [s24.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
         return [lambda t=t: F.linear(x, t) for t in sparse], backend
     if provider == "triton":
-        return [lambda v=v, m=m: sparse24_linear(x, v, m, impl="triton") for _, v, m in weights], None
+        # as the runtime holds it: metadata rows padded to 16 words so the kernel's loads vectorise
+        aligned = [(v, s24.aligned_meta(m)) for _, v, m in weights]
+        return [lambda v=v, m=m: sparse24_linear(x, v, m, impl="triton") for v, m in aligned], None
     raise ValueError(f"unknown provider {provider!r}")
 
 

@@ -101,6 +101,16 @@ def test_non_contiguous_input():
     torch.testing.assert_close(sm.sparse24_linear(xt, values, meta, b, impl="triton"), expected(x, dense, b))
 
 
+def test_aligned_meta_view():
+    x, values, meta, b, dense = make_case((3,), 640, 64, torch.float16, bias=True)
+    assert meta.stride(0) == 40
+    aligned = s24.aligned_meta(meta)
+    assert aligned.stride(0) == 48 and torch.equal(aligned, meta)
+    assert s24.aligned_meta(aligned) is aligned
+    y = sm.sparse24_linear(x, values, aligned, b, impl="triton")
+    torch.testing.assert_close(y, expected(x, dense, b), **TOL[torch.float16])
+
+
 def test_empty_batch():
     x, values, meta, b, _ = make_case((0,), 64, 64, torch.float16, bias=True)
     assert sm.sparse24_linear(x, values, meta, b).shape == (0, 64)
