@@ -11,7 +11,8 @@ two nonzeros in every group of four consecutive columns of a row. Group ``g`` of
   ``p0 | (p1 << 2)``; word ``meta[r, w]`` holds groups ``4w .. 4w+3`` of row ``r``, group ``4w + q`` in bits
   ``4q .. 4q+3`` (group ``4w`` in the lowest nibble). Nibbles past the last group of a row (when ``G`` is not
   a multiple of 4) are zero. The words are plain bit containers: read them as unsigned 16-bit
-  (``meta.int() & 0xFFFF``) before shifting.
+  (``meta.int() & 0xFFFF``) before shifting. Every function takes any strides; :func:`aligned_meta` gives a
+  view with the row stride padded to 16 words, which the matmul kernel loads fastest.
 
 Cost: 4 bits of metadata per group of 4 weights, i.e. 1/8 byte per dense weight; with fp16/bf16 values a
 weight costs 1 + 1/8 = 1.125 bytes against 2 dense, hence the 2 / 1.125 = 1.78x bound on a memory-bound

@@ -367,6 +367,10 @@ def test_torch_semi_structured_round_trip_gpu(backend, dtype):
     assert torch.equal(s24.decompress_24_reference(v2, m2), w)
     if backend == "cutlass":
         assert torch.equal(m2, meta)
+        # built by PyTorch from the dense matrix: its own positions for partial groups, the same weight
+        t_torch = torch.sparse.SparseSemiStructuredTensorCUTLASS.from_dense(w)
+        v3, m3 = s24.from_torch_semi_structured(t_torch)
+        assert torch.equal(s24.decompress_24_reference(v3, m3), w)
     x = torch.randn(64, 256, generator=gen).to(dtype).cuda()
     tol = 2e-3 if dtype == torch.float16 else 1.6e-2  # one output ulp: accumulation order differs
     torch.testing.assert_close(
