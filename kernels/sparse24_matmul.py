@@ -256,6 +256,9 @@ _DECODE = [
     _config(16, 32, 512, 4, 3),
     _config(16, 64, 512, 8, 3),
     _config(16, 128, 256, 8, 3),
+    # smaller shared-memory footprints: more resident programs per SM instead of deeper pipelines
+    _config(16, 32, 128, 4, 3),
+    _config(16, 64, 256, 4, 3),
 ]
 # Small batches, 16 < M <= 128: still mostly memory bound, the x tile grows.
 _SMALL = [
