@@ -1,0 +1,467 @@
+"""2:4 sparse linear layer: ``y = x @ W^T (+ bias)`` with ``W`` held as ``(values, meta)``.
+
+``x`` is ``(..., K)`` in fp16 or bf16, ``W`` is ``(N, K)`` in the 2:4 format of
+:mod:`polysparse.kernels.sparse24` (``values`` ``(N, K/2)`` in x's dtype, ``meta`` ``(N, K/16)`` int16, one
+4-bit nibble ``p0 | p1 << 2`` per group of four columns, four groups per word, lowest group in the lowest
+nibble). Products accumulate in float32; the bias is added in float32; ``y`` is ``(..., N)`` in x's dtype.
+(Under Triton's CPU interpreter, whose bf16 ``tl.dot`` is wrong, bf16 tiles are upcast to fp32 before the
+dot; bf16 products are exact in fp32, so only the GPU tests exercise the bf16 tensor-core path itself.)
+
+The kernel is a tiled GEMM (Triton tutorial 03) whose B operand is never stored dense. Per ``BLOCK_K`` step a
+program loads, for its ``BLOCK_N`` output features, ``BLOCK_K / 2`` contiguous values and ``BLOCK_K / 16``
+metadata words per row, which is 9/16 of the bytes of the dense tile, and expands them in registers: values
+split into the pairs ``(v0, v1)`` of each group, each dense column ``j`` of a group becomes ``v0`` where
+``p0 == j``, ``v1`` where ``p1 == j``, else 0, and the four columns are interleaved back with ``tl.join``.
+The dense ``[BLOCK_N, BLOCK_K]`` tile then feeds ``tl.dot`` like any other. Values and words are indexed and
+masked in their own units (and not masked along K at all when ``BLOCK_K`` divides K), so their loads are
+16-byte vectors that Triton's software pipeliner stages with ``cp.async`` together with the x tile.
+
+Decode (M = 1..16) is memory bound: the weight is read once and the question is only how many bytes are in
+flight. Configurations there use ``BLOCK_M = 16`` (the smallest ``tl.dot`` tile), narrow ``BLOCK_N`` and
+long ``BLOCK_K``; when the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K``
+programs that write float32 partial sums, and a second small kernel adds them in a fixed order (so results
+are deterministic), adds the bias and casts. Prefill (M in the thousands) is compute bound and uses large
+square-ish tiles with grouped tile ordering for L2 reuse; there the expansion is pure overhead over a dense
+GEMM, and the runtime should dispatch to cuBLAS or cuSPARSELt where they measure faster.
+
+Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 9..16 share one tuned choice), N, K and
+``SPLIT_K``; under ``TRITON_INTERPRET=1`` there is a single configuration. Tuning runs on the first call for
+a new key: warm up before capturing a CUDA graph.
+
+``K`` and ``N`` must be multiples of 64 for the kernel (other shapes fall back to the reference, logged by
+:func:`polysparse.kernels._dispatch.choose_impl`). The op is registered as ``polysparse::sparse24_linear``
+with a fake implementation, so it traces under ``torch.compile`` and can be captured in CUDA graphs. It has
+no autograd formula (inference only).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from polysparse.kernels._dispatch import Impl, choose_impl, interpreter_enabled
+from polysparse.kernels.sparse24 import _check_compressed, decompress_24_reference
+
+OP_NAME = "sparse24_linear"
+_ALIGN = 64
+
+# ----------------------------------------------------------------------------------------------------------
+# PyTorch reference
+# ----------------------------------------------------------------------------------------------------------
+
+
+def sparse24_linear_reference(
+    x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Decompress and ``F.linear``."""
+    return F.linear(x, decompress_24_reference(values, meta), bias)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Triton kernels
+# ----------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _expand_24(v, words, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Values ``[BLOCK_N, BLOCK_K/2]`` + int32 words ``[BLOCK_N, BLOCK_K/16]`` -> ``[BLOCK_N, BLOCK_K]``."""
+    v0, v1 = tl.split(tl.reshape(v, (BLOCK_N, BLOCK_K // 4, 2)))
+    shifts = tl.arange(0, 4) * 4
+    nib = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xF, (BLOCK_N, BLOCK_K // 4))
+    p0 = nib & 3
+    p1 = nib >> 2
+    zero = tl.zeros_like(v0)
+    d0 = tl.where(p0 == 0, v0, zero)  # p1 > p0 >= 0: column 0 can only be p0
+    d1 = tl.where(p0 == 1, v0, tl.where(p1 == 1, v1, zero))
+    d2 = tl.where(p0 == 2, v0, tl.where(p1 == 2, v1, zero))
+    d3 = tl.where(p1 == 3, v1, zero)  # and column 3 only p1
+    # join(join(d0, d2), join(d1, d3))[n, g, i, j] = d_{2i+j}; flattening (g, i, j) gives column 4g + 2i + j.
+    return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
+
+
+@triton.jit
+def _load_24_tile(
+    v_rows,
+    e_rows,
+    n_mask,
+    kt,
+    K_HALF,
+    K_WORDS,
+    stride_vk,
+    stride_ek,
+    BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr,
+):
+    """Compressed K-tile ``kt``: ``BLOCK_K/2`` values and ``BLOCK_K/16`` words per row, zeros where masked.
+
+    Offsets count in the units loaded (values, words) so that the masks are constant over whole vectors:
+    the loads vectorise and Triton's pipeliner can stage them with cp.async (a mask on ``2 * offs`` splits
+    them into 16-bit loads, which it cannot).
+    """
+    offs_h = kt * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)
+    offs_e = kt * (BLOCK_K // 16) + tl.arange(0, BLOCK_K // 16)
+    if EVEN_K:
+        h_mask = n_mask[:, None]
+        e_mask = n_mask[:, None]
+    else:
+        h_mask = n_mask[:, None] & (offs_h < K_HALF)[None, :]
+        e_mask = n_mask[:, None] & (offs_e < K_WORDS)[None, :]
+    v = tl.load(v_rows + offs_h[None, :] * stride_vk, mask=h_mask, other=0.0)
+    words = tl.load(e_rows + offs_e[None, :] * stride_ek, mask=e_mask, other=0)
+    return v, words.to(tl.int32)
+
+
+@triton.jit(do_not_specialize=["M_BUCKET"])  # an autotuning key only: no compiled variant per value
+def _sparse24_matmul_kernel(
+    x_ptr,
+    v_ptr,
+    meta_ptr,
+    bias_ptr,
+    y_ptr,
+    M,
+    N,
+    K,
+    K_HALF,  # K / 2: values per row
+    K_WORDS,  # K / 16: metadata words per row
+    stride_xm,
+    stride_xk,
+    stride_vn,
+    stride_vk,
+    stride_en,
+    stride_ek,
+    stride_ys,
+    stride_ym,
+    stride_yn,
+    M_BUCKET,  # ceil(log2(M)): read only by the autotuner's key
+    HAS_BIAS: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks (set by the heuristic below)
+):
+    """Program (tile, k-split): with ``SPLIT_K == 1`` writes ``y`` (bias, cast), else fp32 partials."""
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    # Grouped ordering: GROUP_M row-tiles share each weight column-tile while it is in L2.
+    num_pid_in_group = GROUP_M * num_pid_n
+    first_pid_m = (pid // num_pid_in_group) * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_mask = offs_m < M
+    n_mask = offs_n < N
+
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    v_rows = v_ptr + offs_n.to(tl.int64)[:, None] * stride_vn
+    e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * stride_en
+
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
+    k_first = pid_k * tiles_per_split
+    k_last = min(k_first + tiles_per_split, k_tiles)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kt in range(k_first, k_last):
+        k0 = kt * BLOCK_K
+        if EVEN_K:
+            x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None], other=0.0)
+        else:
+            k_mask = ((k0 + offs_k) < K)[None, :]
+            x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None] & k_mask, other=0.0)
+        v, words = _load_24_tile(
+            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS, stride_vk, stride_ek, BLOCK_K, EVEN_K
+        )
+        w = _expand_24(v, words, BLOCK_N, BLOCK_K)
+        if UPCAST_DOT:
+            # Triton's CPU interpreter computes bf16 tl.dot wrongly; bf16 products are exact in fp32.
+            acc += tl.dot(x.to(tl.float32), tl.trans(w).to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(x, tl.trans(w))
+
+    y_ptrs = (
+        y_ptr + pid_k * stride_ys + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    )
+    y_mask = m_mask[:, None] & n_mask[None, :]
+    if SPLIT_K == 1:
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+    else:
+        tl.store(y_ptrs, acc, mask=y_mask)
+
+
+@triton.jit
+def _splitk_reduce_kernel(
+    ws_ptr,
+    bias_ptr,
+    y_ptr,
+    M,
+    N,
+    stride_ws,
+    stride_wm,
+    stride_wn,
+    stride_ym,
+    stride_yn,
+    HAS_BIAS: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """``y = sum_s ws[s] (+ bias)`` in a fixed order, cast to y's dtype."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    ws_ptrs = ws_ptr + offs_m.to(tl.int64)[:, None] * stride_wm + offs_n[None, :] * stride_wn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for s in tl.static_range(SPLIT_K):
+        acc += tl.load(ws_ptrs + s * stride_ws, mask=mask, other=0.0)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Autotuning
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _config(bm: int, bn: int, bk: int, warps: int, stages: int, group_m: int = 8) -> triton.Config:
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group_m}, num_warps=warps, num_stages=stages
+    )
+
+
+# Decode, M <= 16: one 16-row tile; the weight stream needs many bytes in flight (long K tiles, deep
+# pipelines) and enough programs (narrow N tiles, split K).
+_DECODE = [
+    _config(16, 32, 256, 4, 4),
+    _config(16, 64, 256, 4, 4),
+    _config(16, 64, 128, 4, 5),
+    _config(16, 128, 128, 4, 4),
+    _config(16, 32, 512, 4, 3),
+    _config(16, 64, 512, 8, 3),
+    _config(16, 128, 256, 8, 3),
+    # smaller shared-memory footprints: more resident programs per SM instead of deeper pipelines
+    _config(16, 32, 128, 4, 3),
+    _config(16, 64, 256, 4, 3),
+]
+# Small batches, 16 < M <= 128: still mostly memory bound, the x tile grows.
+_SMALL = [
+    _config(32, 64, 128, 4, 4),
+    _config(32, 128, 128, 4, 4),
+    _config(64, 64, 128, 4, 4),
+    _config(64, 128, 64, 4, 4),
+    _config(64, 128, 128, 8, 3),
+]
+# Prefill, M > 128: compute bound, tutorial-03-style tiles.
+_PREFILL = [
+    _config(128, 128, 64, 8, 3),
+    _config(128, 256, 64, 8, 3),
+    _config(256, 128, 64, 8, 3),
+    _config(64, 128, 64, 4, 4),
+    _config(128, 64, 64, 4, 4),
+    _config(128, 128, 128, 8, 3),
+]
+# The interpreter runs every program in Python: one small configuration keeps CI in seconds.
+_INTERPRETER = [_config(16, 64, 128, 4, 1)]
+
+
+def _configs() -> list[triton.Config]:
+    return _INTERPRETER if interpreter_enabled() else _DECODE + _SMALL + _PREFILL
+
+
+def _prune_configs(configs, named_args, **kwargs):
+    """Only the configurations of the call's regime are timed (decode / small batch / prefill)."""
+    if len(configs) == 1:
+        return configs
+    m = named_args["M"]
+    wanted = {16} if m <= 16 else {32, 64} if m <= 128 else {64, 128, 256}
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] in wanted]
+    return kept or configs
+
+
+def _even_k(args) -> bool:
+    return args["K"] % args["BLOCK_K"] == 0
+
+
+_sparse24_matmul_kernel_h = triton.heuristics({"EVEN_K": _even_k})(_sparse24_matmul_kernel)
+_sparse24_matmul = triton.autotune(
+    configs=_configs(),
+    key=["M_BUCKET", "N", "K", "SPLIT_K"],
+    prune_configs_by={"early_config_prune": _prune_configs},
+)(_sparse24_matmul_kernel_h)
+
+
+def m_bucket(m: int) -> int:
+    """``ceil(log2(M))``: the batch-size bucket that autotuning (and the dispatch table) is keyed on."""
+    return max(0, math.ceil(math.log2(max(m, 1))))
+
+
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1  # the interpreter: no parallelism to fill
+
+
+def default_split_k(m: int, n: int, k: int, device: torch.device) -> int:
+    """K-splits for small M: enough programs to occupy the SMs while each split keeps >= 512 columns."""
+    if m > 64:
+        return 1
+    tiles = triton.cdiv(n, 128) * triton.cdiv(m, 16)
+    split = 1
+    while split < 16 and 2 * split * tiles <= _num_sms(device) and k // (2 * split) >= 512:
+        split *= 2
+    return split
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Host wrapper
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _sparse24_linear_triton(
+    x2d: torch.Tensor,
+    values: torch.Tensor,
+    meta: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    *,
+    split_k: int | None = None,
+    config: triton.Config | None = None,
+) -> torch.Tensor:
+    """Launch into a preallocated ``out`` ``(M, N)``.
+
+    ``split_k=None`` chooses :func:`default_split_k`; ``config`` bypasses the autotuner (tests, benchmarks).
+    """
+    m, k = x2d.shape
+    n = values.shape[0]
+    if m == 0:
+        return out
+    if split_k is None:
+        split_k = default_split_k(m, n, k, x2d.device)
+    has_bias = bias is not None
+    bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
+    if split_k == 1:
+        target, stride_s = out, 0
+    else:
+        target = torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
+        stride_s = target.stride(0)
+
+    def grid(meta_args):
+        return triton.cdiv(m, meta_args["BLOCK_M"]) * triton.cdiv(n, meta_args["BLOCK_N"]), split_k
+
+    kernel, extra = _sparse24_matmul, {}
+    if config is not None:
+        kernel = _sparse24_matmul_kernel_h
+        extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    kernel[grid](
+        x2d,
+        values,
+        meta,
+        bias_arg,
+        target,
+        m,
+        n,
+        k,
+        k // 2,
+        k // 16,
+        x2d.stride(0),
+        x2d.stride(1),
+        values.stride(0),
+        values.stride(1),
+        meta.stride(0),
+        meta.stride(1),
+        stride_s,
+        target.stride(-2),
+        target.stride(-1),
+        m_bucket(m),
+        HAS_BIAS=has_bias,
+        SPLIT_K=split_k,
+        UPCAST_DOT=interpreter_enabled() and x2d.dtype == torch.bfloat16,
+        **extra,
+    )
+    if split_k > 1:
+        block_m, block_n = 16, 128
+        _splitk_reduce_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
+            target,
+            bias_arg,
+            out,
+            m,
+            n,
+            target.stride(0),
+            target.stride(1),
+            target.stride(2),
+            out.stride(0),
+            out.stride(1),
+            HAS_BIAS=has_bias,
+            SPLIT_K=split_k,
+            BLOCK_M=block_m,
+            BLOCK_N=block_n,
+        )
+    return out
+
+
+def _unsupported(x: torch.Tensor, n: int, k: int) -> str | None:
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return f"dtype {x.dtype} (the kernel takes fp16 and bf16)"
+    if k % _ALIGN or n % _ALIGN:
+        return f"in_features={k} and out_features={n} must be multiples of {_ALIGN}"
+    return None
+
+
+@torch.library.custom_op(
+    f"polysparse::{OP_NAME}",
+    mutates_args=(),
+    schema="(Tensor x, Tensor values, Tensor meta, Tensor? bias, str impl) -> Tensor",
+)
+def _sparse24_linear_op(x, values, meta, bias, impl):
+    n, k = values.shape[0], x.shape[-1]
+    tensors = (x, values, meta) if bias is None else (x, values, meta, bias)
+    if not choose_impl(OP_NAME, impl, *tensors, unsupported=_unsupported(x, n, k)):
+        return sparse24_linear_reference(x, values, meta, bias)
+    x2d = x.reshape(-1, k)
+    out = torch.empty(x2d.shape[0], n, dtype=x.dtype, device=x.device)
+    _sparse24_linear_triton(x2d, values, meta, bias, out)
+    return out.reshape(*x.shape[:-1], n)
+
+
+@_sparse24_linear_op.register_fake
+def _sparse24_linear_fake(x, values, meta, bias, impl):
+    return x.new_empty((*x.shape[:-1], values.shape[0]))
+
+
+def sparse24_linear(
+    x: torch.Tensor,
+    values: torch.Tensor,
+    meta: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    impl: Impl = "auto",
+) -> torch.Tensor:
+    """``x @ W^T (+ bias)`` for a 2:4 weight ``W`` given as ``(values, meta)``; ``x`` is ``(..., in)``."""
+    n, k = _check_compressed(values, meta)
+    if x.dim() == 0 or x.shape[-1] != k:
+        raise ValueError(f"x has shape {tuple(x.shape)}; the weight has in_features={k}")
+    if x.dtype != values.dtype:
+        raise ValueError(f"x is {x.dtype} but values are {values.dtype}")
+    if bias is not None and (tuple(bias.shape) != (n,) or bias.dtype != x.dtype):
+        raise ValueError(f"bias must be {x.dtype} of shape ({n},), got {bias.dtype} {tuple(bias.shape)}")
+    if impl not in ("auto", "triton", "reference"):
+        raise ValueError(f"impl must be 'auto', 'triton' or 'reference', got {impl!r}")
+    return torch.ops.polysparse.sparse24_linear(x, values, meta, bias, impl)
