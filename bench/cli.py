@@ -152,7 +152,8 @@ def _study_parser(sub) -> None:
     p.add_argument("--eval-windows", type=int, default=8)
     p.add_argument("--eval-seqlen", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="study folder (resumes what it finds there)")
+    p.add_argument("--out", required=True, help="folder for the tables and heatmap")
+    p.add_argument("--cells", help="folder of finished cells to resume from (default OUT/cells)")
     p.add_argument("--no-plot", action="store_true")
     _add_quiet(p)
 

@@ -264,11 +264,12 @@ def study_job(
     eval_seqlen: int = 256,
     seed: int = 0,
     dtype: str = "auto",
+    cells: str | None = None,
     no_plot: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The calibration x evaluation matrix; see :mod:`polysparse.bench.study`."""
-    from polysparse.bench.study import StudyPlan, run_study
+    from polysparse.bench.study import StudyPlan, output_stem, run_study
 
     if sparsity is None and pattern is None:
         pattern = "2:4"
@@ -290,9 +291,10 @@ def study_job(
         seed=seed,
         dtype=dtype,
     )
-    result = run_study(plan, out, quiet=quiet, plot=not no_plot)
+    result = run_study(plan, out, cells=cells, quiet=quiet, plot=not no_plot)
     _say(result.markdown(), quiet)
-    _say(f"wrote {out}/study.json, study.md" + ("" if no_plot else ", study.png"), quiet)
+    stem = Path(out) / output_stem(plan)
+    _say(f"wrote {stem}.json, {stem}.md" + ("" if no_plot else f", {stem}.png"), quiet)
     return result.to_dict()
 
 

@@ -223,26 +223,29 @@ class StudyResult:
         plan = self.plan
         sources = ", ".join(f"{lang}: `{s}`" for lang, (s, _) in self.eval_specs.items())
         notes = (
-            f"Perplexity (lower is better; in brackets: ratio to dense) of `{Path(plan.model).name}` pruned with "
-            f"{plan.method} {plan.sparsity_label}, calibrated on {plan.nsamples} windows x {plan.seqlen} tokens "
-            f"of `{plan.calib_source}` text per row; evaluated on {plan.eval_windows} held-out windows x "
-            f"{plan.eval_seqlen} tokens per language ({sources}). Bold: the best language-calibrated row for "
-            "that evaluation language."
+            "Perplexity (lower is better; in brackets: ratio to dense) of "
+            f"`{Path(plan.model).name}` pruned with {plan.method} {plan.sparsity_label}, calibrated on "
+            f"{plan.nsamples} windows x {plan.seqlen} tokens of `{plan.calib_source}` text per row; "
+            f"evaluated on {plan.eval_windows} held-out windows x {plan.eval_seqlen} tokens per language "
+            f"({sources}). Bold: the best language-calibrated row for that evaluation language."
         )
         if any(f for _, f in self.eval_specs.values()):
-            notes += f" †: no `{plan.eval_source}` text in that language; evaluated on held-out `{plan.calib_source}` pages."
+            notes += (
+                f" †: no `{plan.eval_source}` text in that language; evaluated on held-out "
+                f"`{plan.calib_source}` pages."
+            )
         return notes + "\n\n" + markdown_table(headers, body)
 
 
 class StudyStore:
-    """One JSON file per cell under ``out/cells``; a file that exists is a finished cell."""
+    """One JSON file per cell under ``folder/<row key>/``; a file that exists is a finished cell."""
 
-    def __init__(self, out: Path):
-        self.out = out
-        (out / "cells").mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
 
     def _path(self, row_key: str, lang: str, eval_key: str) -> Path:
-        return self.out / "cells" / row_key / f"{lang}-{eval_key}.json"
+        return self.folder / row_key / f"{lang}-{eval_key}.json"
 
     def get(self, row_key: str, lang: str, eval_key: str) -> dict[str, Any] | None:
         path = self._path(row_key, lang, eval_key)
@@ -258,19 +261,36 @@ class StudyStore:
         write_json(self._path(row_key, lang, eval_key), value)
 
     def row_info(self, row_key: str) -> dict[str, Any]:
-        path = self.out / "cells" / row_key / "row.json"
+        path = self.folder / row_key / "row.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def put_row_info(self, row_key: str, info: dict[str, Any]) -> None:
-        write_json(self.out / "cells" / row_key / "row.json", info)
+        write_json(self.folder / row_key / "row.json", info)
 
 
-def run_study(plan: StudyPlan, out: str | Path, *, quiet: bool = False, plot: bool = True) -> StudyResult:
-    """Compute every missing cell, then write ``study.json``, ``study.md`` and ``study.png`` into ``out``."""
+def output_stem(plan: StudyPlan) -> str:
+    """``study-wanda-2-4``, ``study-sparsegpt-50``: one set of files per method and sparsity in a folder."""
+    label = plan.pattern.replace(":", "-") if plan.pattern else f"{round(plan.sparsity * 100):d}"
+    return f"study-{plan.method}-{label}"
+
+
+def run_study(
+    plan: StudyPlan,
+    out: str | Path,
+    *,
+    cells: str | Path | None = None,
+    quiet: bool = False,
+    plot: bool = True,
+) -> StudyResult:
+    """Compute every missing cell, then write ``<stem>.json``, ``.md`` and ``.png`` into ``out``.
+
+    Cells live in ``cells`` (default ``out/cells``); studies sharing that folder share their dense and
+    magnitude rows.
+    """
     from polysparse.bench.assets import resolve_model
 
     out = Path(out)
-    store = StudyStore(out)
+    store = StudyStore(Path(cells) if cells is not None else out / "cells")
     model_path = resolve_model(plan.model)
     rows = study_rows(plan)
     specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
@@ -320,10 +340,11 @@ def run_study(plan: StudyPlan, out: str | Path, *, quiet: bool = False, plot: bo
             bar.update(1)
         del model
     bar.close()
-    write_json(out / "study.json", {**result.to_dict(), "environment": environment()})
-    (out / "study.md").write_text(result.markdown(), encoding="utf-8")
+    stem = output_stem(plan)
+    write_json(out / f"{stem}.json", {**result.to_dict(), "environment": environment()})
+    (out / f"{stem}.md").write_text(result.markdown(), encoding="utf-8")
     if plot:
-        heatmap(result, out / "study.png")
+        heatmap(result, out / f"{stem}.png")
     return result
 
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -173,14 +174,12 @@ def capture_block_inputs(
             embed_device = _input_device(model)
             for input_ids, attention_mask in windows.batches(batch_size):
                 captured.token_masks.append(attention_mask.bool())
-                try:
+                with contextlib.suppress(_CaptureDone):
                     model(
                         input_ids=input_ids.to(embed_device),
                         attention_mask=attention_mask.to(embed_device),
                         use_cache=False,
                     )
-                except _CaptureDone:
-                    pass
     finally:
         for block in blocks:
             del block.forward  # the instance attribute shadowed the class's forward

@@ -61,11 +61,11 @@ def test_study_runs_and_resumes_cell_by_cell(tiny_model_dir, tmp_path, monkeypat
     result = run_study(p, tmp_path, quiet=True, plot=False)
     rows = study_rows(p)
     assert len(calls) == len(rows) * 2
-    data = json.loads((tmp_path / "study.json").read_text())
+    data = json.loads((tmp_path / "study-wanda-2-4.json").read_text())
     assert [r["label"] for r in data["rows"]] == [r.label for r in rows]
     assert all(v > 1 for r in data["rows"] for v in r["perplexity"].values())
     assert data["eval_sources"]["de"] == {"spec": "install-guide:de", "fallback": False}
-    assert "| calibration \\ eval |" in (tmp_path / "study.md").read_text()
+    assert "| calibration \\ eval |" in (tmp_path / "study-wanda-2-4.md").read_text()
     assert set(result.summary()["best_calibration_per_eval_language"]) == {"en", "de"}
 
     calls.clear()
@@ -92,5 +92,5 @@ def test_heatmap_is_written(tiny_model_dir, tmp_path):
     pytest.importorskip("matplotlib")
     p = plan(tiny_model_dir, langs=("de",), translate_source=None, mix=False)
     run_study(p, tmp_path, quiet=True, plot=True)
-    png = tmp_path / "study.png"
+    png = tmp_path / "study-wanda-2-4.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
