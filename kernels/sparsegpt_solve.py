@@ -290,7 +290,8 @@ def sparsegpt_solve_triton(
     block_m: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The blocked solve with the Triton block kernel; arguments as for :func:`sparsegpt_solve`."""
-    W = weight.detach().to(torch.float32, copy=True).contiguous()
+    W = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
+    W.copy_(weight.detach())  # the solve's own row-major fp32 copy, whatever the input's dtype and strides
     hinv = hinv.detach().float()
     rows, cols = W.shape
     keep = torch.empty((rows, cols), dtype=torch.bool, device=W.device)

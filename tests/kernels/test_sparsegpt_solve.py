@@ -109,7 +109,7 @@ def test_half_precision_weights(dtype):
 
 
 def test_multiple_programs_and_strided_hinv():
-    """GPU-like row tiles (several programs, a partial last one), Hinv read through strides.
+    """GPU-like row tiles (several programs, a partial last one), W and Hinv given column-major.
 
     The strictly lower triangle of Hinv holds garbage: the reference never reads it (it updates ``W1[:, i:]``
     with ``Hinv[i, i:]`` only), so neither may the kernel.
@@ -120,7 +120,8 @@ def test_multiple_programs_and_strided_hinv():
     hinv = hinv + torch.randn(cols, cols, generator=gen).tril(-1)
     hinv_strided = hinv.t().contiguous().t()  # same values, column-major
     W_ref, keep_ref = sg.sparsegpt_solve_reference(weight, hinv, n=2, m=4, blocksize=16)
-    W_new, keep = sg.sparsegpt_solve_triton(weight, hinv_strided, n=2, m=4, blocksize=16, block_m=4)
+    weight_strided = weight.t().contiguous().t()
+    W_new, keep = sg.sparsegpt_solve_triton(weight_strided, hinv_strided, n=2, m=4, blocksize=16, block_m=4)
     assert torch.equal(keep, keep_ref)
     torch.testing.assert_close(W_new, W_ref, rtol=1e-4, atol=1e-4)
 
