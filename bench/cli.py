@@ -69,7 +69,14 @@ def _prune_parser(sub) -> None:
         help="layers whose in_features is not a multiple of M: leave dense, or stop",
     )
     p.add_argument("--out", required=True, help="output folder (refused if it exists, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out and drop any interrupted run's state"
+    )
+    p.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="do not keep per-block state for resuming (saves disk writes)",
+    )
     _add_quiet(p)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NonFiniteError,
     OutputExistsError,
     UnknownLanguageError,
-    ValueError,
+    ValueError,  # ResumeMismatchError and CorruptCheckpointError among them
 )
 """Errors caused by the user's input: the CLI prints them in one line and exits with status 2."""
 
@@ -79,9 +80,15 @@ def prune_job(
     on_indivisible: str = "skip",
     dtype: str = "auto",
     overwrite: bool = False,
+    no_checkpoint: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report."""
+    """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
+
+    Progress is kept after every block in ``.<out>.work`` beside the output: the same command run again
+    after an interruption resumes there (``overwrite`` starts over); the folder goes once the output is
+    written.
+    """
     config = PruneConfig(
         method=method,
         sparsity=sparsity,
@@ -99,7 +106,10 @@ def prune_job(
     )
     if calib is None and method != "magnitude":
         raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
-    check_output(out, overwrite)
+    out_dir = check_output(out, overwrite)
+    work_dir = None if no_checkpoint else out_dir.parent / f".{out_dir.name}.work"
+    if work_dir is not None and overwrite and work_dir.exists():
+        shutil.rmtree(work_dir)
     started = time.perf_counter()
     model_path = resolve_model(model)
     _say(f"loading {model_path}", quiet)
@@ -108,7 +118,7 @@ def prune_job(
     if calib is not None:
         windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
         _say(f"calibration: {len(windows)} windows x {windows.seqlen} tokens from {calib}", quiet)
-    report = prune_model(lm, config, windows, progress=not quiet)
+    report = prune_model(lm, config, windows, progress=not quiet, checkpoint_dir=work_dir)
     payload = {
         "polysparse_version": _version(),
         "model": str(model_path),
@@ -123,6 +133,8 @@ def prune_job(
         "environment": environment(config.device),
     }
     save_pruned(lm, tokenizer, out, payload, overwrite)
+    if work_dir is not None:
+        shutil.rmtree(work_dir, ignore_errors=True)
     summary = payload["summary"]
     _say(
         f"pruned {summary['layers_pruned']} layers ({summary['layers_skipped']} skipped) with {method} "

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from polysparse.sparsify.calibration import TokenWindows
+from polysparse.sparsify.checkpointing import PruneCheckpoint, run_fingerprint
 from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.methods import METHODS, statistics_for
 from polysparse.sparsify.model_graph import (
@@ -232,16 +234,32 @@ def sequential_blocks(
     batch_size: int = 1,
     progress: bool = True,
     description: str = "blocks",
+    start: int = 0,
+    start_hidden: list[torch.Tensor] | None = None,
+    after_block: Callable[[BlockStep, list[torch.Tensor] | None], None] | None = None,
 ) -> Iterator[BlockStep]:
-    """Yield each decoder block with its inputs; after the caller is done, run it to get the next inputs."""
+    """Yield each decoder block with its inputs; after the caller is done, run it to get the next inputs.
+
+    ``start`` / ``start_hidden`` resume a walk at a later block with that block's saved inputs;
+    ``after_block(step, next_inputs)`` is called once a block is finished (``next_inputs`` is None after
+    the last block, whose outputs nothing needs).
+    """
     device = resolve_device(device)
     model.eval()
     stack = find_decoder_stack(model)
     captured = capture_block_inputs(model, stack, windows, batch_size)
+    if start:
+        if start_hidden is None or len(start_hidden) != len(captured.hidden):
+            raise ValueError(
+                f"resuming at block {start} needs its inputs for all {len(captured.hidden)} batches"
+            )
+        captured.hidden = start_hidden
     hidden = [h.to(device) for h in captured.hidden]
     masks = [m.to(device) for m in captured.token_masks]
-    bar = tqdm(total=len(stack.blocks), desc=description, disable=not progress, unit="block")
+    bar = tqdm(total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block")
     for index, block in enumerate(stack.blocks):
+        if index < start:
+            continue
         home = next(block.parameters()).device
         block.to(device)
         distinct = [a.to(device) for a in captured.arguments[index]]
@@ -257,7 +275,10 @@ def sequential_blocks(
             returns_tuple=captured.returns_tuple,
         )
         yield step
-        hidden = step.forward_batches()
+        last = index == len(stack.blocks) - 1
+        hidden = None if last else step.forward_batches()
+        if after_block is not None:
+            after_block(step, hidden)
         block.to(home)
         del distinct, per_batch, step
         bar.update(1)
@@ -265,16 +286,30 @@ def sequential_blocks(
 
 
 def _blocks_without_data(
-    model: nn.Module, *, device: torch.device | str | None, progress: bool, description: str
+    model: nn.Module,
+    *,
+    device: torch.device | str | None,
+    progress: bool,
+    description: str,
+    start: int = 0,
+    after_block: Callable[[BlockStep, list[torch.Tensor] | None], None] | None = None,
 ) -> Iterator[BlockStep]:
     """The walk for methods that need no activations (magnitude): blocks one at a time, no forward."""
     device = resolve_device(device)
     stack = find_decoder_stack(model)
-    for index, block in enumerate(tqdm(stack.blocks, desc=description, disable=not progress, unit="block")):
+    bar = tqdm(total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block")
+    for index, block in enumerate(stack.blocks):
+        if index < start:
+            continue
         home = next(block.parameters()).device
         block.to(device)
-        yield BlockStep(index, stack.block_name(index), block, device, [], [], [], False)
+        step = BlockStep(index, stack.block_name(index), block, device, [], [], [], False)
+        yield step
+        if after_block is not None:
+            after_block(step, None)
         block.to(home)
+        bar.update(1)
+    bar.close()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -407,19 +442,51 @@ def prune_model(
     windows: TokenWindows | None,
     *,
     progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
 ) -> PruneReport:
     """Prune ``model`` in place with ``config``, calibrated on ``windows``; return the report.
 
-    ``windows`` may be None for magnitude pruning, which needs no activations.
+    ``windows`` may be None for magnitude pruning, which needs no activations. With ``checkpoint_dir`` the
+    state after every block is kept there (see :mod:`polysparse.sparsify.checkpointing`) and a run
+    interrupted earlier with the same model, configuration and windows resumes from its last block; the
+    folder is left in place for the caller to remove once the result is safely written.
     """
     description = f"{config.method} {config.sparsity_label}"
+    if windows is None and config.method != "magnitude":
+        raise ConfigError(f"{config.method} needs calibration windows")
+    if windows is not None and windows.seqlen > config.seqlen:
+        raise ConfigError(f"windows are {windows.seqlen} tokens long, more than seqlen={config.seqlen}")
+    skipped = check_pattern_fits(model, config)
+    calibration = windows.summary() if windows is not None else {"windows": 0}
+    report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
+
+    checkpoint = resume = None
+    if checkpoint_dir is not None:
+        fingerprint = run_fingerprint(model, config.to_dict(), calibration.get("sha256"))
+        checkpoint = PruneCheckpoint(checkpoint_dir, fingerprint)
+        resume = checkpoint.restore(find_decoder_stack(model).blocks)
+        if resume is not None:
+            report.layers = resume.report.get("layers", [])
+            report.blocks = resume.report.get("blocks", [])
+    start = resume.next_block if resume is not None else 0
+
+    def after_block(step: BlockStep, next_inputs: list[torch.Tensor] | None) -> None:
+        report.blocks[-1]["seconds"] = time.perf_counter() - block_started
+        if checkpoint is not None:
+            checkpoint.save(
+                step.index, step.block, next_inputs, {"layers": report.layers, "blocks": report.blocks}
+            )
+
     if windows is None:
-        if config.method != "magnitude":
-            raise ConfigError(f"{config.method} needs calibration windows")
-        steps = _blocks_without_data(model, device=config.device, progress=progress, description=description)
+        steps = _blocks_without_data(
+            model,
+            device=config.device,
+            progress=progress,
+            description=description,
+            start=start,
+            after_block=after_block,
+        )
     else:
-        if windows.seqlen > config.seqlen:
-            raise ConfigError(f"windows are {windows.seqlen} tokens long, more than seqlen={config.seqlen}")
         steps = sequential_blocks(
             model,
             windows,
@@ -427,17 +494,15 @@ def prune_model(
             batch_size=config.batch_size,
             progress=progress,
             description=description,
+            start=start,
+            start_hidden=resume.hidden if resume is not None else None,
+            after_block=after_block,
         )
-    skipped = check_pattern_fits(model, config)
-    calibration = windows.summary() if windows is not None else {"windows": 0}
-    report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
     prune = METHODS[config.method]
     started = time.perf_counter()
     block_started = started
     for step in steps:
-        if report.blocks:  # the previous block's time includes re-running it for this block's inputs
-            report.blocks[-1]["seconds"] = time.perf_counter() - block_started
-            block_started = time.perf_counter()
+        block_started = time.perf_counter()
         layers, _ = _split_indivisible(
             prunable_layers(step.block, step.name, config.targets, config.ignore), config
         )
@@ -468,7 +533,5 @@ def prune_model(
             block_layers.append(name)
             stats.pop(name, None)
         report.blocks.append({"index": step.index, "name": step.name, "layers": block_layers})
-    if report.blocks:
-        report.blocks[-1]["seconds"] = time.perf_counter() - block_started
-    report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - started + sum(b.get("seconds", 0.0) for b in report.blocks[:start])
     return report

@@ -233,4 +233,23 @@ def test_a_crash_while_saving_leaves_no_output(tiny_model_dir, tmp_path, monkeyp
             "--quiet",
         )
     assert not (tmp_path / "crash").exists()
+    # Only the resumable state is left: no half-written output folder.
+    assert [p.name for p in tmp_path.glob(".crash*")] == [".crash.work"]
+    monkeypatch.undo()
+    assert (
+        run(
+            "prune",
+            "--model",
+            tiny_model_dir,
+            "--method",
+            "magnitude",
+            "--sparsity",
+            0.5,
+            "--out",
+            tmp_path / "crash",
+            "--quiet",
+        )
+        == 0
+    )
+    assert (tmp_path / "crash" / "polysparse.json").exists()
     assert not list(tmp_path.glob(".crash*"))
