@@ -115,7 +115,9 @@ def prune_job(
     _say(f"loading {model_path}", quiet)
     lm, tokenizer = load_causal_lm(model_path, dtype)
     windows = None
-    if calib is not None:
+    if calib is not None and method == "magnitude":
+        log.info("magnitude pruning reads no activations; --calib %s is not used", calib)
+    elif calib is not None:
         windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
         _say(f"calibration: {len(windows)} windows x {windows.seqlen} tokens from {calib}", quiet)
     report = prune_model(lm, config, windows, progress=not quiet, checkpoint_dir=work_dir)
