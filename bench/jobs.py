@@ -12,6 +12,7 @@ from typing import Any
 
 from polysparse.bench.assets import DEFAULT_MODEL, resolve_model
 from polysparse.bench.report import environment, markdown_table, write_json
+from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import (
     EVAL_FRACTION,
     TokenWindows,
@@ -106,10 +107,14 @@ def prune_job(
     )
     if calib is None and method != "magnitude":
         raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
+    launched = distributed.init_from_environment()
+    rank, world = distributed.rank_and_world()
+    quiet = quiet or rank != 0
     out_dir = check_output(out, overwrite)
     work_dir = None if no_checkpoint else out_dir.parent / f".{out_dir.name}.work"
-    if work_dir is not None and overwrite and work_dir.exists():
+    if work_dir is not None and overwrite and work_dir.exists() and rank == 0:
         shutil.rmtree(work_dir)
+    distributed.barrier()
     started = time.perf_counter()
     model_path = resolve_model(model)
     _say(f"loading {model_path}", quiet)
@@ -126,17 +131,19 @@ def prune_job(
         "model": str(model_path),
         "model_type": lm.config.model_type,
         **report.to_dict(),
-        "calibration": {
-            "spec": calib,
-            "eval_fraction_held_out": EVAL_FRACTION,
-            **(windows.summary() if windows is not None else {"windows": 0}),
-        },
+        "calibration": {"spec": calib, "eval_fraction_held_out": EVAL_FRACTION, **report.calibration},
         "wall_seconds": time.perf_counter() - started,
         "environment": environment(config.device),
     }
-    save_pruned(lm, tokenizer, out, payload, overwrite)
-    if work_dir is not None:
+    if rank == 0:
+        save_pruned(lm, tokenizer, out, payload, overwrite)
+    distributed.barrier()  # every rank's state stays until the output is safely written
+    if work_dir is not None and rank == 0:
         shutil.rmtree(work_dir, ignore_errors=True)
+    if launched:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     summary = payload["summary"]
     _say(
         f"pruned {summary['layers_pruned']} layers ({summary['layers_skipped']} skipped) with {method} "

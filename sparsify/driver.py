@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import TokenWindows
 from polysparse.sparsify.checkpointing import PruneCheckpoint, run_fingerprint
 from polysparse.sparsify.config import ConfigError, PruneConfig
@@ -50,9 +52,11 @@ except ImportError:  # pragma: no cover
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means the first CUDA device when there is one, else the CPU."""
+    """``None``: this process's CUDA device if any (``LOCAL_RANK`` under torchrun), else the CPU."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     return torch.device(device)
 
 
@@ -459,6 +463,13 @@ def prune_model(
     skipped = check_pattern_fits(model, config)
     calibration = windows.summary() if windows is not None else {"windows": 0}
     report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
+    rank, world = distributed.rank_and_world()
+    if world > 1:
+        report.calibration["ranks"] = world
+        if windows is not None:
+            windows = distributed.shard_windows(windows, rank, world)
+        if checkpoint_dir is not None:
+            checkpoint_dir = Path(checkpoint_dir) / f"rank-{rank}"
 
     checkpoint = resume = None
     if checkpoint_dir is not None:
@@ -513,6 +524,8 @@ def prune_model(
         finally:
             for handle in handles:
                 handle.remove()
+        if world > 1 and stats:
+            distributed.all_reduce_statistics(stats, step.device)
         block_layers = []
         for name, layer in layers.items():
             weight = weight_matrix(layer)
@@ -520,6 +533,9 @@ def prune_model(
                 result = prune(weight.to(step.device), stats.get(name), config)
             except (NonFiniteError, ValueError) as error:
                 raise type(error)(f"{name}: {error}") from None
+            if world > 1:  # every rank continues from rank 0's weights, bit for bit
+                distributed.broadcast_from_first(result.weight)
+                distributed.broadcast_from_first(result.keep)
             set_weight_matrix(layer, result.weight)
             entry = {
                 "name": name,
