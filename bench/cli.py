@@ -77,6 +77,13 @@ def _prune_parser(sub) -> None:
         action="store_true",
         help="do not keep per-block state for resuming (saves disk writes)",
     )
+    p.add_argument(
+        "--stream",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="read decoder blocks from disk one at a time (models larger than memory); auto: when the "
+        "weights exceed half the available memory",
+    )
     _add_quiet(p)
 
 

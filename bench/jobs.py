@@ -28,6 +28,7 @@ from polysparse.sparsify.methods import HessianError
 from polysparse.sparsify.model_graph import NoDecoderBlocksError
 from polysparse.sparsify.output import REPORT_FILE, OutputExistsError, check_output, save_pruned
 from polysparse.sparsify.stats import NonFiniteError
+from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
 
 log = logging.getLogger("polysparse.bench")
 
@@ -82,9 +83,14 @@ def prune_job(
     dtype: str = "auto",
     overwrite: bool = False,
     no_checkpoint: bool = False,
+    stream: str = "auto",
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
+
+    ``stream``: ``on`` reads decoder blocks from the safetensors files one at a time (peak memory about one
+    block, for models larger than memory), ``off`` loads the whole model, ``auto`` streams when the weights
+    take more than half of the available memory.
 
     Progress is kept after every block in ``.<out>.work`` beside the output: the same command run again
     after an interruption resumes there (``overwrite`` starts over); the folder goes once the output is
@@ -117,15 +123,24 @@ def prune_job(
     distributed.barrier()
     started = time.perf_counter()
     model_path = resolve_model(model)
-    _say(f"loading {model_path}", quiet)
-    lm, tokenizer = load_causal_lm(model_path, dtype)
+    streamer = None
+    if _should_stream(model_path, stream):
+        if work_dir is None:
+            raise ConfigError("--stream keeps the pruned blocks in the working folder; drop --no-checkpoint")
+        _say(f"loading {model_path} block by block (streaming)", quiet)
+        lm, tokenizer, streamer = load_streaming_model(model_path, dtype)
+    else:
+        _say(f"loading {model_path}", quiet)
+        lm, tokenizer = load_causal_lm(model_path, dtype)
     windows = None
     if calib is not None and method == "magnitude":
         log.info("magnitude pruning reads no activations; --calib %s is not used", calib)
     elif calib is not None:
         windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
         _say(f"calibration: {len(windows)} windows x {windows.seqlen} tokens from {calib}", quiet)
-    report = prune_model(lm, config, windows, progress=not quiet, checkpoint_dir=work_dir)
+    report = prune_model(
+        lm, config, windows, progress=not quiet, checkpoint_dir=work_dir, block_loader=streamer
+    )
     payload = {
         "polysparse_version": _version(),
         "model": str(model_path),
@@ -135,7 +150,11 @@ def prune_job(
         "wall_seconds": time.perf_counter() - started,
         "environment": environment(config.device),
     }
-    if rank == 0:
+    payload["streamed"] = streamer is not None
+    if rank == 0 and streamer is not None:
+        blocks_dir = work_dir / "rank-0" if world > 1 else work_dir
+        write_streamed_output(lm, model_path, blocks_dir, out_dir, payload, overwrite)
+    elif rank == 0:
         save_pruned(lm, tokenizer, out, payload, overwrite)
     distributed.barrier()  # every rank's state stays until the output is safely written
     if work_dir is not None and rank == 0:
@@ -152,6 +171,29 @@ def prune_job(
         quiet,
     )
     return payload
+
+
+def _available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _should_stream(model_path: Path, stream: str) -> bool:
+    if stream not in ("auto", "on", "off"):
+        raise ConfigError(f"--stream must be auto, on or off, got {stream!r}")
+    if stream != "auto":
+        return stream == "on"
+    weights = sum(p.stat().st_size for p in Path(model_path).glob("*.safetensors"))
+    available = _available_memory()
+    if available and weights > available // 2:
+        log.info("weights (%.1f GB) exceed half the available memory: streaming blocks", weights / 1e9)
+        return True
+    return False
 
 
 def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[str]:

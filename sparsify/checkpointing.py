@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -122,14 +122,20 @@ class PruneCheckpoint:
             )
         return int(state["next_block"])
 
-    def restore(self, blocks: nn.ModuleList) -> ResumeState | None:
-        """Load the finished blocks into ``blocks`` and return where to continue (None: nothing to resume)."""
+    def restore(self, blocks: nn.ModuleList, load_weights: bool = True) -> ResumeState | None:
+        """Load the finished blocks into ``blocks`` and return where to continue (None: nothing to resume).
+
+        ``load_weights=False`` only checks the finished blocks' files (streaming runs keep them on disk).
+        """
         next_block = self.check()
         if next_block == 0:
             return None
         state = self._state()
         try:
             for index in range(next_block):
+                if not load_weights:
+                    with safe_open(str(self.folder / f"block-{index:04d}.safetensors"), framework="pt"):
+                        continue
                 tensors = load_file(str(self.folder / f"block-{index:04d}.safetensors"))
                 missing, unexpected = blocks[index].load_state_dict(tensors, strict=False)
                 if unexpected or missing:

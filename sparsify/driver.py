@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -205,6 +205,14 @@ def _input_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+class BlockLoader(Protocol):
+    """Materialises a block's parameters before its step and releases them after it."""
+
+    def load(self, index: int, block: nn.Module) -> None: ...
+
+    def unload(self, index: int, block: nn.Module) -> None: ...
+
+
 @dataclass
 class BlockStep:
     """One decoder block during the walk: on the working device, with its inputs per batch."""
@@ -241,12 +249,14 @@ def sequential_blocks(
     start: int = 0,
     start_hidden: list[torch.Tensor] | None = None,
     after_block: Callable[[BlockStep, list[torch.Tensor] | None], None] | None = None,
+    block_loader: BlockLoader | None = None,
 ) -> Iterator[BlockStep]:
     """Yield each decoder block with its inputs; after the caller is done, run it to get the next inputs.
 
     ``start`` / ``start_hidden`` resume a walk at a later block with that block's saved inputs;
     ``after_block(step, next_inputs)`` is called once a block is finished (``next_inputs`` is None after
-    the last block, whose outputs nothing needs).
+    the last block, whose outputs nothing needs). A ``block_loader`` materialises each block's parameters
+    just before its step and releases them after it (models larger than memory).
     """
     device = resolve_device(device)
     model.eval()
@@ -264,6 +274,8 @@ def sequential_blocks(
     for index, block in enumerate(stack.blocks):
         if index < start:
             continue
+        if block_loader is not None:
+            block_loader.load(index, block)
         home = next(block.parameters()).device
         block.to(device)
         distinct = [a.to(device) for a in captured.arguments[index]]
@@ -284,6 +296,8 @@ def sequential_blocks(
         if after_block is not None:
             after_block(step, hidden)
         block.to(home)
+        if block_loader is not None:
+            block_loader.unload(index, block)
         del distinct, per_batch, step
         bar.update(1)
     bar.close()
@@ -297,6 +311,7 @@ def _blocks_without_data(
     description: str,
     start: int = 0,
     after_block: Callable[[BlockStep, list[torch.Tensor] | None], None] | None = None,
+    block_loader: BlockLoader | None = None,
 ) -> Iterator[BlockStep]:
     """The walk for methods that need no activations (magnitude): blocks one at a time, no forward."""
     device = resolve_device(device)
@@ -305,6 +320,8 @@ def _blocks_without_data(
     for index, block in enumerate(stack.blocks):
         if index < start:
             continue
+        if block_loader is not None:
+            block_loader.load(index, block)
         home = next(block.parameters()).device
         block.to(device)
         step = BlockStep(index, stack.block_name(index), block, device, [], [], [], False)
@@ -312,6 +329,8 @@ def _blocks_without_data(
         if after_block is not None:
             after_block(step, None)
         block.to(home)
+        if block_loader is not None:
+            block_loader.unload(index, block)
         bar.update(1)
     bar.close()
 
@@ -447,14 +466,19 @@ def prune_model(
     *,
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
+    block_loader: BlockLoader | None = None,
 ) -> PruneReport:
     """Prune ``model`` in place with ``config``, calibrated on ``windows``; return the report.
 
     ``windows`` may be None for magnitude pruning, which needs no activations. With ``checkpoint_dir`` the
     state after every block is kept there (see :mod:`polysparse.sparsify.checkpointing`) and a run
     interrupted earlier with the same model, configuration and windows resumes from its last block; the
-    folder is left in place for the caller to remove once the result is safely written.
+    folder is left in place for the caller to remove once the result is safely written. With a
+    ``block_loader`` (see :mod:`polysparse.sparsify.streaming`) blocks live in memory only for their own
+    step; their pruned weights are then only in ``checkpoint_dir``, which is required.
     """
+    if block_loader is not None and checkpoint_dir is None:
+        raise ValueError("streaming blocks from disk needs a checkpoint_dir to keep the pruned blocks in")
     description = f"{config.method} {config.sparsity_label}"
     if windows is None and config.method != "magnitude":
         raise ConfigError(f"{config.method} needs calibration windows")
@@ -475,7 +499,7 @@ def prune_model(
     if checkpoint_dir is not None:
         fingerprint = run_fingerprint(model, config.to_dict(), calibration.get("sha256"))
         checkpoint = PruneCheckpoint(checkpoint_dir, fingerprint)
-        resume = checkpoint.restore(find_decoder_stack(model).blocks)
+        resume = checkpoint.restore(find_decoder_stack(model).blocks, load_weights=block_loader is None)
         if resume is not None:
             report.layers = resume.report.get("layers", [])
             report.blocks = resume.report.get("blocks", [])
@@ -496,6 +520,7 @@ def prune_model(
             description=description,
             start=start,
             after_block=after_block,
+            block_loader=block_loader,
         )
     else:
         steps = sequential_blocks(
@@ -508,6 +533,7 @@ def prune_model(
             start=start,
             start_hidden=resume.hidden if resume is not None else None,
             after_block=after_block,
+            block_loader=block_loader,
         )
     prune = METHODS[config.method]
     started = time.perf_counter()
