@@ -40,12 +40,25 @@ def triton_reason(*tensors: torch.Tensor) -> str | None:
     return "tensors are not on a CUDA device and TRITON_INTERPRET is not set"
 
 
+def forced_impl() -> Impl:
+    """``POLYSPARSE_KERNELS`` (``auto``, ``triton`` or ``reference``): every wrapper called with
+    ``impl="auto"`` follows it. The test suite uses ``reference`` where kernels are not under test, since
+    Triton's CPU interpreter is slow."""
+    value = os.environ.get("POLYSPARSE_KERNELS", "auto").strip().lower() or "auto"
+    if value not in ("auto", "triton", "reference"):
+        raise ValueError(f"POLYSPARSE_KERNELS must be auto, triton or reference, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def choose_impl(op: str, impl: Impl, *tensors: torch.Tensor, unsupported: str | None = None) -> bool:
     """Return True to run Triton, False to run the reference.
 
     ``unsupported`` is the caller's own reason the kernel cannot take these inputs (dtype, shape). With
     ``impl="triton"`` any reason raises instead of falling back; with ``"reference"`` Triton never runs.
+    ``impl="auto"`` follows ``POLYSPARSE_KERNELS`` (``triton`` / ``reference``) when that is set.
     """
+    if impl == "auto":
+        impl = forced_impl()
     if impl == "reference":
         return False
     reason = unsupported or triton_reason(*tensors)

@@ -2,6 +2,14 @@ import pytest
 
 from helpers.tiny_models import tiny_model, tiny_tokenizer
 
+
+@pytest.fixture(autouse=True)
+def reference_kernels(request, monkeypatch):
+    """Command-line tests run the kernels' PyTorch references (see tests/sparsify/conftest.py)."""
+    if request.node.get_closest_marker("triton_kernels") is None:
+        monkeypatch.setenv("POLYSPARSE_KERNELS", "reference")
+
+
 INVENTED_TEXT = (
     "Der kleine Hund läuft jeden Morgen über die Wiese hinter dem Haus. "
     "Die Katze schläft lieber auf dem warmen Fensterbrett und beobachtet die Vögel. "

@@ -253,3 +253,41 @@ def test_a_crash_while_saving_leaves_no_output(tiny_model_dir, tmp_path, monkeyp
     )
     assert (tmp_path / "crash" / "polysparse.json").exists()
     assert not list(tmp_path.glob(".crash*"))
+
+
+def test_nan_weights_or_activations_stop_before_anything_is_written(tmp_path, german_text, capsys):
+    from helpers.tiny_models import tiny_model, tiny_tokenizer
+
+    for where in ("weight", "activation"):
+        folder = tmp_path / f"nan-{where}"
+        model = tiny_model("llama")
+        with torch.no_grad():
+            if where == "weight":
+                model.model.layers[1].mlp.down_proj.weight[3, 5] = float("nan")
+            else:
+                model.model.embed_tokens.weight[:, 7] = float("inf")
+        model.save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+        out = tmp_path / f"out-{where}"
+        err = bad(
+            capsys,
+            "prune",
+            "--model",
+            folder,
+            "--method",
+            "wanda",
+            "--sparsity",
+            0.5,
+            "--calib",
+            f"text:{german_text}",
+            "--nsamples",
+            2,
+            "--seqlen",
+            32,
+            "--out",
+            out,
+            "--quiet",
+        )
+        assert "NaN or Inf" in err
+        assert ("model.layers.1.mlp.down_proj" in err) if where == "weight" else ("model.layers.0." in err)
+        assert not out.exists()
