@@ -318,4 +318,85 @@ def read_report(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / REPORT_FILE).read_text(encoding="utf-8"))
 
 
-__all__ = ["USER_ERRORS", "corpora_job", "demo_job", "eval_job", "prune_job", "read_report", "study_job"]
+# ----------------------------------------------------------------------------------------------------------
+# Runtime: throughput and export (issue 5)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def bench_job(
+    *,
+    model: str,
+    dense: str | None = None,
+    batch: str | list[int] = "1,8,16",
+    prompt: str | list[int] = "128,2048",
+    new_tokens: int = 128,
+    repeats: int = 3,
+    warmup: int = 1,
+    backend: str = "auto",
+    dispatch: str | None = None,
+    cache: str = "dynamic",
+    device: str | None = None,
+    dtype: str = "auto",
+    seed: int = 0,
+    out: str | None = None,
+    no_plot: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Dense vs sparse throughput; see :mod:`polysparse.bench.throughput`."""
+    from polysparse.bench.throughput import ThroughputPlan, parse_sizes, run_throughput
+
+    plan = ThroughputPlan(
+        batch_sizes=parse_sizes(batch),
+        prompt_lengths=parse_sizes(prompt),
+        new_tokens=new_tokens,
+        repeats=repeats,
+        warmup=warmup,
+        cache=cache,
+        seed=seed,
+    )
+    _say(f"benchmarking {model} (sparse) against its dense twin, backend {backend}", quiet)
+    payload, paths = run_throughput(
+        model=resolve_model(model),
+        dense=dense,
+        plan=plan,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+        dispatch=dispatch,
+        out=out,
+        with_plot=not no_plot,
+        progress=None if quiet else lambda message: _say(f"  {message}"),
+    )
+    ran = ", ".join(sorted({r["ran"] for r in payload["backends_ran"]})) or "-"
+    _say(f"sparse layers ran on: {ran}", quiet)
+    for s in payload["speedups"]:
+        _say(
+            f"  batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
+            f"prefill {s['prefill']:.2f}x (sparse / dense, medians)",
+            quiet,
+        )
+    _say("wrote " + ", ".join(str(p) for p in paths), quiet)
+    return payload
+
+
+def export_job(*, model: str, format: str, out: str, overwrite: bool = False, quiet: bool = False) -> Path:
+    """Write a sparse checkpoint as dense, compressed or compressed-tensors."""
+    from polysparse.runtime.checkpoint import export
+
+    path = export(model, out, format, overwrite=overwrite)
+    size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    _say(f"wrote {path} ({format}, {size / 2**20:.1f} MiB of safetensors)", quiet)
+    return path
+
+
+__all__ = [
+    "USER_ERRORS",
+    "bench_job",
+    "corpora_job",
+    "demo_job",
+    "eval_job",
+    "export_job",
+    "prune_job",
+    "read_report",
+    "study_job",
+]

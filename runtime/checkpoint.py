@@ -94,6 +94,10 @@ class CheckpointMismatchError(CheckpointError):
     """The metadata (``sparsity_config``, the model config) does not match the tensors in the files."""
 
 
+class CheckpointExistsError(CheckpointError, FileExistsError):
+    """The output folder exists and overwriting was not asked for."""
+
+
 class NotSparse24Error(CheckpointError):
     """A tensor declared 2:4 is not: more than two nonzeros in a group, or corrupt position metadata."""
 
@@ -289,9 +293,9 @@ def _copy_side_files(source: Path | None, target: Path) -> None:
 def _atomic_folder(out: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary sibling folder, renamed to ``out`` only when the block finishes."""
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another output or pass overwrite=True")
+        raise CheckpointExistsError(f"{out} exists; choose another output or pass overwrite=True")
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
+        raise CheckpointExistsError(f"{out} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -392,7 +396,9 @@ def save_sparse(
     """
     layers = sparse_layers(model)
     if not layers:
-        raise CheckpointError("the model has no Sparse24Linear layers: swap them in with sparsify_model first")
+        raise CheckpointError(
+            "the model has no Sparse24Linear layers: swap them in with sparsify_model first"
+        )
     provenance = _resolve_metadata(model, metadata, source)
     tensors, aliases = _dedup_state(model.state_dict())
     block = {
@@ -472,7 +478,9 @@ def _sparsity_block(folder: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(block, dict) and block.get("format") in (FORMAT_NATIVE, FORMAT_DENSE, FORMAT_BITMASK):
         version = block.get("format_version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
-            raise CheckpointError(f"{folder}: sparsity format version {version}; this polysparse reads {FORMAT_VERSION}")
+            raise CheckpointError(
+                f"{folder}: sparsity format version {version}; this polysparse reads {FORMAT_VERSION}"
+            )
         if not isinstance(block.get("layers"), dict):
             raise CheckpointMismatchError(f"{folder}: sparsity_config has no 'layers' mapping")
         return block
@@ -540,7 +548,11 @@ def _layer_keys(fmt: str, name: str, entry: Mapping[str, Any], infos: Mapping[st
         values = _expect(infos, f"{name}.compressed", (out_f, in_f // 2), _FLOATS)
         _expect(infos, f"{name}.bitmask", (out_f, -(-in_f // 8)), torch.uint8)
         shape = infos.get(f"{name}.shape")
-        if shape is None or shape.dtype not in (torch.int64, torch.int32) or int(torch.Size(shape.shape).numel()) != 2:
+        if (
+            shape is None
+            or shape.dtype not in (torch.int64, torch.int32)
+            or int(torch.Size(shape.shape).numel()) != 2
+        ):
             raise CheckpointMismatchError(f"layer {name!r}: missing or malformed {name}.shape tensor")
         keys |= {f"{name}.compressed", f"{name}.bitmask", f"{name}.shape"}
         dtype = values.dtype
@@ -584,8 +596,8 @@ def _build_skeleton(folder: Path, layers: Mapping[str, Mapping[str, Any]], **mod
         ):
             raise CheckpointMismatchError(
                 f"layer {name!r}: the model has a {layout} weight of shape {weight_shape} "
-                f"(bias: {module.bias is not None}), sparsity_config declares {entry.get('layout', 'linear')} "
-                f"{out_f} x {in_f} (bias: {bool(entry.get('bias'))})"
+                f"(bias: {module.bias is not None}), sparsity_config declares "
+                f"{entry.get('layout', 'linear')} {out_f} x {in_f} (bias: {bool(entry.get('bias'))})"
             )
         shell = Sparse24Linear(
             torch.empty(out_f, in_f // 2, device="meta"),
@@ -599,7 +611,9 @@ def _build_skeleton(folder: Path, layers: Mapping[str, Mapping[str, Any]], **mod
     return model
 
 
-def _check_keys(model: nn.Module, block: Mapping[str, Any], stored: Mapping[str, TensorInfo], layer_keys: set[str]):
+def _check_keys(
+    model: nn.Module, block: Mapping[str, Any], stored: Mapping[str, TensorInfo], layer_keys: set[str]
+):
     """Every non-sparse tensor the model expects is stored with the same shape; nothing else is stored."""
     aliases = dict(block.get("tied") or {})
     expected = {}
@@ -617,7 +631,9 @@ def _check_keys(model: nn.Module, block: Mapping[str, Any], stored: Mapping[str,
         )
     for key, shape in expected.items():
         if key in stored and key not in layer_keys and stored[key].shape != shape:
-            raise CheckpointMismatchError(f"tensor {key!r} has shape {stored[key].shape}, the model expects {shape}")
+            raise CheckpointMismatchError(
+                f"tensor {key!r} has shape {stored[key].shape}, the model expects {shape}"
+            )
     for alias, target in aliases.items():
         if target not in stored:
             raise CheckpointMismatchError(f"tied tensor {alias!r} points at {target!r}, which is not stored")
@@ -650,7 +666,9 @@ def _to_sparse_state(
                 shape = state.pop(f"{name}.shape").flatten().tolist()
                 if shape != [int(entry["out_features"]), in_f]:
                     raise CheckpointMismatchError(f"layer {name!r}: {name}.shape is {shape}")
-                values, meta = from_sparse24_bitmask(state.pop(f"{name}.compressed"), state.pop(f"{name}.bitmask"), shape)
+                values, meta = from_sparse24_bitmask(
+                    state.pop(f"{name}.compressed"), state.pop(f"{name}.bitmask"), shape
+                )
             else:
                 weight = state.pop(f"{name}.weight")
                 if entry.get("layout") == "conv1d":
@@ -750,8 +768,8 @@ def _bitmask_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
     conv = [name for name, layer in layers.items() if layer.layout == "conv1d"]
     if conv:
         raise CheckpointError(
-            f"compressed-tensors' sparse-24-bitmask stores Linear layers; {conv[0]} (and {len(conv) - 1} more) "
-            "are GPT-2 Conv1D layers: export them with format='dense'"
+            f"compressed-tensors' sparse-24-bitmask stores Linear layers; {conv[0]} (and {len(conv) - 1} "
+            "more) are GPT-2 Conv1D layers: export them with format='dense'"
         )
     state = {}
     for key, tensor in model.state_dict().items():
@@ -784,7 +802,12 @@ def _global_sparsity(model: nn.Module) -> float:
 
 
 def export(
-    src: str | Path, out: str | Path, format: str = "compressed", *, overwrite: bool = False, verify: bool = True
+    src: str | Path,
+    out: str | Path,
+    format: str = "compressed",
+    *,
+    overwrite: bool = False,
+    verify: bool = True,
 ) -> Path:
     """Write the sparse checkpoint ``src`` as ``dense`` (zeros written out, any engine), ``compressed`` (this
     module's own layout) or ``compressed-tensors`` (``sparse-24-bitmask``). Side files are copied."""
@@ -824,7 +847,13 @@ def export(
         }
     with _atomic_folder(out, overwrite) as tmp:
         files = _write_weights(tmp, weights_file, tensors, fmt)
-        block_out = {"format": fmt, "format_version": FORMAT_VERSION, **meta_block, "tied": aliases, "files": files}
+        block_out = {
+            "format": fmt,
+            "format_version": FORMAT_VERSION,
+            **meta_block,
+            "tied": aliases,
+            "files": files,
+        }
         _write_config(model, tmp, block_out, quantization)
         _copy_side_files(src, tmp)
     return out

@@ -57,7 +57,12 @@ _KERNEL_ALIGN = 64  # the Triton kernel's K and N alignment (polysparse.kernels.
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 # Provider names of the kernel benchmark (bench/kernels/sparse24_matmul.py) -> runtime backends.
-_PROVIDER_BACKEND = {"triton": "triton", "dense": "dense", "torch-cusparselt": "torch", "torch-cutlass": "torch"}
+_PROVIDER_BACKEND = {
+    "triton": "triton",
+    "dense": "dense",
+    "torch-cusparselt": "torch",
+    "torch-cutlass": "torch",
+}
 
 
 def check_backend(backend: str) -> str:
@@ -91,7 +96,9 @@ class DispatchTable:
     def __post_init__(self) -> None:
         for entry in self.entries:
             if len(entry) != 4 or entry[3] not in ("triton", "torch", "dense"):
-                raise ValueError(f"dispatch entry must be (in, out, m_bucket, triton|torch|dense), got {entry}")
+                raise ValueError(
+                    f"dispatch entry must be (in, out, m_bucket, triton|torch|dense), got {entry}"
+                )
 
     def choose(self, m: int, out_features: int, in_features: int) -> str:
         """The backend for a CUDA call of ``m`` rows on a ``out_features x in_features`` weight."""
@@ -109,7 +116,9 @@ class DispatchTable:
         for row in rows:
             backend = _PROVIDER_BACKEND.get(str(row["best"]))
             if backend is not None:
-                entries.append((int(row["in_features"]), int(row["out_features"]), int(row["m_bucket"]), backend))
+                entries.append(
+                    (int(row["in_features"]), int(row["out_features"]), int(row["m_bucket"]), backend)
+                )
         return cls(entries=tuple(entries), source=source)
 
     @classmethod
@@ -164,7 +173,9 @@ def unavailable_reason(
     if backend == "torch":
         reason = semi_structured_reason(device)
         if reason is None and (out_features % 32 or in_features % 64):
-            reason = f"semi-structured needs out % 32 == 0 and in % 64 == 0, got {in_features} -> {out_features}"
+            reason = (
+                f"semi-structured needs out % 32 == 0 and in % 64 == 0, got {in_features} -> {out_features}"
+            )
         return reason
     raise ValueError(f"unknown backend {backend!r}")
 
@@ -202,15 +213,21 @@ def _note_run(requested: str, ran: str, reason: str | None, out_features: int, i
     if reason is not None and (in_features, out_features, reason) not in _logged:
         _logged.add((in_features, out_features, reason))
         log.warning(
-            "Sparse24Linear %d -> %d: %s requested, running dense (%s)", in_features, out_features, requested, reason
+            "Sparse24Linear %d -> %d: %s requested, running dense (%s)",
+            in_features,
+            out_features,
+            requested,
+            reason,
         )
 
 
 def backend_runs() -> list[dict[str, Any]]:
-    """Every ``(requested, ran, fallback reason)`` seen by eager forward calls in this process, with counts."""
+    """Each ``(requested, ran, fallback reason)`` seen by eager forward calls in this process, counted."""
     return [
         {"requested": req, "ran": ran, "fallback_reason": reason, "calls": count}
-        for (req, ran, reason), count in sorted(_runs.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or ""))
+        for (req, ran, reason), count in sorted(
+            _runs.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+        )
     ]
 
 
@@ -377,13 +394,15 @@ class Sparse24Linear(nn.Module):
 
     def compressed_nbytes(self) -> int:
         """Bytes of the stored weight: values + metadata (+ bias)."""
-        total = self.values.numel() * self.values.element_size() + self.meta.numel() * self.meta.element_size()
+        total = (
+            self.values.numel() * self.values.element_size() + self.meta.numel() * self.meta.element_size()
+        )
         return total + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
 
     def extra_repr(self) -> str:
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-            f"backend={self.backend}, layout={self.layout}"
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, backend={self.backend}, layout={self.layout}"
         )
 
 

@@ -247,7 +247,9 @@ def sparsify_model(
         if reason is not None:
             skipped.append(SkippedLayer(name, reason, **shape))
             continue
-        sparse = Sparse24Linear.from_module(module, backend=backend, dispatch=dispatch, cache_dense=cache_dense)
+        sparse = Sparse24Linear.from_module(
+            module, backend=backend, dispatch=dispatch, cache_dense=cache_dense
+        )
         swapped.append(
             SwappedLayer(
                 name=name,
