@@ -52,3 +52,11 @@ def sparse_tiny_model(arch: str, dtype: torch.dtype = torch.float32, seed: int =
     model = tiny_model(arch, seed=seed, dtype=dtype, **overrides)
     prune_24_(model)
     return model
+
+
+def token_ids(batch: int = 2, length: int = 9, seed: int = 0) -> torch.Tensor:
+    """Random token ids of the tiny vocabulary, BOS first."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.randint(3, 320, (batch, length), generator=g)
+    out[:, 0] = 1
+    return out
