@@ -62,10 +62,17 @@ HF_WEIGHTS = "model.safetensors"
 REPORT_FILE = "polysparse.json"
 EXPORT_FORMATS = ("dense", "compressed", "compressed-tensors")
 
-# Files that describe weights; everything else in a source folder (tokenizer, chat template, the pruning
-# report) is copied along.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".index.json")
-_REWRITTEN = ("config.json", "generation_config.json")
+# Files copied from a source folder next to the weights: the tokenizer's, and the pruning report.
+SIDE_FILES = (
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab*",
+    "merges.txt",
+    "*.model",
+    "chat_template*",
+    REPORT_FILE,
+)
 
 _ST_DTYPES = {
     "F64": torch.float64,
@@ -278,15 +285,10 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
 def _copy_side_files(source: Path | None, target: Path) -> None:
     if source is None or not source.is_dir():
         return
-    for item in source.iterdir():
-        if (
-            item.is_file()
-            and not item.name.startswith(".")
-            and item.name not in _REWRITTEN
-            and not item.name.endswith(_WEIGHT_SUFFIXES)
-            and not (target / item.name).exists()
-        ):
-            shutil.copy2(item, target / item.name)
+    for pattern in SIDE_FILES:
+        for item in source.glob(pattern):
+            if item.is_file() and not (target / item.name).exists():
+                shutil.copy2(item, target / item.name)
 
 
 @contextlib.contextmanager
