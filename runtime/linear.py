@@ -232,7 +232,9 @@ def backend_runs() -> list[dict[str, Any]]:
 
 
 def reset_backend_runs() -> None:
+    """Forget the counts and which fallbacks were logged (a new measurement logs them again)."""
     _runs.clear()
+    _logged.clear()
 
 
 # ----------------------------------------------------------------------------------------------------------

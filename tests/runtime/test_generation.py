@@ -1,6 +1,7 @@
 """The swapped model in use: generate(), HF's static cache, torch.compile, the Triton backend end to end."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -78,8 +79,11 @@ def test_whole_model_under_torch_compile_aot_eager():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("POLYSPARSE_SLOW_TESTS", "") in ("", "0"),
+    reason="inductor compiles C++ for every graph: about a minute on 2 CPU cores (POLYSPARSE_SLOW_TESTS=1)",
+)
 def test_whole_model_under_torch_compile_inductor():
-    """Inductor compiles C++ for every graph: about a minute for this tiny model on 2 CPU cores."""
     torch._dynamo.reset()
     reference, model = pair("llama")
     set_backend(model, "dense")
