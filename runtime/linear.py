@@ -45,7 +45,7 @@ from polysparse.kernels.sparse24 import (
     semi_structured_reason,
     to_torch_semi_structured,
 )
-from polysparse.kernels.sparse24_matmul import m_bucket, sparse24_linear
+from polysparse.kernels.sparse24_matmul import m_bucket
 
 log = logging.getLogger("polysparse.runtime")
 
@@ -277,8 +277,8 @@ class Sparse24Linear(nn.Module):
             self.bias = nn.Parameter(bias, requires_grad=False)
         else:
             self.register_parameter("bias", None)
-        self.backend = check_backend(backend)
-        self.dispatch = dispatch
+        self._backend = check_backend(backend)
+        self._dispatch = dispatch
         self.cache_dense = cache_dense
         self.layout = layout
         self._clear_caches()
@@ -323,6 +323,45 @@ class Sparse24Linear(nn.Module):
             module.bias = nn.Parameter(bias, requires_grad=False)
         return module
 
+    # --- backend --------------------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = check_backend(value)
+        self._plans.clear()
+
+    @property
+    def dispatch(self) -> DispatchTable:
+        return self._dispatch
+
+    @dispatch.setter
+    def dispatch(self, value: DispatchTable) -> None:
+        self._dispatch = value
+        self._plans.clear()
+
+    def _plan(self, m: int) -> tuple[str, tuple[str, str, str | None]]:
+        """``(backend to run, record key)`` for calls of ``m`` rows, decided once per ``m`` (a decode step
+        then costs one dict lookup, not a selection: Python overhead per layer counts at batch 1)."""
+        plan = self._plans.get(m) if not torch.compiler.is_compiling() else None
+        if plan is None:
+            backend, reason = select_backend(
+                self._backend,
+                m=m,
+                dtype=self.values.dtype,
+                device=self.values.device,
+                out_features=self.out_features,
+                in_features=self.in_features,
+                table=self._dispatch,
+            )
+            plan = (backend, (self._backend, backend, reason))
+            if not torch.compiler.is_compiling():
+                self._plans[m] = plan
+        return plan
+
     # --- caches -------------------------------------------------------------------------------------------
 
     def _clear_caches(self) -> None:
@@ -330,6 +369,7 @@ class Sparse24Linear(nn.Module):
         self._dense: torch.Tensor | None = None
         self._meta_aligned: torch.Tensor | None = None
         self._semi: torch.Tensor | None = None
+        self._plans: dict[int, tuple[str, tuple[str, str, str | None]]] = {}
 
     def _apply(self, fn, recurse: bool = True):
         # .to() / .half() / .cuda() replace the buffers: every derived copy is stale.
@@ -374,20 +414,17 @@ class Sparse24Linear(nn.Module):
     # --- forward ------------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.numel() // self.in_features if self.in_features else 0
-        backend, reason = select_backend(
-            self.backend,
-            m=m,
-            dtype=self.values.dtype,
-            device=self.values.device,
-            out_features=self.out_features,
-            in_features=self.in_features,
-            table=self.dispatch,
-        )
+        if x.shape[-1] != self.in_features or x.dtype != self.values.dtype:
+            raise ValueError(
+                f"input {x.dtype} (..., {x.shape[-1]}) does not fit a {self.values.dtype} "
+                f"{self.in_features} -> {self.out_features} layer"
+            )
+        backend, record = self._plan(x.numel() // self.in_features)
         if not torch.compiler.is_compiling():
-            _note_run(self.backend, backend, reason, self.out_features, self.in_features)
+            _note_run(*record, self.out_features, self.in_features)
         if backend == "triton":
-            return sparse24_linear(x, self.values, self._aligned(), self.bias, impl="triton")
+            # The op directly: values/meta were validated when the layer was built.
+            return torch.ops.polysparse.sparse24_linear(x, self.values, self._aligned(), self.bias, "triton")
         if backend == "torch":
             x2d = x.reshape(-1, self.in_features)
             y = F.linear(x2d, self._semi_structured(), self.bias)

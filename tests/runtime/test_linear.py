@@ -185,3 +185,22 @@ def test_to_dense_module_is_the_dense_with_zeros_linear():
     back = Sparse24Linear.from_module(linear).to_dense_module()
     assert isinstance(back, nn.Linear)
     assert torch.equal(back.weight, linear.weight) and torch.equal(back.bias, linear.bias)
+
+
+def test_changing_the_backend_of_a_layer_takes_effect():
+    layer = Sparse24Linear.from_dense(weight_24(64, 64, torch.float16), backend="dense")
+    x = torch.randn(2, 64, dtype=torch.float16)
+    layer(x)
+    layer.backend = "triton"  # the per-M plan is decided again
+    layer(x)
+    assert [(r["ran"], r["calls"]) for r in backend_runs()] == [("dense", 1), ("triton", 1)]
+    with pytest.raises(ValueError):
+        layer.backend = "cuda"
+
+
+def test_inputs_that_do_not_fit_are_refused():
+    layer = Sparse24Linear.from_dense(weight_24(16, 32, torch.float16))
+    with pytest.raises(ValueError, match="does not fit"):
+        layer(torch.randn(2, 32))  # float32 into a float16 layer
+    with pytest.raises(ValueError, match="does not fit"):
+        layer(torch.randn(2, 16, dtype=torch.float16))
