@@ -201,9 +201,9 @@ def demo_job(
     eval_windows: int = 8,
     out: str = "polysparse-demo",
     dtype: str = "auto",
-    bench_batch: str = "1,4",
-    bench_prompt: str = "64",
-    bench_new_tokens: int = 16,
+    bench_batch: str = "1",
+    bench_prompt: str = "32",
+    bench_new_tokens: int = 8,
     bench_repeats: int = 2,
     quiet: bool = False,
 ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -270,6 +271,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Parity on {par['tokens']} tokens: max |logit diff| {par['max_abs_logit_diff']:.3g} "
         f"(max |logit| {par['max_abs_logit']:.3g}), argmax agreement {par['argmax_agreement']:.1%}.",
         f"Timing: {payload['timing']}",
+        f"Machine load (1-min average, {payload['load_average_1min']['cpus']} CPUs): "
+        f"{payload['load_average_1min']['before']} before, {payload['load_average_1min']['after']} after.",
         "",
     ]
     rows = [
@@ -373,6 +376,13 @@ TIMING_NOTE = (
 )
 
 
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def benchmark_models(
     dense: nn.Module,
     sparse: nn.Module,
@@ -387,6 +397,7 @@ def benchmark_models(
     device = next(sparse.parameters()).device
     ids = _prompt_ids(_vocab_size(sparse), 1, min(32, max(plan.prompt_lengths)), plan.seed + 1, device)
     reset_backend_runs()
+    load_before = _load_average()
     checked = parity(dense, sparse, ids)
     measured = measure(dense, sparse, plan, progress=progress)
     info = dict(info or {})
@@ -404,6 +415,8 @@ def benchmark_models(
         "load": info,
         "parity": checked,
         "timing": TIMING_NOTE,
+        # Other processes on the machine slow both variants (and inflate the spread): say how busy it was.
+        "load_average_1min": {"before": load_before, "after": _load_average(), "cpus": os.cpu_count()},
         "backends_ran": backend_runs(),
         **measured,
     }

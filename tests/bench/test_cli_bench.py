@@ -64,6 +64,7 @@ def test_bench_writes_json_markdown_and_plot(sparse_dir, tmp_path, capsys):
         assert row["peak_memory_bytes"] is None  # CPU
     assert len(payload["speedups"]) == 2 and all(s["greedy_tokens_equal"] for s in payload["speedups"])
     assert payload["environment"]["versions"]["torch"] == torch.__version__
+    assert payload["load_average_1min"]["cpus"] >= 1
     markdown = stem.with_suffix(".md").read_text()
     assert "| batch | prompt | model |" in markdown and "ran: dense" in markdown
     pytest.importorskip("matplotlib")
