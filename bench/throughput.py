@@ -247,6 +247,10 @@ def measure(
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}"
 
@@ -272,7 +276,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"(max |logit| {par['max_abs_logit']:.3g}), argmax agreement {par['argmax_agreement']:.1%}.",
         f"Timing: {payload['timing']}",
         f"Machine load (1-min average, {payload['load_average_1min']['cpus']} CPUs): "
-        f"{payload['load_average_1min']['before']} before, {payload['load_average_1min']['after']} after.",
+        f"{_fmt(payload['load_average_1min']['before'])} before, "
+        f"{_fmt(payload['load_average_1min']['after'])} after.",
         "",
     ]
     rows = [
