@@ -179,6 +179,51 @@ def _corpora_parser(sub) -> None:
     _add_quiet(p)
 
 
+def _bench_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="throughput of a 2:4 sparse model against its dense twin",
+        description=(
+            "Time prefill and decode of a sparse checkpoint (or a 2:4-pruned HF folder) and of the same "
+            "model with dense layers, alternating, in one process; write JSON, Markdown and a plot."
+        ),
+    )
+    p.add_argument(
+        "--model", required=True, help="sparse checkpoint (polysparse export/save) or 2:4-pruned folder"
+    )
+    p.add_argument("--dense", help="dense reference folder (default: the same weights decompressed)")
+    p.add_argument("--batch", default="1,8,16", help="comma-separated batch sizes (default 1,8,16)")
+    p.add_argument("--prompt", default="128,2048", help="comma-separated prompt lengths (default 128,2048)")
+    p.add_argument("--new-tokens", type=int, default=128, help="tokens generated per sequence (default 128)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant and size (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs per variant and size (default 1)")
+    p.add_argument("--backend", choices=("auto", "triton", "torch", "dense"), default="auto")
+    p.add_argument("--dispatch", help="kernel benchmark JSON with a dispatch_table (default: bench/results)")
+    p.add_argument("--cache", choices=("dynamic", "static"), default="dynamic", help="KV cache kind")
+    p.add_argument("--device", help="device (default: cuda if present, else cpu)")
+    p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default bench/results/throughput)")
+    p.add_argument("--no-plot", action="store_true")
+    _add_quiet(p)
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a sparse checkpoint as dense, compressed or compressed-tensors",
+        description=(
+            "Convert a polysparse sparse checkpoint: dense (zeros written out, for any engine), compressed "
+            "(polysparse's values + metadata) or compressed-tensors (sparse-24-bitmask)."
+        ),
+    )
+    p.add_argument("model", help="sparse checkpoint folder")
+    p.add_argument("--format", choices=("dense", "compressed", "compressed-tensors"), required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    _add_quiet(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polysparse",
@@ -191,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     _study_parser(sub)
     _corpora_parser(sub)
     _demo_parser(sub)
+    _bench_parser(sub)
+    _export_parser(sub)
     return parser
 
 
@@ -223,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "study": jobs.study_job,
         "corpora": jobs.corpora_job,
         "demo": jobs.demo_job,
+        "bench": jobs.bench_job,
+        "export": jobs.export_job,
     }
     options = {k: v for k, v in vars(args).items() if k != "command"}
     try:
