@@ -12,6 +12,9 @@ from polysparse.bench.kernels import topk_mask as bench_topk
 from polysparse.kernels import _dispatch
 from polysparse.kernels import topk_mask as tm
 
+# Kernel benchmarks are kernel tests: they run the Triton path (interpreter on CPU).
+pytestmark = pytest.mark.triton_kernels
+
 
 def _load(path):
     data = json.loads(path.read_text())

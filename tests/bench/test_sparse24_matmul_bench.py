@@ -10,6 +10,9 @@ import pytest
 from polysparse.bench.kernels import sparse24_matmul as bench
 from polysparse.kernels import _dispatch
 
+# Kernel benchmarks are kernel tests: they run the Triton path (interpreter on CPU).
+pytestmark = pytest.mark.triton_kernels
+
 
 def test_smoke_run_writes_results(tmp_path):
     assert bench.main(["--smoke", "--out", str(tmp_path), "--m", "1,3"]) == 0
