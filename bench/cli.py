@@ -121,7 +121,7 @@ def _demo_parser(sub) -> None:
             "Prune Gemma 3 270M (installed offline from PyPI) for German with Wanda 2:4, calibrated on the "
             "Debian Administrator's Handbook in German; report held-out perplexity dense vs pruned in German "
             "and English; swap in 2:4 sparse layers, check them against the pruned model, time dense vs "
-            "sparse, and save the pruned and the compressed model. Sized to finish in minutes on a 2-core CPU."
+            "sparse, and save the pruned and the compressed model. Sized for minutes on a 2-core CPU."
         ),
     )
     _add_model(p, required=False)

@@ -151,6 +151,7 @@ def prune_job(
         "environment": environment(config.device),
     }
     payload["streamed"] = streamer is not None
+    payload["peak_memory"] = _peak_memory(config.device)
     if rank == 0 and streamer is not None:
         blocks_dir = work_dir / "rank-0" if world > 1 else work_dir
         write_streamed_output(lm, model_path, blocks_dir, out_dir, payload, overwrite)
@@ -171,6 +172,18 @@ def prune_job(
         quiet,
     )
     return payload
+
+
+def _peak_memory(device: str | None) -> dict[str, int | None]:
+    """Peak resident host memory of this process and, when a GPU did the work, peak GPU memory."""
+    import resource
+
+    import torch
+
+    gpu = None
+    if resolve_device(device).type == "cuda":
+        gpu = int(torch.cuda.max_memory_allocated())
+    return {"host_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "gpu_bytes": gpu}
 
 
 def _available_memory() -> int:

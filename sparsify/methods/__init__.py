@@ -9,7 +9,12 @@ from collections.abc import Callable
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.methods.common import LayerResult, check_prunable
 from polysparse.sparsify.methods.score_based import prune_magnitude, prune_wanda
-from polysparse.sparsify.methods.sparsegpt import HessianError, inverse_hessian_factor, prune_sparsegpt
+from polysparse.sparsify.methods.sparsegpt import (
+    HessianError,
+    HessianFactor,
+    inverse_hessian_factor,
+    prune_sparsegpt,
+)
 from polysparse.sparsify.stats import LayerStatistics
 
 PruneFunction = Callable[..., LayerResult]
@@ -31,6 +36,7 @@ def statistics_for(method: str, in_features: int) -> LayerStatistics | None:
 __all__ = [
     "METHODS",
     "HessianError",
+    "HessianFactor",
     "LayerResult",
     "PruneConfig",
     "check_prunable",

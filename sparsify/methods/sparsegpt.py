@@ -10,6 +10,7 @@ selection, OBS updates, lazy trailing update) runs in :mod:`polysparse.kernels.s
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -28,12 +29,32 @@ class HessianError(ValueError):
     """The Hessian stayed non positive-definite under every damping tried."""
 
 
-def inverse_hessian_factor(
-    hessian: torch.Tensor, percdamp: float
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Return ``(Hinv, dead, percdamp_used)``: the upper Cholesky factor of the damped ``H^-1``.
+@dataclass(frozen=True)
+class HessianFactor:
+    """``hinv``: upper Cholesky factor of the damped ``H^-1``; ``dead``: inputs with a zero diagonal;
+    ``percdamp``: the damping that worked; ``diagonal``: True when only ``diag(H)`` could be used."""
 
-    ``dead`` marks inputs with a zero Hessian diagonal (their weights must be zeroed by the caller).
+    hinv: torch.Tensor
+    dead: torch.Tensor
+    percdamp: float
+    diagonal: bool = False
+
+
+def _upper_inverse_factor(H: torch.Tensor) -> torch.Tensor | None:
+    lower, info = torch.linalg.cholesky_ex(H)
+    if info.item() != 0:
+        return None
+    upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
+    return upper if info.item() == 0 and torch.isfinite(upper).all() else None
+
+
+def inverse_hessian_factor(hessian: torch.Tensor, percdamp: float) -> HessianFactor:
+    """Factor the damped inverse Hessian, raising the damping tenfold while the Cholesky fails.
+
+    When no damping up to ``percdamp * 10**MAX_DAMPING_STEPS`` helps (a badly conditioned or corrupted
+    Hessian), the off-diagonal terms are dropped: with ``diag(H)`` alone SparseGPT still prunes by
+    ``w^2 * H_ii`` and updates nothing across inputs, instead of stopping the run. A Hessian without a
+    positive diagonal cannot come from activations and raises :class:`HessianError`.
     """
     H = hessian.detach().clone().float()
     if not torch.isfinite(H).all():
@@ -44,15 +65,18 @@ def inverse_hessian_factor(
     eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
     damp = percdamp
     for _ in range(MAX_DAMPING_STEPS + 1):
-        lower, info = torch.linalg.cholesky_ex(H + damp * mean_diag * eye)
-        if info.item() == 0:
-            upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
-            if info.item() == 0 and torch.isfinite(upper).all():
-                return upper, dead, damp
+        upper = _upper_inverse_factor(H + damp * mean_diag * eye) if mean_diag > 0 else None
+        if upper is not None:
+            return HessianFactor(upper, dead, damp)
         damp *= 10.0
+    diagonal = torch.diagonal(H)
+    if (diagonal > 0).all():
+        upper = _upper_inverse_factor(torch.diag(diagonal * (1.0 + percdamp)))
+        if upper is not None:
+            return HessianFactor(upper, dead, percdamp, diagonal=True)
     raise HessianError(
-        f"the Hessian is not positive-definite even with damping {damp / 10:g} x mean(diag H); "
-        "the calibration data may be degenerate for this layer"
+        f"the Hessian is not positive-definite even with damping {damp / 10:g} x mean(diag H), and its "
+        "diagonal is not positive; the calibration activations of this layer are degenerate"
     )
 
 
@@ -63,8 +87,11 @@ def prune_sparsegpt(weight: torch.Tensor, stats: LayerStatistics, config: PruneC
         raise ValueError("SparseGPT needs the input Hessian of this layer")
     device = weight.device
     xtx = stats.xtx.to(device=device, dtype=torch.float32)
-    hinv, dead, damp = inverse_hessian_factor(stats.hessian().to(device), config.percdamp)
-    if damp != config.percdamp:
+    factor = inverse_hessian_factor(stats.hessian().to(device), config.percdamp)
+    hinv, dead, damp = factor.hinv, factor.dead, factor.percdamp
+    if factor.diagonal:
+        log.warning("Hessian not positive-definite at any damping; used its diagonal only")
+    elif damp != config.percdamp:
         log.warning("Hessian not positive-definite at percdamp=%g; used %g", config.percdamp, damp)
     original = weight.detach().float()
     start = original.clone()
@@ -85,6 +112,7 @@ def prune_sparsegpt(weight: torch.Tensor, stats: LayerStatistics, config: PruneC
     info = {
         "percdamp": damp,
         "damping_raised": damp != config.percdamp,
+        "diagonal_hessian": factor.diagonal,
         "dead_inputs": int(dead.sum().item()),
         "tokens": stats.ntokens,
         "reconstruction_error": error,

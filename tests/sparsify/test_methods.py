@@ -157,11 +157,27 @@ def test_sparsegpt_dead_inputs_are_zeroed():
 
 def test_damping_is_raised_and_reported_when_cholesky_fails():
     hessian = torch.diag(torch.tensor([1.0, 1.0, -0.05]))
-    _, _, used = inverse_hessian_factor(hessian, 0.01)
-    assert used == pytest.approx(0.1)
+    factor = inverse_hessian_factor(hessian, 0.01)
+    assert factor.percdamp == pytest.approx(0.1) and not factor.diagonal
+    torch.testing.assert_close(
+        factor.hinv.t() @ factor.hinv, torch.linalg.inv(hessian + 0.1 * (1.95 / 3) * torch.eye(3))
+    )
 
 
-def test_hopeless_hessian_raises_a_clear_error():
+def test_indefinite_hessian_at_every_damping_falls_back_to_its_diagonal():
+    hessian = torch.tensor([[1.0, 1e6], [1e6, 1.0]])  # eigenvalues 1 +- 1e6: no damping up to 1e4 helps
+    factor = inverse_hessian_factor(hessian, 0.01)
+    assert factor.diagonal
+    torch.testing.assert_close(factor.hinv.t() @ factor.hinv, torch.diag(torch.tensor([1 / 1.01, 1 / 1.01])))
+    stats = LayerStatistics(2, want_hessian=True)
+    stats.xtx, stats.ntokens = hessian / 2, 1
+    result = prune_sparsegpt(
+        torch.tensor([[1.0, -3.0], [2.0, 0.5]]), stats, PruneConfig(method="sparsegpt", sparsity=0.5)
+    )
+    assert result.info["diagonal_hessian"] is True and result.sparsity == 0.5
+
+
+def test_hessian_without_a_positive_diagonal_raises_a_clear_error():
     hessian = torch.diag(torch.tensor([1.0, -1e6]))
     with pytest.raises(HessianError, match="not positive-definite"):
         inverse_hessian_factor(hessian, 0.01)
