@@ -136,3 +136,24 @@ def test_triton_kernels_and_references_prune_alike(method, setting, monkeypatch)
         a, b = weight_matrix(layer), weight_matrix(results["reference"][name])
         assert torch.equal(a == 0, b == 0), name
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_padding_content_never_reaches_the_statistics(method):
+    """Right-padded windows (translation prompts): whatever token ids sit under the padding, the pruned
+    model is the same, since padded positions are masked out of attention and of every statistic."""
+    windows = random_windows(n=4, length=12, seed=8, pad_last=5)
+    other = windows.input_ids.clone()
+    other[windows.attention_mask == 0] = torch.randint(3, 300, (int((windows.attention_mask == 0).sum()),))
+    from polysparse.sparsify.calibration import TokenWindows
+
+    variants = [windows, TokenWindows(other, windows.attention_mask.clone())]
+    models = []
+    for w in variants:
+        model = tiny_model("qwen2", seed=6)
+        prune_model(
+            model, PruneConfig(method=method, sparsity=0.5, seqlen=16, batch_size=2), w, progress=False
+        )
+        models.append(model)
+    for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
