@@ -240,7 +240,7 @@ class BlockStep:
 
 def sequential_blocks(
     model: nn.Module,
-    windows: TokenWindows,
+    windows: TokenWindows | None,
     *,
     device: torch.device | str | None = None,
     batch_size: int = 1,
@@ -253,23 +253,29 @@ def sequential_blocks(
 ) -> Iterator[BlockStep]:
     """Yield each decoder block with its inputs; after the caller is done, run it to get the next inputs.
 
-    ``start`` / ``start_hidden`` resume a walk at a later block with that block's saved inputs;
-    ``after_block(step, next_inputs)`` is called once a block is finished (``next_inputs`` is None after
-    the last block, whose outputs nothing needs). A ``block_loader`` materialises each block's parameters
-    just before its step and releases them after it (models larger than memory).
+    With ``windows=None`` (magnitude pruning needs no activations) blocks are visited without inputs and
+    nothing runs. ``start`` / ``start_hidden`` resume a walk at a later block with that block's saved
+    inputs; ``after_block(step, next_inputs)`` is called once a block is finished (``next_inputs`` is None
+    after the last block, whose outputs nothing needs, and without windows). A ``block_loader``
+    materialises each block's parameters just before its step and releases them after it (models larger
+    than memory).
     """
     device = resolve_device(device)
     model.eval()
     stack = find_decoder_stack(model)
-    captured = capture_block_inputs(model, stack, windows, batch_size)
-    if start:
-        if start_hidden is None or len(start_hidden) != len(captured.hidden):
-            raise ValueError(
-                f"resuming at block {start} needs its inputs for all {len(captured.hidden)} batches"
-            )
-        captured.hidden = start_hidden
-    hidden = [h.to(device) for h in captured.hidden]
-    masks = [m.to(device) for m in captured.token_masks]
+    captured = None
+    hidden: list[torch.Tensor] | None = None
+    masks: list[torch.Tensor] = []
+    if windows is not None:
+        captured = capture_block_inputs(model, stack, windows, batch_size)
+        if start:
+            if start_hidden is None or len(start_hidden) != len(captured.hidden):
+                raise ValueError(
+                    f"resuming at block {start} needs its inputs for all {len(captured.hidden)} batches"
+                )
+            captured.hidden = start_hidden
+        hidden = [h.to(device) for h in captured.hidden]
+        masks = [m.to(device) for m in captured.token_masks]
     bar = tqdm(total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block")
     for index, block in enumerate(stack.blocks):
         if index < start:
@@ -278,59 +284,29 @@ def sequential_blocks(
             block_loader.load(index, block)
         home = next(block.parameters()).device
         block.to(device)
-        distinct = [a.to(device) for a in captured.arguments[index]]
-        per_batch = [distinct[i] for i in captured.argument_index[index]]
+        arguments: list[BlockArguments] = []
+        if captured is not None:
+            distinct = [a.to(device) for a in captured.arguments[index]]
+            arguments = [distinct[i] for i in captured.argument_index[index]]
         step = BlockStep(
             index=index,
             name=stack.block_name(index),
             block=block,
             device=device,
-            hidden=hidden,
+            hidden=hidden or [],
             token_masks=masks,
-            arguments=per_batch,
-            returns_tuple=captured.returns_tuple,
+            arguments=arguments,
+            returns_tuple=captured.returns_tuple if captured is not None else False,
         )
         yield step
         last = index == len(stack.blocks) - 1
-        hidden = None if last else step.forward_batches()
+        hidden = None if last or captured is None else step.forward_batches()
         if after_block is not None:
             after_block(step, hidden)
         block.to(home)
         if block_loader is not None:
             block_loader.unload(index, block)
-        del distinct, per_batch, step
-        bar.update(1)
-    bar.close()
-
-
-def _blocks_without_data(
-    model: nn.Module,
-    *,
-    device: torch.device | str | None,
-    progress: bool,
-    description: str,
-    start: int = 0,
-    after_block: Callable[[BlockStep, list[torch.Tensor] | None], None] | None = None,
-    block_loader: BlockLoader | None = None,
-) -> Iterator[BlockStep]:
-    """The walk for methods that need no activations (magnitude): blocks one at a time, no forward."""
-    device = resolve_device(device)
-    stack = find_decoder_stack(model)
-    bar = tqdm(total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block")
-    for index, block in enumerate(stack.blocks):
-        if index < start:
-            continue
-        if block_loader is not None:
-            block_loader.load(index, block)
-        home = next(block.parameters()).device
-        block.to(device)
-        step = BlockStep(index, stack.block_name(index), block, device, [], [], [], False)
-        yield step
-        if after_block is not None:
-            after_block(step, None)
-        block.to(home)
-        if block_loader is not None:
-            block_loader.unload(index, block)
+        del arguments, step
         bar.update(1)
     bar.close()
 
@@ -512,29 +488,18 @@ def prune_model(
                 step.index, step.block, next_inputs, {"layers": report.layers, "blocks": report.blocks}
             )
 
-    if windows is None:
-        steps = _blocks_without_data(
-            model,
-            device=config.device,
-            progress=progress,
-            description=description,
-            start=start,
-            after_block=after_block,
-            block_loader=block_loader,
-        )
-    else:
-        steps = sequential_blocks(
-            model,
-            windows,
-            device=config.device,
-            batch_size=config.batch_size,
-            progress=progress,
-            description=description,
-            start=start,
-            start_hidden=resume.hidden if resume is not None else None,
-            after_block=after_block,
-            block_loader=block_loader,
-        )
+    steps = sequential_blocks(
+        model,
+        windows,
+        device=config.device,
+        batch_size=config.batch_size,
+        progress=progress,
+        description=description,
+        start=start,
+        start_hidden=resume.hidden if resume is not None else None,
+        after_block=after_block,
+        block_loader=block_loader,
+    )
     prune = METHODS[config.method]
     started = time.perf_counter()
     block_started = started

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,15 +158,11 @@ def write_streamed_output(
     Written into a temporary sibling folder and renamed, like every polysparse output.
     """
     from polysparse.sparsify.model_graph import find_decoder_stack
-    from polysparse.sparsify.output import REPORT_FILE, check_output
+    from polysparse.sparsify.output import atomic_output_folder, write_report
 
-    out_dir = check_output(out_dir, overwrite)
     source = Path(source)
     stack = find_decoder_stack(model)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_output_folder(out_dir, overwrite) as tmp:
         count = len(stack.blocks) + 1
         weight_map: dict[str, str] = {}
         total = 0
@@ -193,10 +188,5 @@ def write_streamed_output(
         for path in source.iterdir():
             if path.is_file() and not path.name.endswith(".safetensors") and path.name != WEIGHTS_INDEX:
                 shutil.copy2(path, tmp / path.name)
-        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+        write_report(tmp, report)
+    return Path(out_dir)
