@@ -10,8 +10,6 @@ computed and is never recomputed: an interrupted study resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.config import PruneConfig
@@ -93,9 +92,7 @@ class Row:
             parts["sparsity"] = {k: parts["sparsity"][k] for k in ("sparsity", "pattern")}
             if self.calib is not None:
                 parts.update(calib=self.calib, nsamples=plan.nsamples, seqlen=plan.seqlen, seed=plan.seed)
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
-        slug = "".join(c if c.isalnum() else "-" for c in self.label.lower()).strip("-")
-        return f"{slug}-{digest}"
+        return cell_key(self.label, parts)
 
 
 def study_rows(plan: StudyPlan) -> list[Row]:
@@ -237,37 +234,6 @@ class StudyResult:
         return notes + "\n\n" + markdown_table(headers, body)
 
 
-class StudyStore:
-    """One JSON file per cell under ``folder/<row key>/``; a file that exists is a finished cell."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, row_key: str, lang: str, eval_key: str) -> Path:
-        return self.folder / row_key / f"{lang}-{eval_key}.json"
-
-    def get(self, row_key: str, lang: str, eval_key: str) -> dict[str, Any] | None:
-        path = self._path(row_key, lang, eval_key)
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            log.warning("ignoring unreadable cell %s (it will be recomputed)", path)
-            return None
-
-    def put(self, row_key: str, lang: str, eval_key: str, value: dict[str, Any]) -> None:
-        write_json(self._path(row_key, lang, eval_key), value)
-
-    def row_info(self, row_key: str) -> dict[str, Any]:
-        path = self.folder / row_key / "row.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-    def put_row_info(self, row_key: str, info: dict[str, Any]) -> None:
-        write_json(self.folder / row_key / "row.json", info)
-
-
 def output_stem(plan: StudyPlan) -> str:
     """``study-wanda-2-4``, ``study-sparsegpt-50``: one set of files per method and sparsity in a folder."""
     label = plan.pattern.replace(":", "-") if plan.pattern else f"{round(plan.sparsity * 100):d}"
@@ -290,7 +256,7 @@ def run_study(
     from polysparse.bench.assets import resolve_model
 
     out = Path(out)
-    store = StudyStore(Path(cells) if cells is not None else out / "cells")
+    store = CellStore(Path(cells) if cells is not None else out / "cells")
     model_path = resolve_model(plan.model)
     rows = study_rows(plan)
     specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
@@ -303,13 +269,13 @@ def run_study(
         key = row.key(plan)
         missing = []
         for lang in plan.langs:
-            cell = store.get(key, specs[lang][0].replace(":", "_"), eval_key)
+            cell = store.get(key, f"{specs[lang][0].replace(':', '_')}-{eval_key}")
             if cell is None:
                 missing.append(lang)
             else:
                 result.cells[(row.label, lang)] = cell
                 bar.update(1)
-        result.row_info[row.label] = store.row_info(key)
+        result.row_info[row.label] = store.get(key, "row") or {}
         if not missing:
             continue
         model, tokenizer = load_causal_lm(model_path, plan.dtype)
@@ -325,7 +291,7 @@ def run_study(
                 "sparsity": report.sparsity,
                 "calibration": windows.summary() if windows is not None else None,
             }
-            store.put_row_info(key, info)
+            store.put(key, "row", info)
             result.row_info[row.label] = info
         for lang in missing:
             spec = specs[lang][0]
@@ -335,7 +301,7 @@ def run_study(
                 )
             value = perplexity(model, held_out[spec]).to_dict()
             value.update(row=row.label, eval_spec=spec)
-            store.put(key, spec.replace(":", "_"), eval_key, value)
+            store.put(key, f"{spec.replace(':', '_')}-{eval_key}", value)
             result.cells[(row.label, lang)] = value
             bar.update(1)
         del model

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.report import DEFAULT_RESULTS_DIR, environment, markdown_table, write_json
 from polysparse.runtime.checkpoint import checkpoint_summary, is_sparse_checkpoint, load_sparse
 from polysparse.runtime.linear import BACKENDS, DispatchTable, backend_runs, reset_backend_runs
@@ -174,8 +176,14 @@ def measure(
     plan: ThroughputPlan,
     *,
     progress: Callable[[str], None] | None = None,
+    cells: CellStore | None = None,
+    group: str = "",
 ) -> dict[str, Any]:
-    """Time both models over the plan; return ``rows`` (per variant and size) and ``speedups``."""
+    """Time both models over the plan; return ``rows`` (per variant and size) and ``speedups``.
+
+    With ``cells``, every finished (batch, prompt) cell is kept under ``group`` and not measured again
+    when an interrupted benchmark is started again.
+    """
     device = next(sparse.parameters()).device
     _check_lengths(sparse, plan)
     models = {"dense": dense, "sparse": sparse}
@@ -183,6 +191,11 @@ def measure(
     rows, speedups = [], []
     for prompt in plan.prompt_lengths:
         for batch in plan.batch_sizes:
+            done = cells.get(group, f"b{batch}-p{prompt}") if cells is not None else None
+            if done is not None:
+                rows += done["rows"]
+                speedups.append(done["speedup"])
+                continue
             ids = _prompt_ids(vocab, batch, prompt, plan.seed, device)
             if progress:
                 progress(f"batch {batch}, prompt {prompt}, {plan.new_tokens} new tokens")
@@ -230,15 +243,16 @@ def measure(
                 rows.append(row)
                 by_variant[name] = row
             d, s = by_variant["dense"], by_variant["sparse"]
-            speedups.append(
-                {
-                    "batch": batch,
-                    "prompt": prompt,
-                    "decode": s["decode_tokens_per_s"]["median"] / d["decode_tokens_per_s"]["median"],
-                    "prefill": s["prefill_tokens_per_s"]["median"] / d["prefill_tokens_per_s"]["median"],
-                    "greedy_tokens_equal": bool(torch.equal(tokens["dense"], tokens["sparse"])),
-                }
-            )
+            speedup = {
+                "batch": batch,
+                "prompt": prompt,
+                "decode": s["decode_tokens_per_s"]["median"] / d["decode_tokens_per_s"]["median"],
+                "prefill": s["prefill_tokens_per_s"]["median"] / d["prefill_tokens_per_s"]["median"],
+                "greedy_tokens_equal": bool(torch.equal(tokens["dense"], tokens["sparse"])),
+            }
+            speedups.append(speedup)
+            if cells is not None:
+                cells.put(group, f"b{batch}-p{prompt}", {"rows": [d, s], "speedup": speedup})
     return {"rows": rows, "speedups": speedups}
 
 
@@ -397,6 +411,8 @@ def benchmark_models(
     backend: str,
     info: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    cells: CellStore | None = None,
+    group: str = "",
 ) -> dict[str, Any]:
     """Parity check and timing of two loaded models; the payload :func:`write_results` writes."""
     device = next(sparse.parameters()).device
@@ -404,7 +420,7 @@ def benchmark_models(
     reset_backend_runs()
     load_before = _load_average()
     checked = parity(dense, sparse, ids)
-    measured = measure(dense, sparse, plan, progress=progress)
+    measured = measure(dense, sparse, plan, progress=progress, cells=cells, group=group)
     info = dict(info or {})
     return {
         "benchmark": "throughput",
@@ -451,9 +467,19 @@ def run_throughput(
         model, dense, backend=backend, dispatch=table, device=target, dtype=dtype
     )
     name = Path(str(model).rstrip("/")).name
-    payload = benchmark_models(
-        dense_model, sparse_model, plan, model_name=name, backend=backend, info=info, progress=progress
-    )
     stem = f"throughput_{name}_{torch.device(target).type}"
-    paths = write_results(payload, out if out is not None else DEFAULT_OUT, stem, with_plot=with_plot)
+    out_dir = Path(out if out is not None else DEFAULT_OUT)
+    # Cells of an interrupted run of the very same benchmark are reused; a finished run removes them,
+    # so running the command again measures afresh.
+    cells_dir = out_dir / f".{stem}.cells"
+    group = cell_key(
+        "run", {"model": str(Path(model).resolve()), "dense": str(dense), "plan": asdict(plan),
+                "backend": backend, "device": str(target), "dtype": dtype},
+    )  # fmt: skip
+    payload = benchmark_models(
+        dense_model, sparse_model, plan, model_name=name, backend=backend, info=info, progress=progress,
+        cells=CellStore(cells_dir), group=group,
+    )  # fmt: skip
+    paths = write_results(payload, out_dir, stem, with_plot=with_plot)
+    shutil.rmtree(cells_dir, ignore_errors=True)
     return payload, paths

@@ -123,3 +123,38 @@ def test_export_errors(sparse_dir, tmp_path, capsys):
     assert run("export", tmp_path / "taken", "--format", "dense", "--out", tmp_path / "x") == 2
     with pytest.raises(SystemExit):
         run("export", sparse_dir, "--format", "gguf", "--out", tmp_path / "y")
+
+
+def test_interrupted_benchmark_resumes_finished_cells(sparse_dir, tmp_path, monkeypatch):
+    """A benchmark killed after its first (batch, prompt) cell measures only the missing cells when run
+    again; a finished run leaves no cells behind, so the next run measures afresh."""
+    from polysparse.bench import throughput
+
+    calls = []
+    real = throughput.time_generation
+
+    def counting(model, ids, *args, **kwargs):
+        calls.append(tuple(ids.shape))
+        return real(model, ids, *args, **kwargs)
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_on_batch_two(model, ids, *args, **kwargs):
+        if ids.shape[0] == 2:
+            raise Interrupt
+        return counting(model, ids, *args, **kwargs)
+
+    args = ["bench", "--model", sparse_dir, "--batch", "1,2", "--prompt", "6", "--new-tokens", 2,
+            "--repeats", 1, "--out", tmp_path]  # fmt: skip
+    monkeypatch.setattr(throughput, "time_generation", interrupt_on_batch_two)
+    with pytest.raises(Interrupt):
+        run(*args)
+    assert list(tmp_path.glob(".throughput_*.cells/*/b1-p6.json"))
+    calls.clear()
+    monkeypatch.setattr(throughput, "time_generation", counting)
+    assert run(*args) == 0
+    assert calls and all(shape[0] == 2 for shape in calls)  # batch 1 was not measured again
+    payload = json.loads((tmp_path / "throughput_tiny-sparse_cpu.json").read_text())
+    assert [s["batch"] for s in payload["speedups"]] == [1, 2]
+    assert not list(tmp_path.glob(".throughput_*.cells"))
