@@ -578,8 +578,14 @@ def _build_skeleton(folder: Path, layers: Mapping[str, Mapping[str, Any]], **mod
     if hasattr(config, "quantization_config"):
         # Only the sparsity part exists here, which this loader handles itself.
         del config.quantization_config
-    with empty_weights():
-        model = AutoModelForCausalLM.from_config(config)
+    try:
+        with empty_weights():
+            model = AutoModelForCausalLM.from_config(config)
+    except Exception as error:  # transformers raises KeyError, ValueError, TypeError... on a bad config
+        raise CheckpointMismatchError(
+            f"{folder}: config.json describes a model transformers cannot build "
+            f"({type(error).__name__}: {error})"
+        ) from error
     for name, entry in layers.items():
         try:
             module = model.get_submodule(name)

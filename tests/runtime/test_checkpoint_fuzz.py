@@ -26,16 +26,21 @@ def state_of(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+_EXPECTED: dict = {}
+
+
 @pytest.fixture(scope="module")
 def original(saved_sparse):
+    """The checkpoint folder (the state it must load as is kept aside: hypothesis prints arguments)."""
     folder = saved_sparse("llama")
-    return folder, state_of(load_sparse(folder))
+    _EXPECTED[folder] = state_of(load_sparse(folder))
+    return folder
 
 
 @FUZZ
 @given(data=st.data())
 def test_truncated_weights_never_load(original, tmp_path_factory, data):
-    folder, _ = original
+    folder = original
     copy = tmp_path_factory.mktemp("trunc") / "ckpt"
     shutil.copytree(folder, copy)
     path = weights_file(copy)
@@ -49,7 +54,7 @@ def test_truncated_weights_never_load(original, tmp_path_factory, data):
 @FUZZ
 @given(data=st.data())
 def test_corrupted_weights_never_load(original, tmp_path_factory, data):
-    folder, _ = original
+    folder = original
     copy = tmp_path_factory.mktemp("flip") / "ckpt"
     shutil.copytree(folder, copy)
     path = weights_file(copy)
@@ -67,7 +72,7 @@ def test_corrupted_weights_never_load(original, tmp_path_factory, data):
 def test_corrupted_config_raises_or_loads_the_same_weights(original, tmp_path_factory, data):
     """A byte changed in config.json either makes loading fail or leaves the weights exactly as saved
     (a changed field that does not matter, such as a version string)."""
-    folder, expected = original
+    folder, expected = original, _EXPECTED[original]
     copy = tmp_path_factory.mktemp("cfg") / "ckpt"
     shutil.copytree(folder, copy)
     path = copy / "config.json"
@@ -84,3 +89,15 @@ def test_corrupted_config_raises_or_loads_the_same_weights(original, tmp_path_fa
     for key in expected:
         assert torch.equal(got[key], expected[key]), key
     assert sparse_layers(model)
+
+
+def test_config_transformers_cannot_build_is_a_checkpoint_error(original, tmp_path):
+    """Found by the fuzzer above: a corrupted rope_type made transformers raise a bare KeyError."""
+    copy = tmp_path / "ckpt"
+    shutil.copytree(original, copy)
+    path = copy / "config.json"
+    text = path.read_text()
+    assert '"rope_type": "default"' in text
+    path.write_text(text.replace('"rope_type": "default"', '"rope_type": " efault"'))
+    with pytest.raises(CheckpointError, match="cannot build"):
+        load_sparse(copy)
