@@ -113,19 +113,24 @@ def load_streaming_model(folder: str | Path, dtype: str | torch.dtype = "auto"):
     """``(model, tokenizer, streamer)``: blocks on ``meta``, everything else read from the checkpoint."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from polysparse.sparsify.loading import check_model_folder, parse_dtype
+    from polysparse.sparsify.loading import ModelLoadError, check_model_folder, parse_dtype
     from polysparse.sparsify.model_graph import find_decoder_stack
 
     folder = check_model_folder(folder)
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    wanted = parse_dtype(dtype)
-    if wanted == "auto":
-        wanted = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
-        wanted = getattr(torch, wanted) if isinstance(wanted, str) else wanted
-    with parameters_on_meta():
-        model = AutoModelForCausalLM.from_config(config, dtype=wanted)
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        wanted = parse_dtype(dtype)
+        if wanted == "auto":
+            wanted = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
+            wanted = getattr(torch, wanted) if isinstance(wanted, str) else wanted
+        with parameters_on_meta():
+            model = AutoModelForCausalLM.from_config(config, dtype=wanted)
+        checkpoint = SafetensorsCheckpoint(folder)
+    except Exception as error:  # config, transformers and safetensors raise many types on bad files
+        raise ModelLoadError(
+            f"could not load the model in {folder}: {type(error).__name__}: {error}"
+        ) from error
     model.eval()
-    checkpoint = SafetensorsCheckpoint(folder)
     stack = find_decoder_stack(model)
     names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     block_prefix = f"{stack.path}."
