@@ -444,15 +444,22 @@ def _demo_runtime(lm, tokenizer, *, spec: str, seqlen: int, bench: dict, quiet: 
     summary["parity"]["max_abs_logit_diff"] = throughput["parity"]["max_abs_logit_diff"]
     summary["backends_ran"] = throughput["backends_ran"]
     summary["speedups"] = throughput["speedups"]
-    ran = ", ".join(sorted({r["ran"] for r in throughput["backends_ran"]}))
-    _say(f"  sparse layers ran on: {ran}", quiet)
-    for s in throughput["speedups"]:
+    _say_speedups(throughput, quiet, indent="  ")
+    return {"sparse": sparse.to("cpu"), "summary": summary, "throughput": throughput}
+
+
+def _say_speedups(payload: dict[str, Any], quiet: bool, indent: str = "") -> None:
+    """Which backend the sparse layers ran on, and the sparse / dense speed per size."""
+    ran = sorted({r["ran"] for r in payload["backends_ran"]})
+    _say(f"{indent}sparse layers ran on: {', '.join(ran) or '-'}", quiet)
+    if ran == ["dense"]:
+        _say(f"{indent}(the same dense computation on both sides: differences below are timing noise)", quiet)
+    for s in payload["speedups"]:
         _say(
-            f"  batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
-            f"prefill {s['prefill']:.2f}x (sparse / dense)",
+            f"{indent}batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
+            f"prefill {s['prefill']:.2f}x (sparse / dense, medians)",
             quiet,
         )
-    return {"sparse": sparse.to("cpu"), "summary": summary, "throughput": throughput}
 
 
 def _demo_runtime_section(summary: dict[str, Any]) -> str:
@@ -604,14 +611,7 @@ def bench_job(
         with_plot=not no_plot,
         progress=None if quiet else lambda message: _say(f"  {message}"),
     )
-    ran = ", ".join(sorted({r["ran"] for r in payload["backends_ran"]})) or "-"
-    _say(f"sparse layers ran on: {ran}", quiet)
-    for s in payload["speedups"]:
-        _say(
-            f"  batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
-            f"prefill {s['prefill']:.2f}x (sparse / dense, medians)",
-            quiet,
-        )
+    _say_speedups(payload, quiet)
     _say("wrote " + ", ".join(str(p) for p in paths), quiet)
     return payload
 
