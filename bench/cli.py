@@ -84,6 +84,22 @@ def _prune_parser(sub) -> None:
         help="read decoder blocks from disk one at a time (models larger than memory); auto: when the "
         "weights exceed half the available memory",
     )
+    p.add_argument(
+        "--offload",
+        choices=("none", "cpu", "disk"),
+        default="none",
+        help="where the calibration activations wait between blocks: on the working device (none), in host "
+        "memory (cpu: the GPU holds one batch at a time) or on disk (disk: memory holds one batch)",
+    )
+    p.add_argument(
+        "--offload-dtype",
+        choices=("float16", "bfloat16"),
+        help="store the activations between blocks in this dtype (half the memory; rounds them)",
+    )
+    p.add_argument(
+        "--offload-dir",
+        help="folder for --offload disk (default: the run's working folder beside --out)",
+    )
     _add_quiet(p)
 
 

@@ -84,6 +84,9 @@ def prune_job(
     overwrite: bool = False,
     no_checkpoint: bool = False,
     stream: str = "auto",
+    offload: str = "none",
+    offload_dtype: str | None = None,
+    offload_dir: str | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
@@ -110,6 +113,9 @@ def prune_job(
         percdamp=percdamp,
         device=device,
         on_indivisible=on_indivisible,
+        offload=offload,
+        offload_dtype=offload_dtype,
+        offload_dir=offload_dir,
     )
     if calib is None and method != "magnitude":
         raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")

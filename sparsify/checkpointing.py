@@ -3,7 +3,8 @@
 A working folder holds, after block ``k`` is done:
 
 * ``block-000k.safetensors``: that block's parameters after pruning (one file per finished block);
-* ``hidden-00(k+1).safetensors``: the inputs of the next block, one tensor per calibration batch;
+* ``hidden-00(k+1).safetensors``: the inputs of the next block, one tensor per calibration batch (written
+  and read back one batch at a time, so activations offloaded to disk never sit in memory all at once);
 * ``state.json``: the run's fingerprint, the next block to do, and the report so far.
 
 Every file is written to a temporary name and renamed, and ``state.json`` is renamed last, so a run killed
@@ -18,8 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from polysparse.sparsify.activations import ActivationStore
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -63,7 +69,8 @@ def run_fingerprint(model: nn.Module, config: dict[str, Any], windows_sha256: st
     payload = {
         "format": FORMAT_VERSION,
         "model": model_signature(model),
-        "config": {k: v for k, v in config.items() if k not in ("device",)},
+        # Where the work and its activations live does not change the result; offload_dtype can.
+        "config": {k: v for k, v in config.items() if k not in ("device", "offload", "offload_dir")},
         "windows": windows_sha256,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -85,10 +92,86 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+}
+
+
+def _batch_name(index: int) -> str:
+    return f"batch-{index:05d}"
+
+
+def _atomic_save_batches(batches: Sequence[torch.Tensor], path: Path) -> None:
+    """One safetensors file with a tensor per batch, written one batch at a time.
+
+    ``safetensors.torch.save_file`` needs every tensor in memory at once; for activations offloaded to disk
+    that is the whole calibration set, so the (simple) format is written here: an 8-byte little-endian
+    header length, a JSON header of dtypes, shapes and byte offsets, then the raw bytes in order.
+    """
+    if isinstance(batches, ActivationStore):
+        layout = batches.shapes()
+    else:
+        layout = [(t.shape, t.dtype) for t in batches]
+    header: dict[str, Any] = {}
+    offset = 0
+    for index, (shape, dtype) in enumerate(layout):
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise TypeError(f"cannot checkpoint activations of dtype {dtype}")
+        size = math.prod(shape) * dtype.itemsize
+        header[_batch_name(index)] = {
+            "dtype": _SAFETENSORS_DTYPES[dtype],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the reference writer pads the header to 8 bytes
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(encoded)))
+        handle.write(encoded)
+        for index, (shape, dtype) in enumerate(layout):
+            tensor = batches[index].detach().to("cpu").contiguous()
+            if tensor.shape != shape or tensor.dtype != dtype:
+                raise ValueError(f"batch {index} changed from {tuple(shape)} {dtype} while being saved")
+            handle.write(tensor.reshape(-1).view(torch.uint8).numpy())  # the buffer, no copy
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class SavedBatches(Sequence[torch.Tensor]):
+    """The batches of a checkpoint's ``hidden-*.safetensors`` file, each read only when indexed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with safe_open(str(path), framework="pt") as handle:  # reads and checks the header only
+            names = set(handle.keys())
+        self._count = len(names)
+        missing = [i for i in range(self._count) if _batch_name(i) not in names]
+        if missing:
+            raise CorruptCheckpointError(f"{path} lacks batch {missing[0]}")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        try:
+            with safe_open(str(self.path), framework="pt") as handle:
+                return handle.get_tensor(_batch_name(index))
+        except (OSError, SafetensorError) as error:
+            raise CorruptCheckpointError(f"cannot read {self.path}: {error}") from None
+
+
 @dataclass
 class ResumeState:
     next_block: int
-    hidden: list[torch.Tensor] | None
+    hidden: Sequence[torch.Tensor] | None
     report: dict[str, Any]
 
 
@@ -143,8 +226,7 @@ class PruneCheckpoint:
             hidden = None
             hidden_file = self.folder / f"hidden-{next_block:04d}.safetensors"
             if next_block < len(blocks) and hidden_file.exists():
-                loaded = load_file(str(hidden_file))
-                hidden = [loaded[f"batch-{i:05d}"] for i in range(len(loaded))]
+                hidden = SavedBatches(hidden_file)
         except (OSError, KeyError, RuntimeError, SafetensorError) as error:
             raise CorruptCheckpointError(
                 f"cannot resume from {self.folder}: {error}; pass --overwrite to start over"
@@ -153,14 +235,17 @@ class PruneCheckpoint:
         return ResumeState(next_block=next_block, hidden=hidden, report=state.get("report", {}))
 
     def save(
-        self, index: int, block: nn.Module, next_hidden: list[torch.Tensor] | None, report: dict[str, Any]
+        self,
+        index: int,
+        block: nn.Module,
+        next_hidden: Sequence[torch.Tensor] | None,
+        report: dict[str, Any],
     ) -> None:
         """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         _atomic_save(block.state_dict(), self.folder / f"block-{index:04d}.safetensors")
         if next_hidden is not None:
-            tensors = {f"batch-{i:05d}": h for i, h in enumerate(next_hidden)}
-            _atomic_save(tensors, self.folder / f"hidden-{index + 1:04d}.safetensors")
+            _atomic_save_batches(next_hidden, self.folder / f"hidden-{index + 1:04d}.safetensors")
         state = {"fingerprint": self.fingerprint, "next_block": index + 1, "report": report}
         _atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, default=str).encode())
         for old in self.folder.glob("hidden-*.safetensors"):

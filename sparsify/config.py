@@ -50,6 +50,11 @@ class PruneConfig:
     ``targets`` / ``ignore`` are regular expressions searched in module names such as
     ``model.layers.3.mlp.down_proj``; by default every Linear (and GPT-2 Conv1D) inside the decoder blocks
     is pruned. Embeddings and ``lm_head`` sit outside the blocks and are never pruned.
+
+    ``offload`` keeps the calibration activations between blocks on the working device (``none``), in
+    host memory (``cpu``) or on disk (``disk``, under ``offload_dir``; default: the run's working folder,
+    else a temporary one); ``offload_dtype`` stores them in float16 / bfloat16. Where they live does not
+    change the result; storing them in a narrower dtype than the model's can.
     """
 
     method: Method = "wanda"
@@ -65,6 +70,9 @@ class PruneConfig:
     percdamp: float = 0.01
     device: str | None = None
     on_indivisible: Literal["skip", "error"] = "skip"
+    offload: Literal["none", "cpu", "disk"] = "none"
+    offload_dtype: Literal["float16", "bfloat16"] | None = None
+    offload_dir: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.pattern, str):
@@ -101,6 +109,12 @@ class PruneConfig:
             )
         if self.on_indivisible not in ("skip", "error"):
             raise ConfigError(f"on_indivisible must be 'skip' or 'error', got {self.on_indivisible!r}")
+        if self.offload not in ("none", "cpu", "disk"):
+            raise ConfigError(f"offload must be 'none', 'cpu' or 'disk', got {self.offload!r}")
+        if self.offload_dtype not in (None, "float16", "bfloat16"):
+            raise ConfigError(f"offload_dtype must be float16 or bfloat16, got {self.offload_dtype!r}")
+        if self.offload_dir is not None and self.offload != "disk":
+            raise ConfigError("offload_dir is only used with offload='disk'")
 
     @property
     def target_sparsity(self) -> float:

@@ -9,7 +9,9 @@
    windows of one length share theirs) are stored once.
 2. *Walk.* For each block: move it to the working device, let the caller observe its inputs (hooks,
    statistics, pruning), then run the (possibly pruned) block on the inputs to produce the next block's
-   inputs, and move it back. Only one block sits on the accelerator at a time.
+   inputs, and move it back. Only one block sits on the accelerator at a time; the activations between
+   blocks stay on it too, or in host memory or on disk when offloaded (see
+   :mod:`polysparse.sparsify.activations`).
 
 :func:`sequential_blocks` is the walk as a generator; :func:`prune_model` uses it to prune.
 """
@@ -19,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from polysparse.sparsify import distributed
+from polysparse.sparsify.activations import ActivationStore
 from polysparse.sparsify.calibration import TokenWindows
 from polysparse.sparsify.checkpointing import PruneCheckpoint, run_fingerprint
 from polysparse.sparsify.config import ConfigError, PruneConfig
@@ -112,7 +117,7 @@ class BlockArguments:
 class CapturedInputs:
     """Inputs of the first block per batch, and every block's arguments per batch (deduplicated)."""
 
-    hidden: list[torch.Tensor]
+    hidden: list[torch.Tensor] | ActivationStore
     token_masks: list[torch.Tensor]
     arguments: list[list[BlockArguments]]  # per block: the distinct argument sets
     argument_index: list[list[int]]  # per block, per batch: index into arguments[block]
@@ -124,12 +129,19 @@ class _CaptureDone(Exception):
 
 
 def capture_block_inputs(
-    model: nn.Module, stack: DecoderStack, windows: TokenWindows, batch_size: int
+    model: nn.Module,
+    stack: DecoderStack,
+    windows: TokenWindows,
+    batch_size: int,
+    hidden: ActivationStore | None = None,
 ) -> CapturedInputs:
-    """Run the model once over the windows with every block stubbed out; see the module docstring."""
+    """Run the model once over the windows with every block stubbed out; see the module docstring.
+
+    The first block's inputs go into ``hidden`` when given (offloaded activations), else into a list.
+    """
     blocks = stack.blocks
     captured = CapturedInputs(
-        hidden=[],
+        hidden=hidden if hidden is not None else [],
         token_masks=[],
         arguments=[[] for _ in blocks],
         argument_index=[[] for _ in blocks],
@@ -221,20 +233,28 @@ class BlockStep:
     name: str
     block: nn.Module
     device: torch.device
-    hidden: list[torch.Tensor]
+    hidden: Sequence[torch.Tensor]  # indexing yields the batch on the working device
     token_masks: list[torch.Tensor]
     arguments: list[BlockArguments]
     returns_tuple: bool
 
-    def forward_batches(self, before_batch: Callable[[int], None] | None = None) -> list[torch.Tensor]:
-        """Run the block on every batch; ``before_batch(i)`` is called before batch ``i``."""
-        outputs = []
+    def forward_batches(
+        self,
+        before_batch: Callable[[int], None] | None = None,
+        outputs: ActivationStore | list[torch.Tensor] | None = None,
+    ) -> ActivationStore | list[torch.Tensor] | None:
+        """Run the block on every batch; ``before_batch(i)`` is called before batch ``i``.
+
+        The outputs are appended to ``outputs`` when it is given (and it is returned), else dropped: the
+        statistics pass only needs the hooks to see the inputs.
+        """
         with torch.no_grad():
             for i, (hidden, arguments) in enumerate(zip(self.hidden, self.arguments)):
                 if before_batch is not None:
                     before_batch(i)
                 out = self.block(hidden, *arguments.args, **arguments.kwargs)
-                outputs.append(out[0] if isinstance(out, tuple) else out)
+                if outputs is not None:
+                    outputs.append(out[0] if isinstance(out, tuple) else out)
         return outputs
 
 
@@ -247,9 +267,12 @@ def sequential_blocks(
     progress: bool = True,
     description: str = "blocks",
     start: int = 0,
-    start_hidden: list[torch.Tensor] | None = None,
-    after_block: Callable[[BlockStep, list[torch.Tensor] | None], None] | None = None,
+    start_hidden: Sequence[torch.Tensor] | None = None,
+    after_block: Callable[[BlockStep, Sequence[torch.Tensor] | None], None] | None = None,
     block_loader: BlockLoader | None = None,
+    offload: str = "none",
+    offload_dtype: str | None = None,
+    offload_dir: str | Path | None = None,
 ) -> Iterator[BlockStep]:
     """Yield each decoder block with its inputs; after the caller is done, run it to get the next inputs.
 
@@ -258,57 +281,75 @@ def sequential_blocks(
     inputs; ``after_block(step, next_inputs)`` is called once a block is finished (``next_inputs`` is None
     after the last block, whose outputs nothing needs, and without windows). A ``block_loader``
     materialises each block's parameters just before its step and releases them after it (models larger
-    than memory).
+    than memory). ``offload`` / ``offload_dtype`` say where and how the activations between blocks are
+    kept (:class:`~polysparse.sparsify.activations.ActivationStore`); ``offload="disk"`` writes them under
+    ``offload_dir`` (default: a temporary folder, removed afterwards).
     """
     device = resolve_device(device)
     model.eval()
     stack = find_decoder_stack(model)
     captured = None
-    hidden: list[torch.Tensor] | None = None
+    inputs: ActivationStore | None = None
     masks: list[torch.Tensor] = []
-    if windows is not None:
-        captured = capture_block_inputs(model, stack, windows, batch_size)
-        if start:
-            if start_hidden is None or len(start_hidden) != len(captured.hidden):
-                raise ValueError(
-                    f"resuming at block {start} needs its inputs for all {len(captured.hidden)} batches"
-                )
-            captured.hidden = start_hidden
-        hidden = [h.to(device) for h in captured.hidden]
-        masks = [m.to(device) for m in captured.token_masks]
-    bar = tqdm(total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block")
-    for index, block in enumerate(stack.blocks):
-        if index < start:
-            continue
-        if block_loader is not None:
-            block_loader.load(index, block)
-        home = next(block.parameters()).device
-        block.to(device)
-        arguments: list[BlockArguments] = []
-        if captured is not None:
-            distinct = [a.to(device) for a in captured.arguments[index]]
-            arguments = [distinct[i] for i in captured.argument_index[index]]
-        step = BlockStep(
-            index=index,
-            name=stack.block_name(index),
-            block=block,
-            device=device,
-            hidden=hidden or [],
-            token_masks=masks,
-            arguments=arguments,
-            returns_tuple=captured.returns_tuple if captured is not None else False,
+    temporary_root = None
+    if offload == "disk" and offload_dir is None and windows is not None:
+        offload_dir = temporary_root = tempfile.mkdtemp(prefix="polysparse-activations-")
+    try:
+        if windows is not None:
+            inputs = ActivationStore(device, offload, offload_dtype, offload_dir)
+            captured = capture_block_inputs(model, stack, windows, batch_size, hidden=inputs)
+            if start:
+                if start_hidden is None or len(start_hidden) != len(inputs):
+                    raise ValueError(
+                        f"resuming at block {start} needs its inputs for all {len(inputs)} batches"
+                    )
+                inputs.close()
+                inputs = inputs.successor().extend(start_hidden)
+            masks = [m.to(device) for m in captured.token_masks]
+        bar = tqdm(
+            total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block"
         )
-        yield step
-        last = index == len(stack.blocks) - 1
-        hidden = None if last or captured is None else step.forward_batches()
-        if after_block is not None:
-            after_block(step, hidden)
-        block.to(home)
-        if block_loader is not None:
-            block_loader.unload(index, block)
-        del arguments, step
-        bar.update(1)
-    bar.close()
+        for index, block in enumerate(stack.blocks):
+            if index < start:
+                continue
+            if block_loader is not None:
+                block_loader.load(index, block)
+            home = next(block.parameters()).device
+            block.to(device)
+            arguments: list[BlockArguments] = []
+            if captured is not None:
+                distinct = [a.to(device) for a in captured.arguments[index]]
+                arguments = [distinct[i] for i in captured.argument_index[index]]
+            step = BlockStep(
+                index=index,
+                name=stack.block_name(index),
+                block=block,
+                device=device,
+                hidden=inputs if inputs is not None else [],
+                token_masks=masks,
+                arguments=arguments,
+                returns_tuple=captured.returns_tuple if captured is not None else False,
+            )
+            yield step
+            outputs = None
+            if inputs is not None and index < len(stack.blocks) - 1:
+                outputs = step.forward_batches(outputs=inputs.successor())
+            if after_block is not None:
+                after_block(step, outputs)
+            if outputs is not None:
+                inputs.close()
+                inputs = outputs
+            block.to(home)
+            if block_loader is not None:
+                block_loader.unload(index, block)
+            del arguments, step
+            bar.update(1)
+        bar.close()
+    finally:
+        if inputs is not None:
+            inputs.close()
+        if temporary_root is not None:
+            shutil.rmtree(temporary_root, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -480,8 +521,14 @@ def prune_model(
             report.layers = resume.report.get("layers", [])
             report.blocks = resume.report.get("blocks", [])
     start = resume.next_block if resume is not None else 0
+    offload_dir = config.offload_dir
+    if config.offload == "disk" and offload_dir is None and checkpoint_dir is not None:
+        # Beside the checkpoints, on the disk the user chose for the run, rather than in a /tmp that may be
+        # small or in memory; whatever a killed run left there is stale.
+        offload_dir = Path(checkpoint_dir) / "activations"
+        shutil.rmtree(offload_dir, ignore_errors=True)
 
-    def after_block(step: BlockStep, next_inputs: list[torch.Tensor] | None) -> None:
+    def after_block(step: BlockStep, next_inputs: Sequence[torch.Tensor] | None) -> None:
         report.blocks[-1]["seconds"] = time.perf_counter() - block_started
         if checkpoint is not None:
             checkpoint.save(
@@ -499,6 +546,9 @@ def prune_model(
         start_hidden=resume.hidden if resume is not None else None,
         after_block=after_block,
         block_loader=block_loader,
+        offload=config.offload,
+        offload_dtype=config.offload_dtype,
+        offload_dir=offload_dir,
     )
     prune = METHODS[config.method]
     started = time.perf_counter()

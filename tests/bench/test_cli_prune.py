@@ -49,6 +49,29 @@ def test_prune_writes_a_loadable_folder_and_report(tiny_model_dir, german_text, 
     assert not list(tmp_path.glob(".pruned.*"))
 
 
+def test_prune_can_offload_activations_to_disk(tiny_model_dir, german_text, tmp_path):
+    out, acts = tmp_path / "offloaded", tmp_path / "acts"
+    common = [
+        "--model",
+        tiny_model_dir,
+        "--method",
+        "wanda",
+        "--sparsity",
+        0.5,
+        "--calib",
+        f"text:{german_text}",
+    ]
+    common += ["--nsamples", 3, "--seqlen", 32, "--quiet"]
+    assert run("prune", *common, "--out", tmp_path / "plain") == 0
+    assert run("prune", *common, "--offload", "disk", "--offload-dir", acts, "--out", out) == 0
+    config = json.loads((out / "polysparse.json").read_text())["config"]
+    assert config["offload"] == "disk" and config["offload_dtype"] is None
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "plain").state_dict()
+    offloaded = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert all(torch.equal(plain[name], offloaded[name]) for name in plain)
+    assert acts.is_dir() and not list(acts.rglob("*.safetensors"))
+
+
 def test_sparsegpt_report_has_errors_and_damping(tiny_model_dir, german_text, tmp_path):
     out = tmp_path / "sgpt"
     assert (

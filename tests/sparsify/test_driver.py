@@ -27,7 +27,7 @@ def test_block_inputs_equal_dense_hidden_states(arch, batch_size):
     reference = dense_hidden_states(model, windows)
     seen = []
     for step in sequential_blocks(model, windows, device="cpu", batch_size=batch_size, progress=False):
-        got = torch.cat(step.hidden)
+        got = torch.cat(list(step.hidden))
         torch.testing.assert_close(got, reference[step.index], rtol=1e-5, atol=1e-5)
         seen.append(step.index)
     assert seen == list(range(len(find_decoder_stack(model).blocks)))

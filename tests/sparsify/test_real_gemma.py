@@ -38,7 +38,7 @@ def test_block_inputs_equal_hidden_states_on_gemma3_270m(gemma):
         ).hidden_states  # fmt: skip
     checked = 0
     for step in sequential_blocks(model, windows, device="cpu", batch_size=2, progress=False):
-        got = torch.cat(step.hidden)
+        got = torch.cat(list(step.hidden))
         torch.testing.assert_close(got, reference[step.index], rtol=1e-4, atol=1e-4)
         checked += 1
     assert checked == model.config.num_hidden_layers == 18
