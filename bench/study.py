@@ -315,39 +315,60 @@ def run_study(
 
 
 def heatmap(result: StudyResult, path: Path) -> Path | None:
-    """Rows x languages, coloured by perplexity relative to dense (per column), annotated with values."""
+    """Rows x languages, coloured by perplexity relative to dense on a log scale, annotated with values.
+
+    The colour range is set by the calibrated rows: magnitude pruning is often thousands of times worse
+    than dense and, on a shared linear scale, would paint every calibrated row the same colour. Cells past
+    the range take the colour bar's "over" colour; the best language-calibrated row of each column is
+    outlined.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm
+        from matplotlib.patches import Rectangle
     except ImportError:
         log.warning("matplotlib is not installed (pip install 'polysparse[plot]'); no heatmap written")
         return None
     langs = result.plan.langs
     dense = result.rows[0]
     rows = result.rows[1:]
-    grid = [
-        [
-            (result.ppl(r, lang) / result.ppl(dense, lang))
-            if result.ppl(r, lang) and result.ppl(dense, lang)
-            else float("nan")
-            for lang in langs
-        ]
-        for r in rows
-    ]
+
+    def ratio(row: Row, lang: str) -> float:
+        value, reference = result.ppl(row, lang), result.ppl(dense, lang)
+        return value / reference if value and reference else float("nan")
+
+    grid = [[ratio(r, lang) for lang in langs] for r in rows]
+    calibrated = [v for r, line in zip(rows, grid) if r.kind != "magnitude" for v in line if v == v]
+    finite = calibrated or [v for line in grid for v in line if v == v] or [1.0]
+    low, high = min(finite), max(finite)
+    norm = LogNorm(vmin=low, vmax=high if high > low else low * 1.01)
+    cmap = matplotlib.colormaps["viridis_r"].with_extremes(over="#3b3b3b", bad="#ffffff")
     fig, ax = plt.subplots(figsize=(1.3 * len(langs) + 3.5, 0.45 * len(rows) + 1.8))
-    image = ax.imshow(grid, cmap="viridis_r", aspect="auto")
+    image = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
     ax.set_xticks(range(len(langs)), labels=[f"eval {lang}" for lang in langs])
     ax.set_yticks(range(len(rows)), labels=[r.label for r in rows])
+    best = result.summary()["best_calibration_per_eval_language"]
     for i, r in enumerate(rows):
         for j, lang in enumerate(langs):
             value = result.ppl(r, lang)
-            if value is not None:
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white", fontsize=8)
-    fig.colorbar(image, ax=ax, label="perplexity / dense perplexity")
+            if value is None:
+                continue
+            red, green, blue, _ = cmap(norm(grid[i][j])) if grid[i][j] == grid[i][j] else (1, 1, 1, 1)
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            colour = "white" if dark else "black"
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", color=colour, fontsize=8)
+            if r.kind == "language" and best.get(lang, {}).get("calib") == r.lang:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    fig.colorbar(image, ax=ax, label="perplexity / dense perplexity (log scale)", extend="max")
     plan = result.plan
-    ax.set_title(f"{Path(plan.model).name}: {plan.method} {plan.sparsity_label}", fontsize=10)
+    ax.set_title(
+        f"{Path(plan.model).name}: {plan.method} {plan.sparsity_label} "
+        "(outlined: best language-calibrated row per column)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
