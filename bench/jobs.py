@@ -292,6 +292,7 @@ def demo_job(
     """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,
     run the pruned model on 2:4 sparse layers (checked against the pruned dense model), time both, and save
     the pruned model (``out``) and its compressed form (``out/compressed``)."""
+    started = time.perf_counter()
     out_dir = Path(out)
     if out_dir.exists() and not (out_dir / REPORT_FILE).exists():
         raise OutputExistsError(f"{out_dir} exists and is not a polysparse output; choose another --out")
@@ -370,6 +371,8 @@ def demo_job(
             f"{dense_disk / 2**20:.1f} MiB for the pruned dense folder",
             quiet,
         )
+    payload["wall_seconds"] = time.perf_counter() - started
+    sections.append(f"The whole demo took {payload['wall_seconds']:.0f} s, model preparation included.")
     write_json(out_dir / REPORT_FILE, payload)
     (out_dir / "report.md").write_text("\n\n".join(sections), encoding="utf-8")
     _say("\n" + table, quiet)

@@ -41,4 +41,7 @@ def test_demo_swaps_checks_times_and_saves_compressed(handbook, tiny_model_dir, 
     block = read_sparsity_config(out / "compressed")
     assert block["method"] == "wanda" and block["calibration"]["language"] == "de"
     assert len(sparse_layers(load_sparse(out / "compressed"))) == 21
-    assert json.loads((out / "polysparse.json").read_text())["runtime"]["checkpoint"]["safetensors_bytes"] > 0
+    written = json.loads((out / "polysparse.json").read_text())
+    assert written["runtime"]["checkpoint"]["safetensors_bytes"] > 0
+    assert 0 < written["wall_seconds"] == payload["wall_seconds"]
+    assert f"The whole demo took {payload['wall_seconds']:.0f} s" in report
