@@ -16,6 +16,7 @@ the memory traffic (the KV cache and activations come on top).
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 from collections.abc import Sequence
@@ -82,6 +83,18 @@ def _new_cache(model: nn.Module, kind: CacheKind, max_len: int):
     raise ValueError(f"cache must be 'dynamic' or 'static', got {kind!r}")
 
 
+def _cache_keyword(model: nn.Module) -> str:
+    """The name the model's forward takes its KV cache under: transformers 5.2x renamed
+    ``past_key_values`` to ``cache`` (the old name is accepted with a warning until 5.40); the GPU image's
+    5.17 knows only the old one."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _returned_cache(output):
+    cache = output.get("cache")
+    return cache if cache is not None else output.get("past_key_values")
+
+
 @torch.inference_mode()
 def time_generation(
     model: nn.Module, input_ids: torch.Tensor, new_tokens: int, *, cache: CacheKind = "dynamic"
@@ -91,19 +104,20 @@ def time_generation(
         raise ValueError("new_tokens must be at least 1")
     device = input_ids.device
     past = _new_cache(model, cache, input_ids.shape[1] + new_tokens)
+    keyword = _cache_keyword(model)
     tokens = []
     synchronize(device)
     start = time.perf_counter()
-    out = model(input_ids=input_ids, past_key_values=past, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=input_ids, **{keyword: past}, use_cache=True, logits_to_keep=1)
     token = out.logits[:, -1].argmax(-1, keepdim=True)
     synchronize(device)
     prefilled = time.perf_counter()
     tokens.append(token)
-    past = out.past_key_values
+    past = _returned_cache(out)
     for _ in range(new_tokens - 1):
-        out = model(input_ids=token, past_key_values=past, use_cache=True)
+        out = model(input_ids=token, **{keyword: past}, use_cache=True)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
-        past = out.past_key_values
+        past = _returned_cache(out)
         tokens.append(token)
     synchronize(device)
     done = time.perf_counter()
