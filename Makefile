@@ -35,7 +35,7 @@ demo: $(BIN)/.installed debian-packages
 	$(BIN)/polysparse demo
 
 test: $(BIN)/.installed debian-packages
-	POLYSPARSE_REQUIRE_DEBIAN_TEXT=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	POLYSPARSE_REQUIRE_DEBIAN_TEXT=1 POLYSPARSE_SLOW_TESTS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

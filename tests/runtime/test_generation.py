@@ -81,7 +81,7 @@ def test_whole_model_under_torch_compile_aot_eager():
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("POLYSPARSE_SLOW_TESTS", "") in ("", "0"),
-    reason="inductor compiles C++ for every graph: about a minute on 2 CPU cores (POLYSPARSE_SLOW_TESTS=1)",
+    reason="inductor compiles C++ for every graph: 25 s on 2 CPUs (make test sets POLYSPARSE_SLOW_TESTS)",
 )
 def test_whole_model_under_torch_compile_inductor():
     torch._dynamo.reset()
