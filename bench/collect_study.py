@@ -6,8 +6,9 @@
 1. *Diagonal*: for how many evaluation languages the row calibrated on that language is the best
    language-calibrated row, and by how much: the diagonal cell over the median of the other languages'
    rows in that column (geometric mean over the columns; below 1 means target-language calibration helps).
-2. *Translation prompts*: X->English translation-prompt calibration against calibration on X itself, both
-   evaluated on X (geometric mean of the ratios; below 1 means the prompts do better).
+2. *Translation prompts*: X->English translation-prompt calibration against calibration on X itself and
+   against calibration on English (the common default), all evaluated on X (geometric means of the
+   ratios; below 1 means the prompts do better).
 3. *Mix*: the worst language's perplexity ratio to dense for the equal mixture, against the best and the
    median of the single-language rows' worst ratios.
 """
@@ -41,6 +42,10 @@ def summarise(study: dict[str, Any]) -> dict[str, Any]:
             advantage.append(own[lang][lang] / statistics.median(others))
     summary = study["summary"]
     translation = summary["translation_vs_target_language"]
+    prompts = {r["lang"]: r["perplexity"][r["lang"]] for r in rows if r["kind"] == "translate"}
+    over_english = [
+        value / own["en"][lang] for lang, value in prompts.items() if own.get("en", {}).get(lang) and value
+    ]
     worst = summary["worst_language_ratio_to_dense"]
     single_worst = [worst[r["label"]]["worst_ratio_to_dense"] for r in rows if r["kind"] == "language"]
     mix = next((r for r in rows if r["kind"] == "mix"), None)
@@ -53,6 +58,7 @@ def summarise(study: dict[str, Any]) -> dict[str, Any]:
         "diagonal_over_median_other": _geometric_mean(advantage),
         "translation_over_target": _geometric_mean([t["ratio"] for t in translation.values()]),
         "translation_better_in": sorted(lang for lang, t in translation.items() if t["ratio"] < 1),
+        "translation_over_english_calib": _geometric_mean(over_english),
         "translation_languages": len(translation),
         "mix_worst_ratio": mix_worst,
         "best_single_worst_ratio": min(single_worst) if single_worst else None,
@@ -82,6 +88,7 @@ def collect(folder: Path) -> dict[str, Any]:
             _fmt(e["translation_over_target"]),
             f"{len(e['translation_better_in'])}/{e['translation_languages']}"
             + (f" ({', '.join(e['translation_better_in'])})" if e["translation_better_in"] else ""),
+            _fmt(e["translation_over_english_calib"]),
             _fmt(e["mix_worst_ratio"]),
             _fmt(e["best_single_worst_ratio"]),
             _fmt(e["median_single_worst_ratio"]),
@@ -95,6 +102,7 @@ def collect(folder: Path) -> dict[str, Any]:
         "diagonal / median other calib",
         "translate / target calib",
         "translation better in",
+        "translate / English calib",
         "mix: worst-language ratio to dense",
         "best single-language row: worst ratio",
         "median single-language row: worst ratio",
