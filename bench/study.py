@@ -201,6 +201,7 @@ class StudyResult:
             f"{lang}{' (†)' if self.eval_specs[lang][1] else ''}" for lang in langs
         ]
         dense = self.rows[0]
+        best_per_language = self.summary()["best_calibration_per_eval_language"]
         body = []
         for r in self.rows:
             cells = []
@@ -210,7 +211,7 @@ class StudyResult:
                     cells.append("")
                     continue
                 text = f"{value:.2f}"
-                best = self.summary()["best_calibration_per_eval_language"].get(lang)
+                best = best_per_language.get(lang)
                 if r.kind == "language" and best and best["calib"] == r.lang:
                     text = f"**{text}**"
                 if r is not dense and self.ppl(dense, lang):

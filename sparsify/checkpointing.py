@@ -104,17 +104,14 @@ def _batch_name(index: int) -> str:
     return f"batch-{index:05d}"
 
 
-def _atomic_save_batches(batches: Sequence[torch.Tensor], path: Path) -> None:
+def _atomic_save_batches(batches: ActivationStore, path: Path) -> None:
     """One safetensors file with a tensor per batch, written one batch at a time.
 
     ``safetensors.torch.save_file`` needs every tensor in memory at once; for activations offloaded to disk
     that is the whole calibration set, so the (simple) format is written here: an 8-byte little-endian
     header length, a JSON header of dtypes, shapes and byte offsets, then the raw bytes in order.
     """
-    if isinstance(batches, ActivationStore):
-        layout = batches.shapes()
-    else:
-        layout = [(t.shape, t.dtype) for t in batches]
+    layout = batches.shapes()  # known without reading the batches
     header: dict[str, Any] = {}
     offset = 0
     for index, (shape, dtype) in enumerate(layout):
@@ -238,7 +235,7 @@ class PruneCheckpoint:
         self,
         index: int,
         block: nn.Module,
-        next_hidden: Sequence[torch.Tensor] | None,
+        next_hidden: ActivationStore | None,
         report: dict[str, Any],
     ) -> None:
         """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``."""

@@ -134,10 +134,12 @@ def capture_block_inputs(
     windows: TokenWindows,
     batch_size: int,
     hidden: ActivationStore | None = None,
+    keep_hidden: bool = True,
 ) -> CapturedInputs:
     """Run the model once over the windows with every block stubbed out; see the module docstring.
 
-    The first block's inputs go into ``hidden`` when given (offloaded activations), else into a list.
+    The first block's inputs go into ``hidden`` when given (offloaded activations), else into a list;
+    ``keep_hidden=False`` records only the arguments (a resumed walk reads its inputs from the checkpoint).
     """
     blocks = stack.blocks
     captured = CapturedInputs(
@@ -167,16 +169,16 @@ def capture_block_inputs(
             else:
                 known.append(record)
                 captured.argument_index[index].append(len(known) - 1)
-            if index == 0:
+            if index == 0 and keep_hidden:
                 captured.hidden.append(hidden.detach())
-                if not learned_convention:
-                    # Learn whether blocks return a tensor or a tuple from one real call, so the stubs
-                    # hand back what the model's loop expects (a tensor indexed [0] would lose its batch).
-                    if any(p.device.type == "meta" for p in blocks[0].parameters()):
-                        learned_convention.append(False)
-                    else:
-                        out = original(hidden, *rest, **kwargs)
-                        learned_convention.append(isinstance(out, tuple))
+            if index == 0 and not learned_convention:
+                # Learn whether blocks return a tensor or a tuple from one real call, so the stubs
+                # hand back what the model's loop expects (a tensor indexed [0] would lose its batch).
+                if any(p.device.type == "meta" for p in blocks[0].parameters()):
+                    learned_convention.append(False)
+                else:
+                    out = original(hidden, *rest, **kwargs)
+                    learned_convention.append(isinstance(out, tuple))
             if index == len(blocks) - 1:
                 raise _CaptureDone  # nothing after the last block (final norm, LM head) is needed
             if learned_convention and learned_convention[0]:
@@ -202,9 +204,10 @@ def capture_block_inputs(
         for block in blocks:
             del block.forward  # the instance attribute shadowed the class's forward
     captured.returns_tuple = bool(learned_convention and learned_convention[0])
-    if len(captured.hidden) != len(captured.token_masks):
+    calls = len(captured.argument_index[0])  # one entry per call of the first block
+    if calls != len(captured.token_masks):
         raise RuntimeError(
-            f"the first decoder block ({stack.block_name(0)}) was called {len(captured.hidden)} times for "
+            f"the first decoder block ({stack.block_name(0)}) was called {calls} times for "
             f"{len(captured.token_masks)} batches; polysparse needs one call per forward"
         )
     return captured
@@ -268,7 +271,7 @@ def sequential_blocks(
     description: str = "blocks",
     start: int = 0,
     start_hidden: Sequence[torch.Tensor] | None = None,
-    after_block: Callable[[BlockStep, Sequence[torch.Tensor] | None], None] | None = None,
+    after_block: Callable[[BlockStep, ActivationStore | None], None] | None = None,
     block_loader: BlockLoader | None = None,
     offload: str = "none",
     offload_dtype: str | None = None,
@@ -297,14 +300,14 @@ def sequential_blocks(
     try:
         if windows is not None:
             inputs = ActivationStore(device, offload, offload_dtype, offload_dir)
-            captured = capture_block_inputs(model, stack, windows, batch_size, hidden=inputs)
+            captured = capture_block_inputs(
+                model, stack, windows, batch_size, hidden=inputs, keep_hidden=not start
+            )
             if start:
-                if start_hidden is None or len(start_hidden) != len(inputs):
-                    raise ValueError(
-                        f"resuming at block {start} needs its inputs for all {len(inputs)} batches"
-                    )
-                inputs.close()
-                inputs = inputs.successor().extend(start_hidden)
+                batches = len(captured.token_masks)
+                if start_hidden is None or len(start_hidden) != batches:
+                    raise ValueError(f"resuming at block {start} needs its inputs for all {batches} batches")
+                inputs.extend(start_hidden)
             masks = [m.to(device) for m in captured.token_masks]
         bar = tqdm(
             total=len(stack.blocks), initial=start, desc=description, disable=not progress, unit="block"
@@ -528,7 +531,7 @@ def prune_model(
         offload_dir = Path(checkpoint_dir) / "activations"
         shutil.rmtree(offload_dir, ignore_errors=True)
 
-    def after_block(step: BlockStep, next_inputs: Sequence[torch.Tensor] | None) -> None:
+    def after_block(step: BlockStep, next_inputs: ActivationStore | None) -> None:
         report.blocks[-1]["seconds"] = time.perf_counter() - block_started
         if checkpoint is not None:
             checkpoint.save(
