@@ -19,14 +19,28 @@ from polysparse.sparsify.calibration import (
     calibration_windows,
     evaluation_windows,
 )
+from polysparse.sparsify.checkpointing import (
+    LOCK_FILE,
+    WorkFolderLock,
+    WorkFolderLockedError,
+    clear_work_folder,
+)
 from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError
-from polysparse.sparsify.driver import IndivisibleLayerError, prune_model, resolve_device
+from polysparse.sparsify.driver import IndivisibleLayerError, check_device, prune_model, resolve_device
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import ModelLoadError, load_causal_lm
 from polysparse.sparsify.methods import HessianError
 from polysparse.sparsify.model_graph import NoDecoderBlocksError
-from polysparse.sparsify.output import REPORT_FILE, OutputExistsError, check_output, save_pruned
+from polysparse.sparsify.output import (
+    REPORT_FILE,
+    OutputExistsError,
+    OutputLocationError,
+    check_output,
+    check_output_location,
+    clean_stale_partials,
+    save_pruned,
+)
 from polysparse.sparsify.stats import NonFiniteError
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
 
@@ -43,6 +57,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NonFiniteError,
     OutputExistsError,
     UnknownLanguageError,
+    WorkFolderLockedError,
     ValueError,  # ResumeMismatchError and CorruptCheckpointError among them
 )
 """Errors caused by the user's input: the CLI prints them in one line and exits with status 2."""
@@ -119,19 +134,63 @@ def prune_job(
     )
     if calib is None and method != "magnitude":
         raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
+    check_device(device)
     launched = distributed.init_from_environment()
     rank, world = distributed.rank_and_world()
     quiet = quiet or rank != 0
-    out_dir = check_output(out, overwrite)
-    work_dir = None if no_checkpoint else out_dir.parent / f".{out_dir.name}.work"
-    if work_dir is not None and overwrite and work_dir.exists() and rank == 0:
-        shutil.rmtree(work_dir)
+    out_dir = check_output(check_output_location(out), overwrite)
+    # The working folder is also where the run's lock lives: one live run per output, released by the
+    # kernel when the process dies (with --no-checkpoint it holds the lock only and goes at the end).
+    work_dir = out_dir.parent / f".{out_dir.name}.work"
+    lock = WorkFolderLock(work_dir) if rank == 0 else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except OSError as error:
+            raise OutputLocationError(f"cannot write beside {out_dir}: {error}") from None
+    try:
+        payload = _prune_locked(
+            config, model, out_dir, work_dir, calib, dtype, stream, overwrite, no_checkpoint, quiet
+        )
+    finally:
+        if lock is not None:
+            if {p.name for p in work_dir.glob("*")} <= {LOCK_FILE}:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            lock.release()
+    if launched:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return payload
+
+
+def _prune_locked(
+    config: PruneConfig,
+    model: str,
+    out_dir: Path,
+    work_dir: Path,
+    calib: str | None,
+    dtype: str,
+    stream: str,
+    overwrite: bool,
+    no_checkpoint: bool,
+    quiet: bool,
+) -> dict[str, Any]:
+    """The body of :func:`prune_job`, run while this process holds the working folder's lock."""
+    method, seqlen = config.method, config.seqlen
+    rank, world = distributed.rank_and_world()
+    if rank == 0:
+        check_output(out_dir, overwrite)  # again: a run that held the lock may have written it meanwhile
+        clean_stale_partials(out_dir)
+        if overwrite:
+            clear_work_folder(work_dir)
+    checkpoint_dir = None if no_checkpoint else work_dir
     distributed.barrier()
     started = time.perf_counter()
     model_path = resolve_model(model)
     streamer = None
     if _should_stream(model_path, stream):
-        if work_dir is None:
+        if checkpoint_dir is None:
             raise ConfigError("--stream keeps the pruned blocks in the working folder; drop --no-checkpoint")
         _say(f"loading {model_path} block by block (streaming)", quiet)
         lm, tokenizer, streamer = load_streaming_model(model_path, dtype)
@@ -142,10 +201,10 @@ def prune_job(
     if calib is not None and method == "magnitude":
         log.info("magnitude pruning reads no activations; --calib %s is not used", calib)
     elif calib is not None:
-        windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
+        windows = calibration_windows(calib, tokenizer, config.nsamples, seqlen, config.seed)
         _say(f"calibration: {len(windows)} windows x {windows.seqlen} tokens from {calib}", quiet)
     report = prune_model(
-        lm, config, windows, progress=not quiet, checkpoint_dir=work_dir, block_loader=streamer
+        lm, config, windows, progress=not quiet, checkpoint_dir=checkpoint_dir, block_loader=streamer
     )
     payload = {
         "polysparse_version": _version(),
@@ -162,19 +221,15 @@ def prune_job(
         blocks_dir = work_dir / "rank-0" if world > 1 else work_dir
         write_streamed_output(lm, model_path, blocks_dir, out_dir, payload, overwrite)
     elif rank == 0:
-        save_pruned(lm, tokenizer, out, payload, overwrite)
+        save_pruned(lm, tokenizer, out_dir, payload, overwrite)
     distributed.barrier()  # every rank's state stays until the output is safely written
-    if work_dir is not None and rank == 0:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    if launched:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    if checkpoint_dir is not None and rank == 0:
+        clear_work_folder(work_dir)
     summary = payload["summary"]
     _say(
         f"pruned {summary['layers_pruned']} layers ({summary['layers_skipped']} skipped) with {method} "
         f"{config.sparsity_label}: {summary['sparsity_of_pruned_layers']:.2%} of their weights are zero; "
-        f"{summary['seconds']:.1f} s; wrote {out}",
+        f"{summary['seconds']:.1f} s; wrote {out_dir}",
         quiet,
     )
     return payload

@@ -5,17 +5,27 @@ A working folder holds, after block ``k`` is done:
 * ``block-000k.safetensors``: that block's parameters after pruning (one file per finished block);
 * ``hidden-00(k+1).safetensors``: the inputs of the next block, one tensor per calibration batch (written
   and read back one batch at a time, so activations offloaded to disk never sit in memory all at once);
-* ``state.json``: the run's fingerprint, the next block to do, and the report so far.
+* ``state.json``: the run's fingerprint, the next block to do, the report so far, and the SHA-256 of every
+  file above that a resume will read;
+* ``lock``: an ``fcntl`` lock held by the run writing the folder (see :class:`WorkFolderLock`).
 
 Every file is written to a temporary name and renamed, and ``state.json`` is renamed last, so a run killed
 at any moment (SIGKILL included) leaves either the previous consistent state or the new one. Started again
 with the same model, configuration and calibration windows (same fingerprint), the run loads the pruned
 blocks, reads the next block's inputs and carries on; the result is bitwise identical to an uninterrupted
-run. A different fingerprint is refused.
+run. A different fingerprint is refused, and so is a file whose checksum differs from the one recorded
+when it was written (a flipped byte in a block file would otherwise load as a wrong weight).
+
+The fingerprint hashes every byte of the model's weights (:func:`model_signature`), so a model edited in
+place after a kill is never resumed with blocks pruned from the old weights. The cost is one pass over the
+weights at the start of every checkpointed run: ``python -m polysparse.bench.fingerprint_cost`` measures it
+(``bench/results/reliability/fingerprint-cost.md``).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -38,7 +48,10 @@ from polysparse.sparsify.activations import ActivationStore
 log = logging.getLogger("polysparse.sparsify")
 
 STATE_FILE = "state.json"
-FORMAT_VERSION = 1
+LOCK_FILE = "lock"
+# 2: full-content model fingerprint and a SHA-256 per file in state.json.
+FORMAT_VERSION = 2
+_HASH_CHUNK = 1 << 24
 
 
 class ResumeMismatchError(ValueError):
@@ -49,8 +62,94 @@ class CorruptCheckpointError(ValueError):
     """A working folder whose files cannot be read back."""
 
 
+class WorkFolderLockedError(RuntimeError):
+    """Another live process is writing the same working folder."""
+
+
+class WorkFolderLock:
+    """An exclusive ``fcntl.flock`` on ``<folder>/lock`` for the life of a run.
+
+    The kernel releases the lock when the process dies (SIGKILL included), so a killed run never blocks the
+    next one, while two live runs into one output are refused before either does any work. The holder's pid
+    is written into the file for the message. If the folder is removed and made again while a process waits
+    on the old file, the lock is taken again on the new one (a lock on an unlinked file protects nothing).
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> WorkFolderLock:
+        for _ in range(10):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(fd)
+                if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                raise WorkFolderLockedError(
+                    f"another polysparse process ({self._holder()}) is writing {self.folder}; wait for it to "
+                    "finish or choose another --out"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return self
+            os.close(fd)  # the folder was removed under us; lock the new one
+        raise WorkFolderLockedError(f"{self.folder} keeps being removed and made again; is another run busy?")
+
+    def _holder(self) -> str:
+        try:
+            pid = self.path.read_text().strip()
+        except OSError:
+            pid = ""
+        return f"pid {pid}" if pid else "pid unknown"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    def __enter__(self) -> WorkFolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def clear_work_folder(folder: str | Path) -> None:
+    """Remove everything in a working folder except its lock file (``--overwrite`` under the lock)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
 def model_signature(model: nn.Module) -> str:
-    """Cheap identity of a model: its config, and every parameter's name, shape, dtype and a few values."""
+    """Identity of a model by content: its config, and every parameter's name, shape, dtype and every byte.
+
+    Parameters on the ``meta`` device (blocks of a streamed model) contribute their names and shapes only;
+    the streamed files are hashed by :meth:`~polysparse.sparsify.streaming.BlockStreamer.content_digest`.
+    """
     digest = hashlib.sha256()
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "to_json_string"):
@@ -58,17 +157,32 @@ def model_signature(model: nn.Module) -> str:
     for name, param in model.named_parameters():
         digest.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
         if param.device.type != "meta" and param.numel():
-            flat = param.detach().reshape(-1)
-            probe = flat[:: max(1, flat.numel() // 16)][:16].float().cpu()
-            digest.update(probe.numpy().tobytes())
+            digest.update(_tensor_bytes(param))
     return digest.hexdigest()
 
 
-def run_fingerprint(model: nn.Module, config: dict[str, Any], windows_sha256: str | None) -> str:
-    """What must match for a working folder to be resumed: model, configuration, calibration windows."""
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_fingerprint(
+    model: nn.Module,
+    config: dict[str, Any],
+    windows_sha256: str | None,
+    weights_sha256: str | None = None,
+) -> str:
+    """What must match for a working folder to be resumed: model, configuration, calibration windows.
+
+    ``weights_sha256`` is the content hash of weights that are not in memory (a streamed model's files).
+    """
     payload = {
         "format": FORMAT_VERSION,
         "model": model_signature(model),
+        "weights": weights_sha256,
         # Where the work and its activations live does not change the result; offload_dtype can.
         "config": {k: v for k, v in config.items() if k not in ("device", "offload", "offload_dir")},
         "windows": windows_sha256,
@@ -84,12 +198,15 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> str:
+    """Write a safetensors file atomically; return its SHA-256 (read back from the page cache)."""
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     with tmp.open("rb") as handle:
         os.fsync(handle.fileno())
+    checksum = file_sha256(tmp)
     os.replace(tmp, path)
+    return checksum
 
 
 _SAFETENSORS_DTYPES = {
@@ -104,7 +221,7 @@ def _batch_name(index: int) -> str:
     return f"batch-{index:05d}"
 
 
-def _atomic_save_batches(batches: ActivationStore, path: Path) -> None:
+def _atomic_save_batches(batches: ActivationStore, path: Path) -> str:
     """One safetensors file with a tensor per batch, written one batch at a time.
 
     ``safetensors.torch.save_file`` needs every tensor in memory at once; for activations offloaded to disk
@@ -127,17 +244,22 @@ def _atomic_save_batches(batches: ActivationStore, path: Path) -> None:
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the reference writer pads the header to 8 bytes
     tmp = path.with_name(f".{path.name}.tmp")
+    digest = hashlib.sha256()
     with tmp.open("wb") as handle:
-        handle.write(struct.pack("<Q", len(encoded)))
-        handle.write(encoded)
+        for piece in (struct.pack("<Q", len(encoded)), encoded):
+            handle.write(piece)
+            digest.update(piece)
         for index, (shape, dtype) in enumerate(layout):
             tensor = batches[index].detach().to("cpu").contiguous()
             if tensor.shape != shape or tensor.dtype != dtype:
                 raise ValueError(f"batch {index} changed from {tuple(shape)} {dtype} while being saved")
-            handle.write(tensor.reshape(-1).view(torch.uint8).numpy())  # the buffer, no copy
+            data = tensor.reshape(-1).view(torch.uint8).numpy()  # the buffer, no copy
+            handle.write(data)
+            digest.update(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    return digest.hexdigest()
 
 
 class SavedBatches(Sequence[torch.Tensor]):
@@ -178,6 +300,7 @@ class PruneCheckpoint:
     def __init__(self, folder: str | Path, fingerprint: str):
         self.folder = Path(folder)
         self.fingerprint = fingerprint
+        self._checksums: dict[str, str] = {}
 
     def _state(self) -> dict[str, Any] | None:
         path = self.folder / STATE_FILE
@@ -195,6 +318,11 @@ class PruneCheckpoint:
         state = self._state()
         if state is None:
             return 0
+        if state.get("format") != FORMAT_VERSION or not isinstance(state.get("files"), dict):
+            raise ResumeMismatchError(
+                f"{self.folder} holds an interrupted run written by another polysparse version (format "
+                f"{state.get('format', 1)}, this one writes {FORMAT_VERSION}); pass --overwrite to start over"
+            )
         if state.get("fingerprint") != self.fingerprint:
             raise ResumeMismatchError(
                 f"{self.folder} holds an interrupted run of a different model, configuration or calibration "
@@ -202,29 +330,47 @@ class PruneCheckpoint:
             )
         return int(state["next_block"])
 
+    def _verify(self, name: str) -> Path:
+        """The path of a file the resume reads, after checking its SHA-256 against the recorded one."""
+        path = self.folder / name
+        expected = self._checksums.get(name)
+        if expected is None:
+            raise CorruptCheckpointError(f"{STATE_FILE} records no checksum for {name}")
+        if not path.is_file():
+            raise CorruptCheckpointError(f"{name} is missing")
+        if file_sha256(path) != expected:
+            raise CorruptCheckpointError(
+                f"{name} differs from the file written by the run (its SHA-256 does not match the one "
+                "recorded in state.json)"
+            )
+        return path
+
     def restore(self, blocks: nn.ModuleList, load_weights: bool = True) -> ResumeState | None:
         """Load the finished blocks into ``blocks`` and return where to continue (None: nothing to resume).
 
+        Every file is checked against the SHA-256 recorded when it was written before it is read.
         ``load_weights=False`` only checks the finished blocks' files (streaming runs keep them on disk).
         """
         next_block = self.check()
         if next_block == 0:
             return None
         state = self._state()
+        self._checksums = dict(state["files"])
         try:
             for index in range(next_block):
+                path = self._verify(f"block-{index:04d}.safetensors")
                 if not load_weights:
-                    with safe_open(str(self.folder / f"block-{index:04d}.safetensors"), framework="pt"):
+                    with safe_open(str(path), framework="pt"):
                         continue
-                tensors = load_file(str(self.folder / f"block-{index:04d}.safetensors"))
+                tensors = load_file(str(path))
                 missing, unexpected = blocks[index].load_state_dict(tensors, strict=False)
                 if unexpected or missing:
                     raise CorruptCheckpointError(f"block {index}: missing {missing}, unexpected {unexpected}")
             hidden = None
-            hidden_file = self.folder / f"hidden-{next_block:04d}.safetensors"
-            if next_block < len(blocks) and hidden_file.exists():
-                hidden = SavedBatches(hidden_file)
-        except (OSError, KeyError, RuntimeError, SafetensorError) as error:
+            hidden_name = f"hidden-{next_block:04d}.safetensors"
+            if next_block < len(blocks) and hidden_name in self._checksums:
+                hidden = SavedBatches(self._verify(hidden_name))
+        except (OSError, KeyError, RuntimeError, SafetensorError, CorruptCheckpointError) as error:
             raise CorruptCheckpointError(
                 f"cannot resume from {self.folder}: {error}; pass --overwrite to start over"
             ) from None
@@ -240,13 +386,23 @@ class PruneCheckpoint:
     ) -> None:
         """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_save(block.state_dict(), self.folder / f"block-{index:04d}.safetensors")
+        block_name = f"block-{index:04d}.safetensors"
+        hidden_name = f"hidden-{index + 1:04d}.safetensors"
+        checksums = {k: v for k, v in self._checksums.items() if not k.startswith("hidden-")}
+        checksums[block_name] = _atomic_save(block.state_dict(), self.folder / block_name)
         if next_hidden is not None:
-            _atomic_save_batches(next_hidden, self.folder / f"hidden-{index + 1:04d}.safetensors")
-        state = {"fingerprint": self.fingerprint, "next_block": index + 1, "report": report}
+            checksums[hidden_name] = _atomic_save_batches(next_hidden, self.folder / hidden_name)
+        state = {
+            "format": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "next_block": index + 1,
+            "report": report,
+            "files": checksums,
+        }
         _atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, default=str).encode())
+        self._checksums = checksums
         for old in self.folder.glob("hidden-*.safetensors"):
-            if old.name != f"hidden-{index + 1:04d}.safetensors":
+            if old.name != hidden_name:
                 old.unlink(missing_ok=True)
 
     def remove(self) -> None:

@@ -65,6 +65,26 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def check_device(device: str | torch.device | None) -> torch.device:
+    """The device a run will use, refused with a clear message if this machine does not have it."""
+    try:
+        resolved = resolve_device(device)
+    except RuntimeError as error:  # torch.device("gpu")
+        raise ConfigError(f"unknown device {device!r}: {error}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}"
+            raise ConfigError(
+                f"device {device!r}: no CUDA device is available (torch {torch.__version__} built {build}); "
+                "use --device cpu"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
+    return resolved
+
+
 def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     if isinstance(value, torch.Tensor):
         return fn(value)
@@ -291,6 +311,8 @@ def sequential_blocks(
     device = resolve_device(device)
     model.eval()
     stack = find_decoder_stack(model)
+    if start >= len(stack.blocks):  # a resumed run whose every block is done: nothing to capture or run
+        return
     captured = None
     inputs: ActivationStore | None = None
     masks: list[torch.Tensor] = []
@@ -517,7 +539,14 @@ def prune_model(
 
     checkpoint = resume = None
     if checkpoint_dir is not None:
-        fingerprint = run_fingerprint(model, config.to_dict(), calibration.get("sha256"))
+        # A streamed model's blocks are not in memory: their files are hashed instead.
+        content_digest = getattr(block_loader, "content_digest", None)
+        fingerprint = run_fingerprint(
+            model,
+            config.to_dict(),
+            calibration.get("sha256"),
+            weights_sha256=content_digest() if content_digest is not None else None,
+        )
         checkpoint = PruneCheckpoint(checkpoint_dir, fingerprint)
         resume = checkpoint.restore(find_decoder_stack(model).blocks, load_weights=block_loader is None)
         if resume is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +14,87 @@ from typing import Any
 
 REPORT_FILE = "polysparse.json"
 
+log = logging.getLogger("polysparse.sparsify")
+
 
 class OutputExistsError(FileExistsError):
     """The output folder exists and overwriting was not asked for."""
+
+
+class OutputLocationError(ValueError):
+    """An output path that names no folder, or a place this process cannot write to."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_location(out: str | Path, flag: str = "--out") -> Path:
+    """Refuse an output path that names nothing (``""``, ``.``) or lies where nothing can be written.
+
+    Called before any work: the nearest existing folder above ``out`` must be a folder this process can
+    create files in (checked by creating and removing a probe file, which also catches read-only mounts and
+    root on a read-only file system, where ``os.access`` says yes).
+    """
+    text = str(out)
+    if not text.strip():
+        raise OutputLocationError(f"{flag} is empty; give the path of the output")
+    path = Path(text)
+    if path.name in ("", ".", ".."):
+        raise OutputLocationError(f"{flag} {text!r} names no new file or folder; give e.g. runs/pruned")
+    anchor = _nearest_existing(path.parent)
+    if not anchor.is_dir():
+        raise OutputLocationError(f"cannot write {path}: {anchor} is a file, not a folder")
+    probe = anchor / f".polysparse-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputLocationError(
+            f"cannot write {path}: {anchor} is not writable ({error.strerror})"
+        ) from None
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_partials(out_dir: str | Path) -> list[Path]:
+    """Remove the ``.<out>.partial-<pid>`` folders of processes that died while writing ``out_dir``.
+
+    A run killed while saving leaves its half-written copy (a whole model) beside the output; the next run
+    removes it and says so. Folders whose process still lives are left alone and reported. Returns the
+    folders removed.
+    """
+    out = Path(out_dir)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    pattern = re.compile(re.escape(f".{out.name}.partial-") + r"(\d+)")
+    for candidate in sorted(out.parent.iterdir()):
+        match = pattern.fullmatch(candidate.name)
+        if not match or not candidate.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid():
+            continue
+        if _pid_alive(pid):
+            log.warning("%s belongs to a running process (pid %d); left alone", candidate, pid)
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        log.warning("removed %s, left by an interrupted save (pid %d, no longer running)", candidate, pid)
+        removed.append(candidate)
+    return removed
 
 
 def check_output(out_dir: str | Path, overwrite: bool) -> Path:
@@ -35,6 +115,7 @@ def atomic_output_folder(out_dir: str | Path, overwrite: bool = False) -> Iterat
     """
     out = check_output(out_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

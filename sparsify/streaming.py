@@ -11,6 +11,7 @@ The finished output is assembled from the saved blocks one shard at a time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from polysparse.sparsify.checkpointing import file_sha256
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -65,6 +68,13 @@ class SafetensorsCheckpoint:
     def total_bytes(self) -> int:
         return sum(path.stat().st_size for path in set(self.files.values()))
 
+    def content_digest(self) -> str:
+        """SHA-256 over every byte of the safetensors files, in name order (one read of the weights)."""
+        digest = hashlib.sha256()
+        for path in sorted(set(self.files.values())):
+            digest.update(f"{path.name}:{file_sha256(path)}".encode())
+        return digest.hexdigest()
+
 
 @contextlib.contextmanager
 def parameters_on_meta() -> Iterator[None]:
@@ -103,6 +113,10 @@ class BlockStreamer:
         tensors = self.checkpoint.read([prefix + name for name in names])
         for name in names:
             _assign(block, name, tensors[prefix + name].to(self.dtype))
+
+    def content_digest(self) -> str:
+        """The weights' content hash for the resume fingerprint (the blocks are not in memory)."""
+        return self.checkpoint.content_digest()
 
     def unload(self, index: int, block: nn.Module) -> None:
         for name, param in list(block.named_parameters()):
