@@ -22,6 +22,14 @@ def _add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
 
 
+def _add_encoding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="encoding of text: files (default utf-8; decoding is strict: a bad byte stops the run)",
+    )
+
+
 def _prune_parser(sub) -> None:
     p = sub.add_parser(
         "prune",
@@ -100,6 +108,7 @@ def _prune_parser(sub) -> None:
         "--offload-dir",
         help="folder for --offload disk (default: the run's working folder beside --out)",
     )
+    _add_encoding(p)
     _add_quiet(p)
 
 
@@ -126,6 +135,8 @@ def _eval_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="device to evaluate on (default: cuda if present, else cpu)")
     p.add_argument("--out", help="write JSON here (and Markdown beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_encoding(p)
     _add_quiet(p)
 
 
@@ -231,11 +242,12 @@ def _export_parser(sub) -> None:
         "export",
         help="write a sparse checkpoint as dense, compressed or compressed-tensors",
         description=(
-            "Convert a polysparse sparse checkpoint: dense (zeros written out, for any engine), compressed "
+            "Convert a polysparse sparse checkpoint, or a 2:4 folder written by polysparse prune: dense "
+            "(zeros written out, for any engine), compressed "
             "(polysparse's values + metadata) or compressed-tensors (sparse-24-bitmask)."
         ),
     )
-    p.add_argument("model", help="sparse checkpoint folder")
+    p.add_argument("model", help="sparse checkpoint folder, or a folder written by polysparse prune (2:4)")
     p.add_argument("--format", choices=("dense", "compressed", "compressed-tensors"), required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true")

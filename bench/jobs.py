@@ -26,10 +26,10 @@ from polysparse.sparsify.checkpointing import (
     clear_work_folder,
 )
 from polysparse.sparsify.config import ConfigError, PruneConfig
-from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError
+from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, text_encoding
 from polysparse.sparsify.driver import IndivisibleLayerError, check_device, prune_model, resolve_device
 from polysparse.sparsify.evaluate import perplexity
-from polysparse.sparsify.loading import ModelLoadError, load_causal_lm
+from polysparse.sparsify.loading import ModelLoadError, check_seqlen, load_causal_lm
 from polysparse.sparsify.methods import HessianError
 from polysparse.sparsify.model_graph import NoDecoderBlocksError
 from polysparse.sparsify.output import (
@@ -102,6 +102,7 @@ def prune_job(
     offload: str = "none",
     offload_dtype: str | None = None,
     offload_dir: str | None = None,
+    encoding: str = "utf-8",
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
@@ -135,10 +136,13 @@ def prune_job(
     if calib is None and method != "magnitude":
         raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
     check_device(device)
+    out_dir = check_output(check_output_location(out), overwrite)
+    model_path = resolve_model(model)
+    if calib is not None and method != "magnitude":
+        check_seqlen(model_path, seqlen)
     launched = distributed.init_from_environment()
     rank, world = distributed.rank_and_world()
     quiet = quiet or rank != 0
-    out_dir = check_output(check_output_location(out), overwrite)
     # The working folder is also where the run's lock lives: one live run per output, released by the
     # kernel when the process dies (with --no-checkpoint it holds the lock only and goes at the end).
     work_dir = out_dir.parent / f".{out_dir.name}.work"
@@ -149,9 +153,10 @@ def prune_job(
         except OSError as error:
             raise OutputLocationError(f"cannot write beside {out_dir}: {error}") from None
     try:
-        payload = _prune_locked(
-            config, model, out_dir, work_dir, calib, dtype, stream, overwrite, no_checkpoint, quiet
-        )
+        with text_encoding(encoding):
+            payload = _prune_locked(
+                config, model_path, out_dir, work_dir, calib, dtype, stream, overwrite, no_checkpoint, quiet
+            )
     finally:
         if lock is not None:
             if {p.name for p in work_dir.glob("*")} <= {LOCK_FILE}:
@@ -166,7 +171,7 @@ def prune_job(
 
 def _prune_locked(
     config: PruneConfig,
-    model: str,
+    model_path: Path,
     out_dir: Path,
     work_dir: Path,
     calib: str | None,
@@ -187,7 +192,6 @@ def _prune_locked(
     checkpoint_dir = None if no_checkpoint else work_dir
     distributed.barrier()
     started = time.perf_counter()
-    model_path = resolve_model(model)
     streamer = None
     if _should_stream(model_path, stream):
         if checkpoint_dir is None:
@@ -284,10 +288,14 @@ def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[
 
 
 def evaluate_specs(lm, tokenizer, specs: list[str], windows: int, seqlen: int, seed: int, quiet: bool):
-    """Perplexity of ``lm`` on the held-out windows of each spec."""
+    """Perplexity of ``lm`` on the held-out windows of each spec.
+
+    Every spec's windows are built before the first forward pass, so a language without text fails at once
+    rather than after the others were scored.
+    """
+    held_out_windows = {spec: evaluation_windows(spec, tokenizer, windows, seqlen, seed) for spec in specs}
     results = []
-    for spec in specs:
-        held_out = evaluation_windows(spec, tokenizer, windows, seqlen, seed)
+    for spec, held_out in held_out_windows.items():
         result = perplexity(lm, held_out, progress=not quiet, description=f"ppl {spec}")
         _say(f"  {spec}: perplexity {result.perplexity:.3f} ({result.tokens} tokens)", quiet)
         results.append({"spec": spec, **result.to_dict()})
@@ -306,15 +314,22 @@ def eval_job(
     device: str | None = None,
     dtype: str = "auto",
     out: str | None = None,
+    overwrite: bool = False,
+    encoding: str = "utf-8",
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Perplexity per source spec on held-out windows; JSON and Markdown when ``out`` is given."""
     specs = _eval_specs(list(data), source, langs)
+    if out is not None:
+        _check_output_file(out, overwrite)
+    check_device(device)
     model_path = resolve_model(model)
+    check_seqlen(model_path, seqlen)
     lm, tokenizer = load_causal_lm(model_path, dtype)
     lm.to(resolve_device(device))
     _say(f"evaluating {model_path} on {len(specs)} sources ({windows} windows x {seqlen} tokens each)", quiet)
-    results = evaluate_specs(lm, tokenizer, specs, windows, seqlen, seed, quiet)
+    with text_encoding(encoding):
+        results = evaluate_specs(lm, tokenizer, specs, windows, seqlen, seed, quiet)
     payload = {"model": str(model_path), "results": results, "environment": environment(device)}
     if out:
         path = write_json(out, payload)
@@ -325,6 +340,18 @@ def eval_job(
         path.with_suffix(".md").write_text(f"Perplexity of `{model_path}`\n\n{table}", encoding="utf-8")
         _say(f"wrote {path} and {path.with_suffix('.md')}", quiet)
     return payload
+
+
+def _check_output_file(out: str, overwrite: bool) -> Path:
+    """A JSON output path (with its ``.md`` beside it): writable, not a folder, not an existing file unless
+    ``overwrite``; checked before any work."""
+    path = check_output_location(out)
+    for target in (path, path.with_suffix(".md")):
+        if target.is_dir():
+            raise OutputLocationError(f"{target} is a folder; --out takes a file name such as runs/eval.json")
+        if target.exists() and not overwrite:
+            raise OutputExistsError(f"{target} exists; choose another --out or pass --overwrite")
+    return path
 
 
 def demo_job(
@@ -575,7 +602,7 @@ def study_job(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The calibration x evaluation matrix; see :mod:`polysparse.bench.study`."""
-    from polysparse.bench.study import StudyPlan, output_stem, run_study
+    from polysparse.bench.study import StudyPlan, check_study_inputs, output_stem, run_study
 
     if sparsity is None and pattern is None:
         pattern = "2:4"
@@ -597,6 +624,7 @@ def study_job(
         seed=seed,
         dtype=dtype,
     )
+    check_study_inputs(plan, out)
     result = run_study(plan, out, cells=cells, quiet=quiet, plot=not no_plot)
     _say(result.markdown(), quiet)
     stem = Path(out) / output_stem(plan)
@@ -681,13 +709,63 @@ def bench_job(
 
 
 def export_job(*, model: str, format: str, out: str, overwrite: bool = False, quiet: bool = False) -> Path:
-    """Write a sparse checkpoint as dense, compressed or compressed-tensors."""
-    from polysparse.runtime.checkpoint import export
+    """Write a sparse checkpoint, or a folder written by ``polysparse prune --pattern 2:4``, as dense,
+    compressed or compressed-tensors."""
+    from polysparse.runtime.checkpoint import export, is_sparse_checkpoint
 
-    path = export(model, out, format, overwrite=overwrite)
+    source = Path(model)
+    if not is_sparse_checkpoint(source) and (source / REPORT_FILE).is_file():
+        check_output(check_output_location(out), overwrite)
+        path = _export_pruned_folder(source, Path(out), format, overwrite)
+    else:
+        path = export(model, out, format, overwrite=overwrite)
     size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
     _say(f"wrote {path} ({format}, {size / 2**20:.1f} MiB of safetensors)", quiet)
     return path
+
+
+def _export_pruned_folder(source: Path, out: Path, format: str, overwrite: bool) -> Path:
+    """Compress a pruned HF folder after checking that every layer its report lists as pruned is 2:4."""
+    import os
+
+    from polysparse.runtime.checkpoint import (
+        EXPORT_FORMATS,
+        NotSparse24Error,
+        SparsityMetadata,
+        export,
+        save_sparse,
+    )
+    from polysparse.runtime.swap import sparsify_model
+
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    report = read_report(source)
+    pattern = (report.get("config") or {}).get("pattern")
+    if pattern != "2:4":
+        raise NotSparse24Error(
+            f"{source} was pruned {'with pattern ' + pattern if pattern else 'unstructured'}; only 2:4 "
+            "folders have a sparse format (the folder itself is the dense export)"
+        )
+    lm, tokenizer = load_causal_lm(source)
+    swap = sparsify_model(lm, backend="dense")
+    swapped = {layer.name for layer in swap.swapped}
+    not_24 = [layer["name"] for layer in report.get("layers", []) if layer["name"] not in swapped]
+    if not_24:
+        raise NotSparse24Error(
+            f"{source}: {len(not_24)} layers that polysparse.json lists as pruned 2:4 are not 2:4 in the "
+            f"weights (e.g. {not_24[0]}); was the folder changed after pruning?"
+        )
+    metadata = SparsityMetadata.from_report(report)
+    if format == "compressed":
+        return save_sparse(
+            lm, out, tokenizer=tokenizer, source=source, metadata=metadata, overwrite=overwrite
+        )
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    try:
+        save_sparse(lm, staging, tokenizer=tokenizer, source=source, metadata=metadata, overwrite=True)
+        return export(staging, out, format, overwrite=overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = [

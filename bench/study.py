@@ -241,6 +241,64 @@ def output_stem(plan: StudyPlan) -> str:
     return f"study-{plan.method}-{label}"
 
 
+class StudyInputError(ValueError):
+    """A study that cannot run as asked: a language without text, or another study's tables in ``out``."""
+
+
+def check_study_inputs(plan: StudyPlan, out: str | Path) -> None:
+    """Everything a study needs, checked before its first cell: window lengths against the model's
+    positions, text for every calibration and evaluation language (and parallel text for the translation
+    rows), and that ``out`` does not hold the tables of a study with other settings (they would be
+    overwritten while its cells stay)."""
+    import json
+
+    from polysparse.bench.assets import resolve_model
+    from polysparse.sparsify.corpora import load_documents, load_parallel
+    from polysparse.sparsify.loading import check_seqlen
+
+    model_path = resolve_model(plan.model)
+    check_seqlen(model_path, plan.seqlen, "--seqlen")
+    check_seqlen(model_path, plan.eval_seqlen, "--eval-seqlen")
+    problems = []
+    for lang in plan.langs:
+        try:
+            load_documents(f"{plan.calib_source}:{lang}")
+        except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError) as error:
+            problems.append(f"calibration {plan.calib_source}:{lang}: {error}")
+            continue
+        spec, _ = eval_spec(plan, lang)
+        try:
+            if len(load_documents(spec)) < 2:
+                problems.append(f"evaluation {spec}: fewer than two documents, none to hold out")
+        except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError) as error:
+            problems.append(f"evaluation {spec}: {error}")
+        if plan.translate_source and lang != "en":
+            try:
+                if not load_parallel(f"{plan.translate_source}:{lang}->en"):
+                    problems.append(f"translation {plan.translate_source}:{lang}->en: no parallel pairs")
+            except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError, ValueError) as error:
+                problems.append(f"translation {plan.translate_source}:{lang}->en: {error}")
+    if problems:
+        raise StudyInputError(
+            "the study cannot run every cell; nothing was computed:\n  " + "\n  ".join(problems)
+        )
+    tables = Path(out) / f"{output_stem(plan)}.json"
+    if tables.exists():
+        try:
+            previous = json.loads(tables.read_text(encoding="utf-8")).get("plan", {})
+        except (OSError, ValueError):
+            previous = {}
+        current = json.loads(json.dumps(asdict(plan)))
+        changed = [
+            f"{k}={previous.get(k)!r} there, {v!r} here" for k, v in current.items() if previous.get(k) != v
+        ]
+        if changed:
+            raise StudyInputError(
+                f"{tables} holds the tables of a study with other settings ({'; '.join(changed)}); choose "
+                f"another --out (pass --cells {Path(out) / 'cells'} to reuse its finished cells)"
+            )
+
+
 def run_study(
     plan: StudyPlan,
     out: str | Path,

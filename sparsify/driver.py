@@ -46,7 +46,7 @@ from polysparse.sparsify.model_graph import (
     set_weight_matrix,
     weight_matrix,
 )
-from polysparse.sparsify.stats import LayerStatistics, NonFiniteError
+from polysparse.sparsify.stats import LayerStatistics, NonFiniteError, float16_hint
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -464,6 +464,41 @@ def check_pattern_fits(model: nn.Module, config: PruneConfig) -> list[dict[str, 
     return skipped
 
 
+def check_something_to_prune(model: nn.Module, config: PruneConfig, skipped: list[dict[str, Any]]) -> None:
+    """Warn (or, with ``on_indivisible='error'``, refuse) when no layer would be pruned at all."""
+    stack = find_decoder_stack(model)
+    matching = sum(
+        len(prunable_layers(block, stack.block_name(index), config.targets, config.ignore))
+        for index, block in enumerate(stack.blocks)
+    )
+    if matching == 0:
+        chosen = [f"targets={list(config.targets)}"] * bool(config.targets)
+        chosen += [f"ignore={list(config.ignore)}"] * bool(config.ignore)
+        message = (
+            f"no linear layer in the decoder blocks matches {' and '.join(chosen) or 'the defaults'}: "
+            "nothing would be pruned"
+        )
+    elif matching == len(skipped):
+        message = (
+            f"all {matching} layers are left dense ({skipped[0]['reason']}): nothing would be pruned; "
+            "choose a pattern whose M divides the layers' in_features, or unstructured --sparsity"
+        )
+    else:
+        return
+    if config.on_indivisible == "error":
+        raise IndivisibleLayerError(message)
+    log.warning("%s; the output will equal the input model", message)
+
+
+def _check_finite_parameters(step: BlockStep) -> None:
+    """Name the parameter that holds NaN or Inf before any activation runs through the block (otherwise the
+    first symptom is a non-finite input of a later layer, far from the cause)."""
+    for name, param in step.block.named_parameters():
+        if param.is_floating_point() and not torch.isfinite(param).all():
+            module, _, leaf = name.rpartition(".")
+            raise NonFiniteError(f"{step.name}.{module}: NaN or Inf in the {leaf}")
+
+
 def _attach_statistics(
     step: BlockStep, layers: dict[str, nn.Module], method: str
 ) -> tuple[dict[str, LayerStatistics], Callable[[int], None], list[Any]]:
@@ -495,7 +530,7 @@ def _attach_statistics(
             try:
                 stats[name].add(x, mask)
             except NonFiniteError as error:
-                raise NonFiniteError(f"{name}: {error}") from None
+                raise NonFiniteError(f"{name}: {error}{float16_hint(x.dtype)}") from None
 
         handles.append(layer.register_forward_hook(hook))
     return stats, select_batch, handles
@@ -527,6 +562,7 @@ def prune_model(
     if windows is not None and windows.seqlen > config.seqlen:
         raise ConfigError(f"windows are {windows.seqlen} tokens long, more than seqlen={config.seqlen}")
     skipped = check_pattern_fits(model, config)
+    check_something_to_prune(model, config, skipped)
     calibration = windows.summary() if windows is not None else {"windows": 0}
     report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
     rank, world = distributed.rank_and_world()
@@ -587,6 +623,7 @@ def prune_model(
     block_started = started
     for step in steps:
         block_started = time.perf_counter()
+        _check_finite_parameters(step)
         layers, _ = _split_indivisible(
             prunable_layers(step.block, step.name, config.targets, config.ignore), config
         )

@@ -10,6 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from polysparse.sparsify.calibration import TokenWindows
+from polysparse.sparsify.stats import NonFiniteError, float16_hint
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ def perplexity(
             nll = nn.functional.cross_entropy(
                 logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
             ).reshape(targets.shape)
+            if not torch.isfinite(nll[valid]).all():
+                raise NonFiniteError(
+                    f"{description}: the model's logits or loss are NaN or Inf"
+                    f"{float16_hint(logits.dtype)}; no perplexity is reported"
+                )
             total_nll += nll[valid].double().sum().item()
             total_tokens += int(valid.sum().item())
     if total_tokens == 0:

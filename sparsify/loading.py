@@ -12,6 +12,45 @@ class ModelLoadError(ValueError):
     """The folder is missing, incomplete, or does not hold a causal language model."""
 
 
+class SequenceTooLongError(ValueError):
+    """Windows longer than the positions the model was trained for."""
+
+
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def max_positions(folder: str | Path) -> tuple[int, str] | None:
+    """The number of positions a model folder's config allows, and the config key that says so.
+
+    ``None`` when ``config.json`` is missing, unreadable or names no limit (loading reports the first two).
+    Multimodal configs are read through their ``text_config``.
+    """
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for section in (config, config.get("text_config") or {}):
+        for key in _POSITION_KEYS:
+            value = section.get(key)
+            if isinstance(value, int) and value > 0:
+                return value, key
+    return None
+
+
+def check_seqlen(folder: str | Path, seqlen: int, flag: str = "--seqlen") -> None:
+    """Refuse windows longer than the model's positions, before any text is read or weight loaded.
+
+    Positions past the trained range either crash (GPT-2's learned position table: IndexError) or run on
+    rotary angles the model never saw, so calibration and perplexity there say nothing about the model.
+    """
+    limit = max_positions(folder)
+    if limit is not None and seqlen > limit[0]:
+        raise SequenceTooLongError(
+            f"{flag} {seqlen} is longer than the {limit[0]} positions {folder} was trained for "
+            f"({limit[1]} in config.json); use {flag} {limit[0]} or less"
+        )
+
+
 _DTYPES = {
     "auto": "auto",
     "float32": torch.float32,

@@ -21,6 +21,16 @@ class NonFiniteError(ValueError):
     """NaN or Inf in weights or activations."""
 
 
+def float16_hint(dtype: torch.dtype) -> str:
+    """The likely cause of NaN or Inf in float16 activations, as a clause for an error message."""
+    if dtype != torch.float16:
+        return ""
+    return (
+        " (float16 overflows in this model's activations, beyond 65504: use --dtype bfloat16, which has "
+        "float32's range, or --dtype float32)"
+    )
+
+
 @dataclass
 class LayerStatistics:
     """Running sums for one layer. ``want_norms`` for Wanda, ``want_hessian`` for SparseGPT."""

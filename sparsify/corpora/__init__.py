@@ -30,6 +30,7 @@ from polysparse.sparsify.corpora.registry import (
     missing_corpora_hint,
     split_by_document,
 )
+from polysparse.sparsify.corpora.text_files import TextEncodingError, text_encoding
 
 __all__ = [
     "PARALLEL_SOURCES",
@@ -40,6 +41,7 @@ __all__ = [
     "EmptyCorpusError",
     "MissingDependencyError",
     "ParallelPair",
+    "TextEncodingError",
     "UnknownLanguageError",
     "available_corpora",
     "known_languages",
@@ -51,5 +53,6 @@ __all__ = [
     "normalize_language",
     "parallel_pairs",
     "split_by_document",
+    "text_encoding",
     "translation_prompts",
 ]

@@ -309,10 +309,6 @@ def known_languages() -> list[str]:
     return sorted(_LANGUAGES)
 
 
-def _known_listing() -> str:
-    return ", ".join(f"{c} ({n})" for c, (n, _, _, _) in sorted(_LANGUAGES.items()))
-
-
 def describe_languages(codes: Iterable[str]) -> str:
     """``de (German), fr (French)`` for a set of ISO 639-1 codes."""
     return ", ".join(f"{c} ({language_name(c)})" for c in sorted(set(codes))) or "none"
@@ -337,7 +333,10 @@ def split_locale(code: str) -> tuple[str, str]:
     if language in index:
         variant = region + (f"@{modifier.split('.')[0]}" if at else "")
         return index[language], variant
-    raise UnknownLanguageError(f"unknown language {code!r}; known languages: {_known_listing()}")
+    raise UnknownLanguageError(
+        f"unknown language {code!r}: give an ISO 639-1 code (de, fr, zh, ...), a locale (de_DE) or an "
+        "English name (German); `polysparse corpora` lists the languages installed here"
+    )
 
 
 def normalize_language(code: str) -> str:
@@ -391,9 +390,12 @@ def select_locales(requested: str, installed: Iterable[str], source: str) -> tup
     available = tuple(sorted(by_language))
     try:
         iso, variant = split_locale(requested)
-    except UnknownLanguageError as error:
+    except UnknownLanguageError:
         raise UnknownLanguageError(
-            f"{source}: {error}; installed here: {describe_languages(available)}", available
+            f"{source}: unknown language {requested!r}; installed here: {describe_languages(available)} "
+            "(ISO 639-1 codes, locales such as de_DE and English names are accepted; `polysparse corpora` "
+            "lists every source, its languages and the Debian package that adds more)",
+            available,
         ) from None
     folders = by_language.get(iso, [])
     chosen = [f for f, v in folders if variant and v == variant]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import glob
 import json
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError
@@ -12,6 +16,47 @@ from polysparse.sparsify.corpora.languages import UNDETERMINED, UnknownLanguageE
 MIN_DOCUMENT_CHARS = 2000
 """Plain-text files are cut at paragraph breaks into documents of at least this many characters, so that a
 single file can still be split into calibration and evaluation parts by document."""
+
+
+_ENCODING: ContextVar[str] = ContextVar("polysparse_text_encoding", default="utf-8")
+
+
+class TextEncodingError(ValueError):
+    """A text file that does not decode in the encoding asked for."""
+
+
+@contextlib.contextmanager
+def text_encoding(encoding: str) -> Iterator[str]:
+    """Read ``text:`` files in ``encoding`` (default UTF-8) inside the block; decoding stays strict."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise TextEncodingError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+    token = _ENCODING.set(name)
+    try:
+        yield name
+    finally:
+        _ENCODING.reset(token)
+
+
+def read_text_strict(path: Path) -> str:
+    """The file decoded strictly; a bad byte is named by file, line, column and value.
+
+    Replacing undecodable bytes (``errors="replace"``) would calibrate a Latin-1 file with every accented
+    letter turned into U+FFFD and no word said, so a wrong encoding stops the run instead.
+    """
+    data = path.read_bytes()
+    encoding = _ENCODING.get()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise TextEncodingError(
+            f"{path}:{line}:{column}: byte 0x{data[error.start]:02x} (offset {error.start}) is not valid "
+            f"{encoding}; if the file is in another encoding, pass it with --encoding "
+            "(e.g. --encoding latin-1)"
+        ) from None
 
 
 def parse_text_argument(argument: str) -> tuple[str, str]:
@@ -46,18 +91,18 @@ def _paragraph_documents(text: str) -> list[str]:
 
 def _jsonl_texts(path: Path) -> list[str]:
     texts = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-            text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise ValueError(f"{path}:{line_number}: a jsonl record needs a string field 'text'")
-            texts.append(text)
+    # split("\n"), not splitlines(): a JSON string may hold U+2028 and other line separators verbatim.
+    for line_number, line in enumerate(read_text_strict(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        text = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise ValueError(f"{path}:{line_number}: a jsonl record needs a string field 'text'")
+        texts.append(text)
     return texts
 
 
@@ -74,7 +119,7 @@ def load_text_documents(argument: str) -> list[Document]:
         if path.suffix == ".jsonl":
             texts = [t.strip() for t in _jsonl_texts(path)]
         else:
-            texts = _paragraph_documents(path.read_text(encoding="utf-8", errors="replace"))
+            texts = _paragraph_documents(read_text_strict(path))
         documents += [
             Document(text=t, lang=lang, source="text", doc_id=f"text/{path.name}/{i}")
             for i, t in enumerate(texts)
