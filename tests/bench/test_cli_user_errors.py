@@ -55,8 +55,7 @@ def model_folder(folder, arch="llama", edit=None, **overrides):
 
 def test_eval_checks_every_source_before_scoring_any(tiny_model_dir, german_text, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    err = bad(
-        capsys,
+    code = run(
         "eval",
         "--model",
         tiny_model_dir,
@@ -71,8 +70,9 @@ def test_eval_checks_every_source_before_scoring_any(tiny_model_dir, german_text
         "--out",
         out,
     )
-    assert "no file matches" in err
-    assert "perplexity" not in capsys.readouterr().out  # nothing was scored, then thrown away
+    captured = capsys.readouterr()
+    assert code == 2 and "no file matches" in captured.err
+    assert "perplexity" not in captured.out  # nothing was scored, then thrown away
     assert not out.exists()
 
 

@@ -108,3 +108,30 @@ def test_a_damaged_working_folder_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "w" / "state.json").write_text("{not json")
     with pytest.raises(CorruptCheckpointError):
         prune_model(tiny_model("llama"), config, windows, progress=False, checkpoint_dir=tmp_path / "w")
+
+
+def test_a_folder_written_by_an_older_format_is_refused_clearly(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "state.json").write_text(json.dumps({"fingerprint": "f", "next_block": 1, "report": {}}))
+    with pytest.raises(ResumeMismatchError, match="another polysparse version"):
+        prune_model(
+            tiny_model("llama"),
+            PruneConfig(sparsity=0.5, seqlen=16),
+            random_windows(n=2, length=10),
+            progress=False,
+            checkpoint_dir=work,
+        )
+
+
+def test_the_work_folder_lock_is_exclusive_until_released(tmp_path):
+    import os
+
+    from polysparse.sparsify.checkpointing import WorkFolderLock, WorkFolderLockedError
+
+    first = WorkFolderLock(tmp_path / "w").acquire()
+    with pytest.raises(WorkFolderLockedError, match=f"pid {os.getpid()}"):
+        WorkFolderLock(tmp_path / "w").acquire()  # flock conflicts across open files, even in one process
+    first.release()
+    with WorkFolderLock(tmp_path / "w"):
+        pass
