@@ -18,9 +18,8 @@ def test_partial_folders_of_dead_processes_go_and_live_ones_stay(tmp_path, caplo
         for folder in (dead_copy, live_copy, other):
             folder.mkdir()
             (folder / "model.safetensors").write_bytes(b"x" * 10)
-        with caplog.at_level(logging.WARNING):
-            with atomic_output_folder(tmp_path / "model") as tmp:
-                (tmp / "done").write_text("")
+        with caplog.at_level(logging.WARNING), atomic_output_folder(tmp_path / "model") as tmp:
+            (tmp / "done").write_text("")
         assert not dead_copy.exists() and live_copy.exists() and other.exists()
         assert f"left by an interrupted save (pid {dead_pid}" in caplog.text
         assert f"belongs to a running process (pid {live.pid})" in caplog.text
