@@ -112,8 +112,9 @@ def prune_job(
     take more than half of the available memory.
 
     Progress is kept after every block in ``.<out>.work`` beside the output: the same command run again
-    after an interruption resumes there (``overwrite`` starts over); the folder goes once the output is
-    written.
+    after an interruption resumes there (``overwrite`` starts over), also when it was killed while saving;
+    the folder goes once the output is written. A lock in that folder admits one live run per output.
+    The output location, the device and ``seqlen`` are checked before anything is loaded.
     """
     config = PruneConfig(
         method=method,

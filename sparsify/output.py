@@ -73,20 +73,30 @@ def clean_stale_partials(out_dir: str | Path) -> list[Path]:
     """Remove the ``.<out>.partial-<pid>`` folders of processes that died while writing ``out_dir``.
 
     A run killed while saving leaves its half-written copy (a whole model) beside the output; the next run
-    removes it and says so. Folders whose process still lives are left alone and reported. Returns the
-    folders removed.
+    removes it and says so. Folders whose process still lives are left alone and reported, and so is a
+    ``.<out>.old-<pid>`` (the previous output an interrupted ``--overwrite`` was replacing: the user's data,
+    not polysparse's to delete). Returns the folders removed.
     """
     out = Path(out_dir)
     removed = []
     if not out.parent.is_dir():
         return removed
-    pattern = re.compile(re.escape(f".{out.name}.partial-") + r"(\d+)")
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(partial|old)-(\d+)")
     for candidate in sorted(out.parent.iterdir()):
         match = pattern.fullmatch(candidate.name)
         if not match or not candidate.is_dir():
             continue
-        pid = int(match.group(1))
+        pid = int(match.group(2))
         if pid == os.getpid():
+            continue
+        if match.group(1) == "old":  # a previous output, not ours to delete
+            if not _pid_alive(pid):
+                log.warning(
+                    "%s holds the output that an --overwrite run (pid %d) was replacing when it was "
+                    "interrupted; remove it if you do not need it",
+                    candidate,
+                    pid,
+                )
             continue
         if _pid_alive(pid):
             log.warning("%s belongs to a running process (pid %d); left alone", candidate, pid)

@@ -126,7 +126,8 @@ def bad(capsys, *args):
 
 def test_bad_inputs_give_clear_errors_and_write_nothing(tiny_model_dir, german_text, tmp_path, capsys):
     out = tmp_path / "never"
-    common = ["--model", tiny_model_dir, "--out", out, "--quiet"]
+    # --seqlen within the tiny model's 256 positions: a longer one is refused before any text is read.
+    common = ["--model", tiny_model_dir, "--out", out, "--quiet", "--seqlen", 32]
     calib = ["--calib", f"text:{german_text}:de", "--nsamples", 2, "--seqlen", 32]
     assert "strictly between 0 and 1" in bad(capsys, "prune", *common, *calib, "--sparsity", 1.5)
     assert "strictly between 0 and 1" in bad(capsys, "prune", *common, *calib, "--sparsity", 0)

@@ -25,6 +25,10 @@ def test_partial_folders_of_dead_processes_go_and_live_ones_stay(tmp_path, caplo
         assert f"belongs to a running process (pid {live.pid})" in caplog.text
         assert (tmp_path / "model" / "done").exists()
         assert clean_stale_partials(tmp_path / "other") == [other]
+        previous = tmp_path / f".other.old-{dead_pid}"
+        previous.mkdir()
+        assert clean_stale_partials(tmp_path / "other") == [] and previous.exists()
+        assert "an --overwrite run" in caplog.text
     finally:
         live.kill()
         live.wait()
