@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -11,6 +12,8 @@ from tqdm.auto import tqdm
 
 from polysparse.sparsify.calibration import TokenWindows
 from polysparse.sparsify.stats import NonFiniteError, float16_hint
+
+_LARGEST_LOG_PERPLEXITY = math.log(sys.float_info.max)  # 709.78: exp() of more overflows
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ def perplexity(
     if total_tokens == 0:
         raise ValueError("no target tokens to score")
     mean = total_nll / total_tokens
+    if mean > _LARGEST_LOG_PERPLEXITY:
+        raise NonFiniteError(
+            f"{description}: the mean negative log-likelihood is {mean:.4g} nats per token, so perplexity "
+            "overflows a float; the model's predictions are broken (weights out of range?)"
+        )
     return Perplexity(
         perplexity=math.exp(mean),
         nll=mean,

@@ -130,6 +130,15 @@ def test_eval_in_float16_stops_on_overflow_instead_of_reporting_nan(tmp_path, ge
     assert not out.exists()
 
 
+def test_eval_refuses_a_perplexity_that_overflows_a_float(tmp_path, german_text, capsys):
+    folder = model_folder(tmp_path / "model", edit=overflow_in_float16("final"))  # float32 logits ~1e5
+    out = tmp_path / "eval.json"
+    common = ["eval", "--model", folder, "--data", f"text:{german_text}:de", "--windows", 2, "--seqlen", 32]
+    err = bad(capsys, *common, "--out", out, "--quiet")
+    assert "perplexity overflows a float" in err
+    assert not out.exists()
+
+
 def test_prune_in_float16_suggests_bfloat16(tmp_path, german_text, capsys):
     folder = model_folder(tmp_path / "model", edit=overflow_in_float16("block"))
     out = tmp_path / "pruned"
