@@ -91,7 +91,7 @@ def _load_24_tile(
     n_mask,
     kt,
     K_HALF,
-    K_WORDS,
+    K_WORDS8,
     stride_vk,
     stride_ek,
     BLOCK_K: tl.constexpr,
@@ -110,7 +110,9 @@ def _load_24_tile(
         e_mask = n_mask[:, None]
     else:
         h_mask = n_mask[:, None] & (offs_h < K_HALF)[None, :]
-        e_mask = n_mask[:, None] & (offs_e < K_WORDS)[None, :]
+        # Whole 16-byte units of the padded row (format version 2): the mask is constant per vector, and
+        # the padding words past K meet values masked to zero.
+        e_mask = n_mask[:, None] & (offs_e < K_WORDS8 * 8)[None, :]
     v = tl.load(v_rows + offs_h[None, :] * stride_vk, mask=h_mask, other=0.0)
     words = tl.load(e_rows + offs_e[None, :] * stride_ek, mask=e_mask, other=0)
     return v, words.to(tl.int32)
@@ -127,12 +129,12 @@ def _sparse24_matmul_kernel(
     N,
     K,
     K_HALF,  # K / 2: values per row
-    K_WORDS,  # K / 16: metadata words per row
+    K_WORDS8,  # ceil(K / 128): metadata words per row in 16-byte units, padding included
     stride_xm,
     stride_xk,
     stride_vn,
     stride_vk,
-    stride_en,
+    stride_en16,  # metadata row stride in 16-byte units: rows are 16-byte aligned (format version 2)
     stride_ek,
     stride_ys,
     stride_ym,
@@ -167,7 +169,7 @@ def _sparse24_matmul_kernel(
 
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
     v_rows = v_ptr + offs_n.to(tl.int64)[:, None] * stride_vn
-    e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * stride_en
+    e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * (stride_en16 * 8)
 
     k_tiles = tl.cdiv(K, BLOCK_K)
     tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
@@ -183,7 +185,7 @@ def _sparse24_matmul_kernel(
             k_mask = ((k0 + offs_k) < K)[None, :]
             x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None] & k_mask, other=0.0)
         v, words = _load_24_tile(
-            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS, stride_vk, stride_ek, BLOCK_K, EVEN_K
+            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS8, stride_vk, stride_ek, BLOCK_K, EVEN_K
         )
         w = _expand_24(v, words, BLOCK_N, BLOCK_K)
         if UPCAST_DOT:
@@ -576,8 +578,7 @@ def x_pair_table(x2d: torch.Tensor) -> torch.Tensor:
 def _int32_meta(meta: torch.Tensor) -> torch.Tensor:
     """The metadata as int32 words (eight groups each) with 16-byte aligned rows, realigned by a copy if the
     rows are not (format version 2 pads them; see :func:`polysparse.kernels.sparse24.aligned_meta`)."""
-    if meta.stride(1) != 1 or meta.stride(0) % 8 or meta.storage_offset() % 8:
-        meta = aligned_meta(meta, 8)
+    meta = aligned_meta(meta)
     return meta.view(torch.int32)  # K % 64 == 0: whole int32 words per row
 
 
@@ -659,6 +660,7 @@ def _sparse24_linear_triton(
         split_k = default_split_k(m, n, k, x2d.device)
     has_bias = bias is not None
     bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
+    meta = aligned_meta(meta)  # 16-byte rows (a copy only for metadata that is not format version 2)
     if split_k == 1:
         target, stride_s = out, 0
     else:
@@ -682,12 +684,12 @@ def _sparse24_linear_triton(
         n,
         k,
         k // 2,
-        k // 16,
+        -(-k // 128),  # metadata row length in 16-byte units
         x2d.stride(0),
         x2d.stride(1),
         values.stride(0),
         values.stride(1),
-        meta.stride(0),
+        meta.stride(0) // 8,
         meta.stride(1),
         stride_s,
         target.stride(-2),
@@ -699,23 +701,7 @@ def _sparse24_linear_triton(
         **extra,
     )
     if split_k > 1:
-        block_m, block_n = 16, 128
-        _splitk_reduce_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
-            target,
-            bias_arg,
-            out,
-            m,
-            n,
-            target.stride(0),
-            target.stride(1),
-            target.stride(2),
-            out.stride(0),
-            out.stride(1),
-            HAS_BIAS=has_bias,
-            SPLIT_K=split_k,
-            BLOCK_M=block_m,
-            BLOCK_N=block_n,
-        )
+        _reduce_splits(target, bias, out)
     return out
 
 

@@ -128,10 +128,10 @@ def _dot_launches(subset: str) -> list[Launch]:
                             continue
                         divisible = [
                             "x_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "K_HALF",
-                            "stride_xm", "stride_vn", "stride_en", "stride_ym", "stride_ys",
+                            "stride_xm", "stride_vn", "stride_ym", "stride_ys",
                         ]  # fmt: skip
-                        if even_k:
-                            divisible.append("K_WORDS")  # K % 256 == 0; K = 640 gives 40 words
+                        if even_k:  # K = 4096: 32 units of 16 bytes per metadata row; K = 640 gives 5
+                            divisible += ["K_WORDS8", "stride_en16"]
                         launches.append(
                             Launch(
                                 family="sparse24_matmul/dot",
