@@ -418,7 +418,7 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int, group_m: int = 8
 # Decode, M <= 16: one 16-row tile; the weight stream needs many bytes in flight (long K tiles, deep
 # pipelines) and enough programs (narrow N tiles, split K).
 _DECODE = [
-    _config(16, 32, 256, 4, 4),
+    _config(16, 32, 256, 8, 4),  # 4 warps spill 20 B on sm_80 (bench/results/kernels/compiled-*)
     _config(16, 64, 256, 4, 4),
     _config(16, 64, 128, 4, 5),
     _config(16, 128, 128, 4, 4),
@@ -454,6 +454,19 @@ def _configs() -> list[triton.Config]:
     return _INTERPRETER if interpreter_enabled() else _DECODE + _SMALL + _PREFILL
 
 
+def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
+    """``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)``."""
+    kw = config.kwargs
+    return kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], config.num_warps, config.num_stages
+
+
+SPILLS_ON_SM80 = frozenset(
+    {(32, 128, 128, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 128, 8, 3)}
+)
+"""Tiles that spill registers when compiled for sm_80 (44-344 B per thread in
+``bench/results/kernels/compiled-triton-*.md``; none on sm_90): never timed on an sm_8x GPU."""
+
+
 def _prune_configs(configs, named_args, **kwargs):
     """Only the configurations of the call's regime are timed (decode / small batch / prefill)."""
     if len(configs) == 1:
@@ -461,6 +474,9 @@ def _prune_configs(configs, named_args, **kwargs):
     m = named_args["M"]
     wanted = {16} if m <= 16 else {32, 64} if m <= 128 else {64, 128, 256}
     kept = [c for c in configs if c.kwargs["BLOCK_M"] in wanted]
+    x = named_args.get("x_ptr")
+    if isinstance(x, torch.Tensor) and x.is_cuda and torch.cuda.get_device_capability(x.device)[0] == 8:
+        kept = [c for c in kept if config_key(c) not in SPILLS_ON_SM80]
     return kept or configs
 
 

@@ -92,7 +92,8 @@ class Launch:
     num_stages: int = 3
     regime: str = "other"  # decode (M <= 16), small (M <= 128), prefill, other
     weight_bytes_per_iter: float | None = None  # compressed weight one program reads per loop iteration
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. enable_fp_fusion
+    extra: dict[str, Any] = field(default_factory=dict)  # compile options, e.g. enable_fp_fusion
+    extra_info: dict[str, Any] = field(default_factory=dict)  # copied into the result row
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -163,6 +164,7 @@ def _dot_launches(subset: str) -> list[Launch]:
                                 num_stages=cfg.num_stages,
                                 regime=regime,
                                 weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
+                                extra_info={"not_on_sm80": sm.config_key(cfg) in sm.SPILLS_ON_SM80},
                             )
                         )
     return launches
@@ -512,6 +514,7 @@ def compile_launch(launch: Launch, arch: int) -> dict[str, Any]:
         "loop_unroll": unroll,
         "loop_top_opcodes": dict(opcodes.most_common(8)),
         "compile_seconds": round(seconds, 2),
+        **launch.extra_info,
     }
     if launch.weight_bytes_per_iter and per_iteration:
         per_kb = per_iteration * launch.num_warps * 1024 / launch.weight_bytes_per_iter
@@ -621,6 +624,8 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
                 lines.append(f"| sm_{r['arch']} | {r['label']} | {r['regime']} | compile error |" + " |" * 8)
                 continue
             share = ", ".join(f"{k} {v:.0%}" for k, v in (r.get("issue_share") or {}).items()) or "-"
+            if r.get("not_on_sm80") and r["arch"] == 80:
+                share += " (never launched on sm_8x: spills)"
             loop = r["loop_instructions"]
             loop_text = (
                 "-"

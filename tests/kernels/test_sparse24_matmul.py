@@ -81,6 +81,15 @@ def test_all_configs_align_with_metadata_words():
         assert config.kwargs["BLOCK_M"] >= 16 and config.kwargs["BLOCK_N"] >= 16  # tl.dot minimum
 
 
+def test_sm80_exclusions_name_real_configs():
+    keys = {sm.config_key(c) for c in sm._DECODE + sm._SMALL + sm._PREFILL}
+    assert sm.SPILLS_ON_SM80.issubset(keys)
+    # Never on the decode path, and every regime keeps a configuration on an A100.
+    assert not {sm.config_key(c) for c in sm._DECODE} & sm.SPILLS_ON_SM80
+    for configs in (sm._SMALL, sm._PREFILL):
+        assert {sm.config_key(c) for c in configs} - sm.SPILLS_ON_SM80
+
+
 @pytest.mark.parametrize("m", [1, 4])  # the GEMV and the tl.dot path
 def test_kernel_reads_the_metadata(m):
     x, values, meta, _, dense = make_case((m,), 64, 64, torch.float16, bias=False)
