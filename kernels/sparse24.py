@@ -12,7 +12,8 @@ two nonzeros in every group of four consecutive columns of a row. Group ``g`` of
   ``4q .. 4q+3`` (group ``4w`` in the lowest nibble). Nibbles past the last group of a row (when ``G`` is not
   a multiple of 4) are zero. The words are plain bit containers: read them as unsigned 16-bit
   (``meta.int() & 0xFFFF``) before shifting. Every function takes any strides; :func:`aligned_meta` gives a
-  view with the row stride padded to 16 words, which the matmul kernel loads fastest.
+  view with the row stride padded to 8 words (16 bytes: format version 2, :data:`META_ROW_ALIGN`),
+  which the matmul kernels load as whole 16-byte vectors.
 
 Cost: 4 bits of metadata per group of 4 weights, i.e. 1/8 byte per dense weight; with fp16/bf16 values a
 weight costs 1 + 1/8 = 1.125 bytes against 2 dense, hence the 2 / 1.125 = 1.78x bound on a memory-bound
