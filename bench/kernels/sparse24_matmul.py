@@ -204,7 +204,7 @@ def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Calla
         sparse = [s24.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
         return [lambda t=t: F.linear(x, t) for t in sparse], backend
     if provider == "triton":
-        # as the runtime holds it: metadata rows padded to 16 bytes (format version 2) so the kernel's loads vectorise
+        # as the runtime holds it: metadata rows 16-byte aligned (format version 2), loads vectorise
         aligned = [(v, s24.aligned_meta(m)) for _, v, m in weights]
         return [lambda v=v, m=m: sparse24_linear(x, v, m, impl="triton") for v, m in aligned], None
     raise ValueError(f"unknown provider {provider!r}")
