@@ -270,7 +270,7 @@ def _need_compiled_kernels():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("m", [1, 3, 16, 64, 300, 2048])
+@pytest.mark.parametrize("m", [1, 2, 3, 16, 64, 300, 2048])  # 1, 2: the GEMV
 @pytest.mark.parametrize("k,n", [(4096, 1024), (640, 2048), (2048, 640)])
 def test_compiled_kernel_gpu(m, k, n, dtype):
     _need_compiled_kernels()
