@@ -34,6 +34,7 @@ representative few (what ``tests/bench/test_compiled.py`` checks); the default c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -598,6 +599,36 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Range of warp-instructions per KB (and the issue share it needs) per matmul path, regime and arch,
+    over the configurations the autotuner may launch there."""
+    lines = [
+        "| path | regime | arch | configs | warp-instr/KB | share of peak issue at full bandwidth | "
+        "with ldmatrix | spilling |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        if "error" in r or r.get("warp_instructions_per_kb") is None:
+            continue
+        if r.get("not_on_sm80") and r["arch"] == 80:
+            continue  # never launched there (it spills): see the table below
+        groups.setdefault((r["family"], r["regime"], r["arch"]), []).append(r)
+    for (family, regime, arch), group in groups.items():
+        per_kb = [r["warp_instructions_per_kb"] for r in group]
+        shares = []
+        for gpu in (g for g in GPUS if g.arch == arch):
+            low, high = gpu.issue_share(min(per_kb)), gpu.issue_share(max(per_kb))
+            shares.append(f"{gpu.name} {low:.0%}-{high:.0%}")
+        mma = [r for r in group if r["mma_sync"]]
+        ldm = f"{sum(1 for r in mma if r['ldmatrix'])}/{len(mma)} mma.sync" if mma else "-"
+        spilling = sum(1 for r in group if (r["spill_store_bytes"] or 0) + (r["spill_load_bytes"] or 0))
+        cells = [family.split("/")[-1], regime, f"sm_{arch}", str(len(group))]
+        cells += [f"{min(per_kb):.0f}-{max(per_kb):.0f}", ", ".join(shares), ldm, str(spilling)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     lines = [
         f"# Compiled kernels, triton {header['triton']}",
@@ -614,6 +645,7 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     ]
     found = problems(rows)
     lines += ["## Problems", ""] + ([f"- {p}" for p in found] if found else ["None."]) + [""]
+    lines += ["## Summary: the 2:4 matmul per regime", ""] + summary_lines(rows) + [""]
     for family in dict.fromkeys(r["family"] for r in rows):
         lines += [f"## {family}", ""]
         cols = ["arch", "config", "regime", "regs", "spill B", "smem B", "mma.sync", "wgmma", "ldmatrix",
@@ -650,7 +682,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="parallel compiles (default 1)")
     p.add_argument("--family", default=None, help="only launch families containing this text")
     p.add_argument("--name", default=None, help="result file stem (default compiled-triton-<version>)")
+    p.add_argument("--render", type=Path, default=None, help="only re-write the .md of this result .json")
     args = p.parse_args(argv)
+    if args.render is not None:
+        data = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(markdown(data["results"], data["header"]) + "\n")
+        print(f"wrote {args.render.with_suffix('.md')}")
+        return 0
     _prepare_environment()
     import platform
 
