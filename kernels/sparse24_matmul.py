@@ -616,7 +616,7 @@ def _sparse24_gemv_triton(
     if split_k is None:
         split_k = gemv_split_k(m, n, k, x2d.device)
     table = x_pair_table(x2d)
-    if values.stride(1) != 1 or values.stride(0) % 8:
+    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
         values = values.contiguous()
     pairs = values.view(torch.int32)  # (N, K/4) (v0, v1) pairs; K % 64 == 0 keeps 16-byte aligned rows
     words = _int32_meta(meta)
