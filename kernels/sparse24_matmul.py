@@ -422,9 +422,9 @@ _DECODE = [
     _config(16, 64, 256, 4, 4),
     _config(16, 64, 128, 4, 5),
     _config(16, 128, 128, 4, 4),
-    _config(16, 32, 512, 4, 3),
-    _config(16, 64, 512, 8, 2),  # 3 stages need 172,032 B of shared memory: over an A100's 166,912 B
     _config(16, 128, 256, 8, 3),
+    # No BLOCK_K = 512 tiles: 16x32x512 (4 warps, 3 stages) spills 24-32 B on sm_90, 16x64x512 (8 warps)
+    # needs 172,032 B of shared memory with 3 stages (over an A100's 166,912 B) and spills 8-12 B with 2.
     # smaller shared-memory footprints: more resident programs per SM instead of deeper pipelines
     _config(16, 32, 128, 4, 3),
     _config(16, 64, 256, 4, 3),
