@@ -4,8 +4,11 @@
 
 Triton's NVIDIA backend compiles for any target without a GPU or driver (``triton.compile`` with a
 ``GPUTarget``; ``ptxas``, ``cuobjdump`` ship in the triton wheel). For every launch configuration the host
-wrappers and autotuners can produce (the tile configurations of each autotuner and regime, both half dtypes,
-with and without a K remainder, split-K on and off where the wrapper uses it) this module records:
+wrappers and autotuners can produce (every tile configuration of each autotuner and regime, with and
+without a K remainder and rows past N, split-K on and off where the wrapper uses it; both half dtypes for
+the GEMV, and for the ``tl.dot`` kernel fp16 plus one bf16 tile per regime, bf16 changing only its ``mma``
+operand type; every ``SPLIT_K > 1`` is compiled as 4, the value being one constant of the code) this
+module records:
 
 * registers per thread, spill bytes (``ptxas -v``; spill stores/loads in the SASS where that log is absent),
   shared memory per program against the target's limit (A100 166,912 B, H100/H200 232,448 B);
