@@ -486,8 +486,15 @@ def compile_launch(launch: Launch, arch: int) -> dict[str, Any]:
     if numbers["spill_store_bytes"] is None:  # no ptxas log from this triton: count spill code instead
         numbers["spill_store_bytes"] = 4 * sum(1 for _, t in _SASS_LINE.findall(sass) if _opcode(t) == "STL")
         numbers["spill_load_bytes"] = 4 * sum(1 for _, t in _SASS_LINE.findall(sass) if _opcode(t) == "LDL")
-    if numbers["registers"] is None:
-        numbers["registers"] = getattr(kernel.metadata, "n_regs", None)
+    if numbers["registers"] is None:  # from the binary itself
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+            cubin.write(kernel.asm["cubin"])
+            cubin.flush()
+            usage = subprocess.run(
+                [_tool("cuobjdump"), "-res-usage", cubin.name], capture_output=True, text=True
+            ).stdout
+        found = re.search(r"REG:(\d+)", usage)
+        numbers["registers"] = int(found.group(1)) if found else None
 
     loop = sass_main_loop(sass)
     ptx_loop = ptx_main_loop(ptx)
@@ -546,9 +553,13 @@ def _compile_job(job: tuple[Launch, int]) -> dict[str, Any]:
 
 
 def _prepare_environment() -> None:
-    # Compile for real: no interpreter, no cached binaries from another run, ptxas -v on stdout.
+    # Compile for real: no interpreter, no cached binaries from another run (a cache hit runs no ptxas and
+    # so prints no ptxas -v log), ptxas -v on stdout.
     os.environ["TRITON_INTERPRET"] = "0"
     os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    if not os.environ.get("POLYSPARSE_COMPILED_CACHE"):
+        os.environ["POLYSPARSE_COMPILED_CACHE"] = tempfile.mkdtemp(prefix="polysparse-compiled-")
+    os.environ["TRITON_CACHE_DIR"] = os.environ["POLYSPARSE_COMPILED_CACHE"]
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns without it; 1 = its default
 
 
