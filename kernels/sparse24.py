@@ -12,7 +12,8 @@ two nonzeros in every group of four consecutive columns of a row. Group ``g`` of
   ``4q .. 4q+3`` (group ``4w`` in the lowest nibble). Nibbles past the last group of a row (when ``G`` is not
   a multiple of 4) are zero. The words are plain bit containers: read them as unsigned 16-bit
   (``meta.int() & 0xFFFF``) before shifting. Every function takes any strides; :func:`aligned_meta` gives a
-  view with the row stride padded to 16 words, which the matmul kernel loads fastest.
+  view with the row stride padded to 8 words (16 bytes: format version 2, :data:`META_ROW_ALIGN`),
+  which the matmul kernels load as whole 16-byte vectors.
 
 Cost: 4 bits of metadata per group of 4 weights, i.e. 1/8 byte per dense weight; with fp16/bf16 values a
 weight costs 1 + 1/8 = 1.125 bytes against 2 dense, hence the 2 / 1.125 = 1.78x bound on a memory-bound
@@ -156,20 +157,48 @@ def keep_from_meta(meta: torch.Tensor, in_features: int) -> torch.Tensor:
     return keep.reshape(meta.shape[0], in_features)
 
 
-def aligned_meta(meta: torch.Tensor, multiple: int = 16) -> torch.Tensor:
-    """The same words as a view whose row stride is a multiple of ``multiple`` words (padded storage).
+META_ROW_ALIGN = 8
+"""Format version 2: every row of metadata starts on a 16-byte boundary (a multiple of 8 int16 words) and its
+storage runs to the next one, zero-padded, whatever ``K`` is; the kernels then load whole 16-byte vectors."""
 
-    Triton vectorises (and pipelines) the matmul's metadata loads only when it can prove the row stride is
-    a multiple of 16 elements; ``K / 16`` words is not for e.g. ``K = 640``. Call once per layer, not per
-    matmul. The result equals ``meta``; ``.contiguous()`` (e.g. for saving) drops the padding again.
+
+def aligned_meta(meta: torch.Tensor, multiple: int = META_ROW_ALIGN) -> torch.Tensor:
+    """The same words as a view whose row stride is a multiple of ``multiple`` words (zero-padded storage).
+
+    Triton vectorises (and pipelines) the matmul's metadata loads only when it can prove each row starts on
+    a 16-byte boundary; ``K / 16`` words is not a multiple of 8 for e.g. ``K = 960``. Call once per layer,
+    not per matmul. The result equals ``meta``; ``.contiguous()`` drops the padding again, and
+    :func:`padded_meta_storage` gives the padded rows themselves (what a version-2 checkpoint stores).
     """
     rows, words = meta.shape
     padded = -(-words // multiple) * multiple
-    if meta.stride(1) == 1 and meta.stride(0) % multiple == 0:
+    if is_aligned_meta(meta, multiple):
         return meta
     storage = torch.zeros(rows, padded, dtype=meta.dtype, device=meta.device)
     storage[:, :words] = meta
     return storage[:, :words]
+
+
+def is_aligned_meta(meta: torch.Tensor, multiple: int = META_ROW_ALIGN) -> bool:
+    """True when every row starts on a ``multiple``-word boundary and the storage holds each row's padding
+    up to the next boundary (so a kernel may read whole 16-byte units of the last row too)."""
+    rows, words = meta.shape
+    if rows == 0:
+        return True
+    stride = meta.stride(0) if rows > 1 else max(meta.stride(0), -(-words // multiple) * multiple)
+    if meta.stride(1) != 1 or stride % multiple or meta.storage_offset() % multiple or stride < words:
+        return False
+    end = meta.storage_offset() + (rows - 1) * stride + -(-words // multiple) * multiple
+    return meta.untyped_storage().nbytes() >= end * meta.element_size()
+
+
+def padded_meta_storage(meta: torch.Tensor, multiple: int = META_ROW_ALIGN) -> torch.Tensor:
+    """``(R, ceil(W / multiple) * multiple)`` contiguous words: ``meta`` with zero padding per row."""
+    rows, words = meta.shape
+    padded = -(-words // multiple) * multiple
+    out = torch.zeros(rows, padded, dtype=meta.dtype, device=meta.device)
+    out[:, :words] = meta
+    return out
 
 
 def check_meta(meta: torch.Tensor, in_features: int) -> None:

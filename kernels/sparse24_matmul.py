@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 
 from polysparse.kernels._dispatch import Impl, choose_impl, interpreter_enabled
-from polysparse.kernels.sparse24 import _check_compressed, decompress_24_reference
+from polysparse.kernels.sparse24 import _check_compressed, aligned_meta, decompress_24_reference
 
 OP_NAME = "sparse24_linear"
 _ALIGN = 64
@@ -91,7 +91,7 @@ def _load_24_tile(
     n_mask,
     kt,
     K_HALF,
-    K_WORDS,
+    K_WORDS8,
     stride_vk,
     stride_ek,
     BLOCK_K: tl.constexpr,
@@ -110,7 +110,9 @@ def _load_24_tile(
         e_mask = n_mask[:, None]
     else:
         h_mask = n_mask[:, None] & (offs_h < K_HALF)[None, :]
-        e_mask = n_mask[:, None] & (offs_e < K_WORDS)[None, :]
+        # Whole 16-byte units of the padded row (format version 2): the mask is constant per vector, and
+        # the padding words past K meet values masked to zero.
+        e_mask = n_mask[:, None] & (offs_e < K_WORDS8 * 8)[None, :]
     v = tl.load(v_rows + offs_h[None, :] * stride_vk, mask=h_mask, other=0.0)
     words = tl.load(e_rows + offs_e[None, :] * stride_ek, mask=e_mask, other=0)
     return v, words.to(tl.int32)
@@ -127,12 +129,12 @@ def _sparse24_matmul_kernel(
     N,
     K,
     K_HALF,  # K / 2: values per row
-    K_WORDS,  # K / 16: metadata words per row
+    K_WORDS8,  # ceil(K / 128): metadata words per row in 16-byte units, padding included
     stride_xm,
     stride_xk,
     stride_vn,
     stride_vk,
-    stride_en,
+    stride_en16,  # metadata row stride in 16-byte units: rows are 16-byte aligned (format version 2)
     stride_ek,
     stride_ys,
     stride_ym,
@@ -167,7 +169,7 @@ def _sparse24_matmul_kernel(
 
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
     v_rows = v_ptr + offs_n.to(tl.int64)[:, None] * stride_vn
-    e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * stride_en
+    e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * (stride_en16 * 8)
 
     k_tiles = tl.cdiv(K, BLOCK_K)
     tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
@@ -183,7 +185,7 @@ def _sparse24_matmul_kernel(
             k_mask = ((k0 + offs_k) < K)[None, :]
             x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None] & k_mask, other=0.0)
         v, words = _load_24_tile(
-            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS, stride_vk, stride_ek, BLOCK_K, EVEN_K
+            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS8, stride_vk, stride_ek, BLOCK_K, EVEN_K
         )
         w = _expand_24(v, words, BLOCK_N, BLOCK_K)
         if UPCAST_DOT:
@@ -236,6 +238,173 @@ def _splitk_reduce_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Decode path (M <= GEMV_MAX_M): GEMV on the kept values, no dense tile
+# ----------------------------------------------------------------------------------------------------------
+
+
+def x_pair_table_reference(x2d: torch.Tensor) -> torch.Tensor:
+    """``(M, K)`` -> ``(M, K / 4, 16)`` int64: entry ``[m, g, p0 | p1 << 2]`` holds the float32 pair
+    ``(x[m, 4g + p0], x[m, 4g + p1])``, low word ``p0``'s. Invalid nibbles (``p0 >= p1``) hold pairs too."""
+    m, k = x2d.shape
+    xg = x2d.float().reshape(m, k // 4, 4)
+    nib = torch.arange(16, device=x2d.device)
+    pairs = torch.stack((xg[:, :, nib & 3], xg[:, :, nib >> 2]), dim=-1)  # (M, G, 16, 2) float32
+    return pairs.contiguous().view(torch.int64).reshape(m, k // 4, 16)
+
+
+@triton.jit
+def _x_pair_table_kernel(x_ptr, t_ptr, G, stride_xm, stride_tm, BLOCK_G: tl.constexpr):
+    """One row of :func:`x_pair_table_reference` per ``program_id(1)``, ``BLOCK_G`` groups per program."""
+    offs_g = tl.program_id(0) * BLOCK_G + tl.arange(0, BLOCK_G)
+    g_mask = offs_g < G
+    x_row = x_ptr + tl.program_id(1).to(tl.int64) * stride_xm + offs_g * 4
+    x0 = tl.load(x_row, mask=g_mask, other=0.0).to(tl.float32)[:, None]
+    x1 = tl.load(x_row + 1, mask=g_mask, other=0.0).to(tl.float32)[:, None]
+    x2 = tl.load(x_row + 2, mask=g_mask, other=0.0).to(tl.float32)[:, None]
+    x3 = tl.load(x_row + 3, mask=g_mask, other=0.0).to(tl.float32)[:, None]
+    nib = tl.arange(0, 16)[None, :]
+    p0 = nib & 3
+    p1 = nib >> 2
+    first = tl.where(p0 == 0, x0, tl.where(p0 == 1, x1, tl.where(p0 == 2, x2, x3)))
+    second = tl.where(p1 == 0, x0, tl.where(p1 == 1, x1, tl.where(p1 == 2, x2, x3)))
+    low = first.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+    high = second.to(tl.int32, bitcast=True).to(tl.int64) << 32
+    t_ptrs = t_ptr + tl.program_id(1).to(tl.int64) * stride_tm + offs_g[:, None] * 16 + nib
+    tl.store(t_ptrs, low | high, mask=g_mask[:, None])
+
+
+@triton.jit
+def _gemv_tile(
+    acc,
+    t_row,
+    v_rows,
+    e_rows,
+    group,
+    shift,
+    n_mask,
+    kt,
+    G,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BF16: tl.constexpr,
+    MASK_N: tl.constexpr,
+    MASK_K: tl.constexpr,
+):
+    """``acc[w, h, n, q] += v0 * x[p0] + v1 * x[p1]`` for the 32 groups per row of K-tile ``kt``."""
+    WORDS: tl.constexpr = BLOCK_K // 32  # int32 metadata words per row per tile, eight groups each
+    g = kt * (BLOCK_K // 4) + group  # [WORDS, 2, 1, 4]: the group of each pair
+    offs_w = kt * WORDS + tl.arange(0, WORDS)
+    if MASK_K:
+        v_mask = g < G
+        e_mask = (offs_w * 8 < G)[None, :]
+        if MASK_N:
+            v_mask = v_mask & n_mask[None, None, :, None]
+            e_mask = e_mask & n_mask[:, None]
+        pair = tl.load(v_rows + g, mask=v_mask, other=0)
+        words = tl.load(e_rows + offs_w[None, :], mask=e_mask, other=0)
+    elif MASK_N:
+        pair = tl.load(v_rows + g, mask=n_mask[None, None, :, None], other=0)
+        words = tl.load(e_rows + offs_w[None, :], mask=n_mask[:, None], other=0)
+    else:
+        pair = tl.load(v_rows + g)
+        words = tl.load(e_rows + offs_w[None, :])
+    nib = (tl.reshape(tl.trans(words), (WORDS, 1, BLOCK_N, 1)) >> shift) & 0xF
+    if MASK_K:  # noqa: SIM108 (other= needs a mask)
+        t = tl.load(t_row + g * 16 + nib, mask=g < G, other=0)
+    else:
+        t = tl.load(t_row + g * 16 + nib)
+    # The pair's float32 bits: x[p0] in the low word, x[p1] in the high word.
+    x_first = (t & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True)
+    x_second = (t >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+    if BF16:  # bf16 -> fp32 is a 16-bit shift of the bits
+        v0 = (pair << 16).to(tl.float32, bitcast=True)
+        v1 = (pair & -65536).to(tl.float32, bitcast=True)
+    else:
+        v0 = (pair & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        v1 = (pair >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    acc = acc + v0 * x_first
+    acc = acc + v1 * x_second
+    return acc
+
+
+@triton.jit
+def _sparse24_gemv_kernel(
+    t_ptr,  # (M, K/4, 16) int64: x's pair table (x_pair_table_reference)
+    v_ptr,  # values as int32: one (v0, v1) pair per group
+    meta_ptr,  # metadata as int32: eight groups per word
+    bias_ptr,
+    y_ptr,
+    M,
+    N,
+    K,
+    stride_tm,
+    stride_vn,  # in int32 pairs
+    stride_en16,  # row stride of the metadata in 16-byte units (format version 2 pads rows to 16 bytes)
+    stride_ys,
+    stride_ym,
+    HAS_BIAS: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+    BF16: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no row masks
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K tail
+):
+    """Program (row tile, k-split, x row): ``y[m, rows] (+)= W[rows, k range] @ x[m, k range]``.
+
+    A thread owns one weight row per 128 columns: eight 16-byte loads of values (32 groups) and one 16-byte
+    load of metadata (four int32 words), so every load is a full vector and no data crosses threads until
+    the final sum. Each kept value meets its x entry through one 8-byte gather from the pair table.
+    """
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_m = tl.program_id(2)
+    WORDS: tl.constexpr = BLOCK_K // 32
+    G = K // 4
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+    offs_h = tl.arange(0, 2)
+    offs_q = tl.arange(0, 4)
+    # Pair (w, h, q) of a tile is group 8w + 4h + q; its nibble sits at bit 16h + 4q of word w.
+    group = (
+        tl.arange(0, WORDS)[:, None, None, None] * 8
+        + offs_h[None, :, None, None] * 4
+        + offs_q[None, None, None, :]
+    )
+    shift = offs_h[None, :, None, None] * 16 + offs_q[None, None, None, :] * 4
+    rows64 = offs_n.to(tl.int64)
+    v_rows = v_ptr + rows64[None, None, :, None] * stride_vn
+    e_rows = meta_ptr + rows64[:, None] * (stride_en16 * 4)  # a multiple of 4 int32: 16-byte aligned rows
+    t_row = t_ptr + pid_m.to(tl.int64) * stride_tm
+
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
+    k_first = pid_k * tiles_per_split
+    k_last = min(k_first + tiles_per_split, k_tiles)
+    acc = tl.zeros((WORDS, 2, BLOCK_N, 4), dtype=tl.float32)
+    if EVEN_K:
+        for kt in range(k_first, k_last):
+            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, shift, n_mask, kt, G, BLOCK_N, BLOCK_K, BF16,
+                             not EVEN_N, False)  # fmt: skip
+    else:
+        # Whole tiles unmasked; the last tile of the row, partly past K, masked on its own.
+        for kt in range(k_first, min(k_last, k_tiles - 1)):
+            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, shift, n_mask, kt, G, BLOCK_N, BLOCK_K, BF16,
+                             not EVEN_N, False)  # fmt: skip
+        if (k_first < k_tiles) & (k_last == k_tiles):  # this split holds the tail (empty splits do not)
+            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, shift, n_mask, k_tiles - 1, G, BLOCK_N,
+                             BLOCK_K, BF16, not EVEN_N, True)  # fmt: skip
+    out = tl.sum(tl.sum(tl.sum(acc, axis=3), axis=1), axis=0)
+    y_ptrs = y_ptr + pid_k * stride_ys + pid_m.to(tl.int64) * stride_ym + offs_n
+    if SPLIT_K == 1:
+        if HAS_BIAS:
+            out += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+        tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask)
+    else:
+        tl.store(y_ptrs, out, mask=n_mask)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Autotuning
 # ----------------------------------------------------------------------------------------------------------
 
@@ -249,13 +418,13 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int, group_m: int = 8
 # Decode, M <= 16: one 16-row tile; the weight stream needs many bytes in flight (long K tiles, deep
 # pipelines) and enough programs (narrow N tiles, split K).
 _DECODE = [
-    _config(16, 32, 256, 4, 4),
+    _config(16, 32, 256, 8, 4),  # 4 warps spill 20 B on sm_80 (bench/results/kernels/compiled-*)
     _config(16, 64, 256, 4, 4),
     _config(16, 64, 128, 4, 5),
     _config(16, 128, 128, 4, 4),
-    _config(16, 32, 512, 4, 3),
-    _config(16, 64, 512, 8, 3),
     _config(16, 128, 256, 8, 3),
+    # No BLOCK_K = 512 tiles: 16x32x512 (4 warps, 3 stages) spills 24-32 B on sm_90, 16x64x512 (8 warps)
+    # needs 172,032 B of shared memory with 3 stages (over an A100's 166,912 B) and spills 8-12 B with 2.
     # smaller shared-memory footprints: more resident programs per SM instead of deeper pipelines
     _config(16, 32, 128, 4, 3),
     _config(16, 64, 256, 4, 3),
@@ -285,6 +454,19 @@ def _configs() -> list[triton.Config]:
     return _INTERPRETER if interpreter_enabled() else _DECODE + _SMALL + _PREFILL
 
 
+def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
+    """``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)``."""
+    kw = config.kwargs
+    return kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], config.num_warps, config.num_stages
+
+
+SPILLS_ON_SM80 = frozenset(
+    {(32, 128, 128, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 128, 8, 3)}
+)
+"""Tiles that spill registers when compiled for sm_80 (44-344 B per thread in
+``bench/results/kernels/compiled-triton-*.md``; none on sm_90): never timed on an sm_8x GPU."""
+
+
 def _prune_configs(configs, named_args, **kwargs):
     """Only the configurations of the call's regime are timed (decode / small batch / prefill)."""
     if len(configs) == 1:
@@ -292,6 +474,9 @@ def _prune_configs(configs, named_args, **kwargs):
     m = named_args["M"]
     wanted = {16} if m <= 16 else {32, 64} if m <= 128 else {64, 128, 256}
     kept = [c for c in configs if c.kwargs["BLOCK_M"] in wanted]
+    x = named_args.get("x_ptr")
+    if isinstance(x, torch.Tensor) and x.is_cuda and torch.cuda.get_device_capability(x.device)[0] == 8:
+        kept = [c for c in kept if config_key(c) not in SPILLS_ON_SM80]
     return kept or configs
 
 
@@ -305,6 +490,34 @@ _sparse24_matmul = triton.autotune(
     key=["M_BUCKET", "N", "K", "SPLIT_K"],
     prune_configs_by={"early_config_prune": _prune_configs},
 )(_sparse24_matmul_kernel_h)
+
+
+# The decode GEMV: a thread per row and 128 columns per step; the program's rows are one warp's multiple.
+_GEMV = [
+    triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=2, num_stages=1),
+    triton.Config({"BLOCK_N": 256, "BLOCK_K": 128}, num_warps=8, num_stages=1),
+]
+_GEMV_INTERPRETER = [triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=1, num_stages=1)]
+
+GEMV_MAX_M = 2
+"""Calls with at most this many rows of ``x`` take the GEMV path. From the compiled code on sm_90
+(``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~67 warp-instructions per KB of weight
+for each row of x (one program per row, the weight re-read from L2), the ``tl.dot`` path 180-300 whatever
+M <= 16 is; so the GEMV issues less up to M = 2."""
+
+
+def _gemv_flags(args) -> dict[str, bool]:
+    return {"EVEN_N": args["N"] % args["BLOCK_N"] == 0, "EVEN_K": args["K"] % args["BLOCK_K"] == 0}
+
+
+_sparse24_gemv_kernel_h = triton.heuristics(
+    {"EVEN_N": lambda a: _gemv_flags(a)["EVEN_N"], "EVEN_K": lambda a: _gemv_flags(a)["EVEN_K"]}
+)(_sparse24_gemv_kernel)
+_sparse24_gemv = triton.autotune(
+    configs=_GEMV_INTERPRETER if interpreter_enabled() else _GEMV,
+    key=["N", "K", "SPLIT_K"],
+)(_sparse24_gemv_kernel_h)
 
 
 def m_bucket(m: int) -> int:
@@ -335,6 +548,112 @@ def default_split_k(m: int, n: int, k: int, device: torch.device) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def gemv_split_k(m: int, n: int, k: int, device: torch.device) -> int:
+    """K-splits for the GEMV: about two programs per SM, each split keeping >= 512 columns."""
+    tiles = triton.cdiv(n, 128) * m
+    split = 1
+    while split < 16 and 2 * split * tiles <= 2 * _num_sms(device) and k // (2 * split) >= 512:
+        split *= 2
+    return split
+
+
+def _reduce_splits(partials: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    m, n = out.shape
+    block_m, block_n = 16, 128
+    _splitk_reduce_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
+        partials,
+        bias if bias is not None else partials,
+        out,
+        m,
+        n,
+        partials.stride(0),
+        partials.stride(1),
+        partials.stride(2),
+        out.stride(0),
+        out.stride(1),
+        HAS_BIAS=bias is not None,
+        SPLIT_K=partials.shape[0],
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+    )
+
+
+def x_pair_table(x2d: torch.Tensor) -> torch.Tensor:
+    """:func:`x_pair_table_reference` with the Triton kernel (one launch)."""
+    m, k = x2d.shape
+    if x2d.stride(1) != 1:
+        x2d = x2d.contiguous()
+    table = torch.empty(m, k // 4, 16, dtype=torch.int64, device=x2d.device)
+    block_g = 64
+    _x_pair_table_kernel[(triton.cdiv(k // 4, block_g), m)](
+        x2d, table, k // 4, x2d.stride(0), table.stride(0), BLOCK_G=block_g, num_warps=4
+    )
+    return table
+
+
+def _int32_meta(meta: torch.Tensor) -> torch.Tensor:
+    """The metadata as int32 words (eight groups each) with 16-byte aligned rows, realigned by a copy if the
+    rows are not (format version 2 pads them; see :func:`polysparse.kernels.sparse24.aligned_meta`)."""
+    meta = aligned_meta(meta)
+    return meta.view(torch.int32)  # K % 64 == 0: whole int32 words per row
+
+
+def _sparse24_gemv_triton(
+    x2d: torch.Tensor,
+    values: torch.Tensor,
+    meta: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    *,
+    split_k: int | None = None,
+    config: triton.Config | None = None,
+) -> torch.Tensor:
+    """The decode path into a preallocated ``out`` ``(M, N)``: pair table, GEMV, split-K reduction."""
+    m, k = x2d.shape
+    n = values.shape[0]
+    if m == 0:
+        return out
+    if split_k is None:
+        split_k = gemv_split_k(m, n, k, x2d.device)
+    table = x_pair_table(x2d)
+    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
+        values = values.contiguous()
+    pairs = values.view(torch.int32)  # (N, K/4) (v0, v1) pairs; K % 64 == 0 keeps 16-byte aligned rows
+    words = _int32_meta(meta)
+    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
+    has_bias = bias is not None
+
+    def grid(meta_args):
+        return triton.cdiv(n, meta_args["BLOCK_N"]), split_k, m
+
+    kernel, extra = _sparse24_gemv, {}
+    if config is not None:
+        kernel = _sparse24_gemv_kernel_h
+        extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    kernel[grid](
+        table,
+        pairs,
+        words,
+        bias if has_bias else values,
+        target,
+        m,
+        n,
+        k,
+        table.stride(0),
+        pairs.stride(0),
+        words.stride(0) // 4,
+        target.stride(0) if split_k > 1 else 0,
+        target.stride(-2),
+        HAS_BIAS=has_bias,
+        SPLIT_K=split_k,
+        BF16=x2d.dtype == torch.bfloat16,
+        **extra,
+    )
+    if split_k > 1:
+        _reduce_splits(target, bias, out)
+    return out
+
+
 def _sparse24_linear_triton(
     x2d: torch.Tensor,
     values: torch.Tensor,
@@ -357,6 +676,7 @@ def _sparse24_linear_triton(
         split_k = default_split_k(m, n, k, x2d.device)
     has_bias = bias is not None
     bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
+    meta = aligned_meta(meta)  # 16-byte rows (a copy only for metadata that is not format version 2)
     if split_k == 1:
         target, stride_s = out, 0
     else:
@@ -380,12 +700,12 @@ def _sparse24_linear_triton(
         n,
         k,
         k // 2,
-        k // 16,
+        -(-k // 128),  # metadata row length in 16-byte units
         x2d.stride(0),
         x2d.stride(1),
         values.stride(0),
         values.stride(1),
-        meta.stride(0),
+        meta.stride(0) // 8,
         meta.stride(1),
         stride_s,
         target.stride(-2),
@@ -397,23 +717,7 @@ def _sparse24_linear_triton(
         **extra,
     )
     if split_k > 1:
-        block_m, block_n = 16, 128
-        _splitk_reduce_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
-            target,
-            bias_arg,
-            out,
-            m,
-            n,
-            target.stride(0),
-            target.stride(1),
-            target.stride(2),
-            out.stride(0),
-            out.stride(1),
-            HAS_BIAS=has_bias,
-            SPLIT_K=split_k,
-            BLOCK_M=block_m,
-            BLOCK_N=block_n,
-        )
+        _reduce_splits(target, bias, out)
     return out
 
 
@@ -437,7 +741,10 @@ def _sparse24_linear_op(x, values, meta, bias, impl):
         return sparse24_linear_reference(x, values, meta, bias)
     x2d = x.reshape(-1, k)
     out = torch.empty(x2d.shape[0], n, dtype=x.dtype, device=x.device)
-    _sparse24_linear_triton(x2d, values, meta, bias, out)
+    if x2d.shape[0] <= GEMV_MAX_M:
+        _sparse24_gemv_triton(x2d, values, meta, bias, out)
+    else:
+        _sparse24_linear_triton(x2d, values, meta, bias, out)
     return out.reshape(*x.shape[:-1], n)
 
 

@@ -9,7 +9,10 @@ Layout of :func:`save_sparse` (a Hugging Face folder, safetensors only):
   ``conv1d``, bias), ``tied`` (state-dict names that alias another, e.g. ``lm_head.weight``) and ``files``
   (name -> bytes and sha256: the manifest that catches truncated or tampered files).
 * ``model.sparse24.safetensors``: every dense tensor under its usual name, and for each sparse layer
-  ``<layer>.values`` (``out x in/2``), ``<layer>.meta`` (``out x in/16`` int16) and ``<layer>.bias``. The file
+  ``<layer>.values`` (``out x in/2``), ``<layer>.meta`` and ``<layer>.bias``. Format version 2 stores the
+  int16 metadata with every row padded with zero words to a multiple of 8 (16 bytes: ``out x
+  ceil(in/128)*8``), the layout the matmul kernels load as whole 16-byte vectors whatever ``in`` is; version 1
+  stored ``out x in/16`` and is still read (padded on load). The file
   is deliberately *not* called ``model.safetensors``: a plain ``from_pretrained`` would find no weight for
   the sparse layers and fill them with random values; this way it refuses to load instead.
 * tokenizer files, ``generation_config.json`` and ``polysparse.json`` (the pruning report) when available.
@@ -44,10 +47,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from polysparse.kernels.sparse24 import (
+    META_ROW_ALIGN,
+    aligned_meta,
     check_meta,
     compress_24,
     from_sparse24_bitmask,
     meta_shape,
+    padded_meta_storage,
     to_sparse24_bitmask,
 )
 from polysparse.runtime.linear import DEFAULT_DISPATCH, Backend, DispatchTable, Sparse24Linear, module_layout
@@ -56,7 +62,9 @@ from polysparse.runtime.swap import sparse_layers
 FORMAT_NATIVE = "polysparse-sparse24"
 FORMAT_DENSE = "dense"
 FORMAT_BITMASK = "sparse-24-bitmask"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1: metadata rows of ``in/16`` words. Version 2: rows padded to 16 bytes (``padded_meta_shape``)."""
 NATIVE_WEIGHTS = "model.sparse24.safetensors"
 HF_WEIGHTS = "model.safetensors"
 REPORT_FILE = "polysparse.json"
@@ -403,6 +411,8 @@ def save_sparse(
         )
     provenance = _resolve_metadata(model, metadata, source)
     tensors, aliases = _dedup_state(model.state_dict())
+    for name in layers:  # format version 2: metadata rows padded to 16 bytes
+        tensors[f"{name}.meta"] = padded_meta_storage(tensors[f"{name}.meta"])
     block = {
         "format": FORMAT_NATIVE,
         "format_version": FORMAT_VERSION,
@@ -479,9 +489,10 @@ def _sparsity_block(folder: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     block = config.get("sparsity_config")
     if isinstance(block, dict) and block.get("format") in (FORMAT_NATIVE, FORMAT_DENSE, FORMAT_BITMASK):
         version = block.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise CheckpointError(
-                f"{folder}: sparsity format version {version}; this polysparse reads {FORMAT_VERSION}"
+                f"{folder}: sparsity format version {version}; this polysparse reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         if not isinstance(block.get("layers"), dict):
             raise CheckpointMismatchError(f"{folder}: sparsity_config has no 'layers' mapping")
@@ -529,7 +540,19 @@ def _expect(infos: Mapping[str, TensorInfo], key: str, shape: tuple[int, ...], d
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _layer_keys(fmt: str, name: str, entry: Mapping[str, Any], infos: Mapping[str, TensorInfo]) -> set[str]:
+def padded_meta_shape(out_features: int, in_features: int) -> tuple[int, int]:
+    """Shape of a layer's stored metadata in format version 2 (rows padded to 16 bytes)."""
+    words = meta_shape(out_features, in_features)[1]
+    return out_features, -(-words // META_ROW_ALIGN) * META_ROW_ALIGN
+
+
+def _layer_keys(
+    fmt: str,
+    name: str,
+    entry: Mapping[str, Any],
+    infos: Mapping[str, TensorInfo],
+    version: int = FORMAT_VERSION,
+) -> set[str]:
     """Validate the stored tensors of one declared layer (names, shapes, dtypes); return their names."""
     try:
         out_f, in_f = int(entry["out_features"]), int(entry["in_features"])
@@ -541,7 +564,8 @@ def _layer_keys(fmt: str, name: str, entry: Mapping[str, Any], infos: Mapping[st
     keys = set()
     if fmt == FORMAT_NATIVE:
         values = _expect(infos, f"{name}.values", (out_f, in_f // 2), _FLOATS)
-        _expect(infos, f"{name}.meta", meta_shape(out_f, in_f), torch.int16)
+        stored_meta = meta_shape(out_f, in_f) if version == 1 else padded_meta_shape(out_f, in_f)
+        _expect(infos, f"{name}.meta", stored_meta, torch.int16)
         keys |= {f"{name}.values", f"{name}.meta"}
         dtype = values.dtype
     elif fmt == FORMAT_BITMASK:
@@ -660,15 +684,32 @@ def _read_tensors(folder: Path, headers: Mapping[str, Mapping[str, TensorInfo]])
 
 
 def _to_sparse_state(
-    fmt: str, layers: Mapping[str, Mapping[str, Any]], tensors: dict[str, torch.Tensor]
+    fmt: str,
+    layers: Mapping[str, Mapping[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    version: int = FORMAT_VERSION,
 ) -> dict[str, torch.Tensor]:
-    """Convert the stored layer tensors to ``values`` / ``meta``, validating that they are 2:4."""
+    """Convert the stored layer tensors to ``values`` / ``meta``, validating that they are 2:4.
+
+    Native metadata comes back as a view with 16-byte aligned rows over its padded storage: as stored
+    (version 2, padding checked to be zero) or padded now (version 1)."""
     state = dict(tensors)
     for name, entry in layers.items():
         in_f = int(entry["in_features"])
         try:
             if fmt == FORMAT_NATIVE:
-                check_meta(state[f"{name}.meta"], in_f)
+                stored = state[f"{name}.meta"]
+                words = meta_shape(0, in_f)[1]
+                if version == 1:
+                    meta = aligned_meta(stored)
+                else:
+                    meta = stored[:, :words]
+                    if bool(stored[:, words:].any()):
+                        raise ValueError(
+                            "corrupt 2:4 metadata: the padding past a row's last word is not zero"
+                        )
+                check_meta(meta, in_f)
+                state[f"{name}.meta"] = meta
                 continue
             if fmt == FORMAT_BITMASK:
                 shape = state.pop(f"{name}.shape").flatten().tolist()
@@ -716,11 +757,12 @@ def load_sparse(
     for infos in headers.values():
         stored.update(infos)
     layer_keys: set[str] = set()
+    version = block.get("format_version", FORMAT_VERSION)
     for name, entry in layers.items():
-        layer_keys |= _layer_keys(fmt, name, entry, stored)
+        layer_keys |= _layer_keys(fmt, name, entry, stored, version)
     model = _build_skeleton(folder, layers, backend=backend, dispatch=dispatch, cache_dense=cache_dense)
     _check_keys(model, block, stored, layer_keys)
-    state = _to_sparse_state(fmt, layers, _read_tensors(folder, headers))
+    state = _to_sparse_state(fmt, layers, _read_tensors(folder, headers), version)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     for alias, target in (block.get("tied") or {}).items():

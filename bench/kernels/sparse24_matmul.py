@@ -52,6 +52,12 @@ MODELS: dict[str, list[tuple[str, int, int]]] = {
         ("gate_proj/up_proj", 4096, 14336),
         ("down_proj", 14336, 4096),
     ],
+    "qwen2.5-7b": [
+        ("q_proj/o_proj", 3584, 3584),
+        ("k_proj/v_proj", 3584, 512),
+        ("gate_proj/up_proj", 3584, 18944),
+        ("down_proj", 18944, 3584),
+    ],
     "gemma-3-270m": [
         ("q_proj", 640, 1024),
         ("k_proj/v_proj", 640, 256),
@@ -60,7 +66,7 @@ MODELS: dict[str, list[tuple[str, int, int]]] = {
         ("down_proj", 2048, 640),
     ],
 }
-M_VALUES = (1, 4, 16, 64, 256, 2048, 4096)
+M_VALUES = (1, 2, 4, 16, 64, 256, 2048, 4096)  # 2 and 4: either side of the GEMV's limit
 SMOKE_MODELS = {"smoke": [("tiny", 64, 64), ("odd", 192, 128)]}
 SMOKE_M = (1, 3, 17)
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -204,7 +210,7 @@ def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Calla
         sparse = [s24.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
         return [lambda t=t: F.linear(x, t) for t in sparse], backend
     if provider == "triton":
-        # as the runtime holds it: metadata rows padded to 16 words so the kernel's loads vectorise
+        # as the runtime holds it: metadata rows 16-byte aligned (format version 2), loads vectorise
         aligned = [(v, s24.aligned_meta(m)) for _, v, m in weights]
         return [lambda v=v, m=m: sparse24_linear(x, v, m, impl="triton") for v, m in aligned], None
     raise ValueError(f"unknown provider {provider!r}")

@@ -23,12 +23,15 @@ SCRIPT = textwrap.dedent(
     from polysparse.kernels import sparsegpt_solve as sg
     from polysparse.kernels import topk_mask as tm
 
-    def build(fn, types, constexprs, num_warps):
+    def build(fn, types, constexprs, num_warps, **options):
         names = [n for n in fn.arg_names if n not in constexprs]
         signature = dict(zip(names, types, strict=True)) | {n: "constexpr" for n in constexprs}
         src = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
-        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+        kernel = triton.compile(
+            src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, **options}
+        )
         assert kernel.asm["cubin"], fn.__name__
+        return kernel
 
     mask_args = ["*fp16", "*fp32", "*u8"] + ["i32"] * 8
     for one_tile, block_n in ((True, 4096), (False, 4096)):
@@ -39,10 +42,12 @@ SCRIPT = textwrap.dedent(
         {"N": 2, "M": 4, "M_PAD": 4, "HAS_SCALE": True, "ZERO_PRUNED": True, "BLOCK_M": 4, "BLOCK_G": 256}, 8,
     )
     for nm, n, step in ((True, 2, 4), (False, 0, 1)):
-        build(
+        kernel = build(
             sg._sparsegpt_block_kernel, ["*fp32", "*fp32", "*u8", "*fp32", "*u8"] + ["i32"] * 13,
-            {"NM": nm, "NM_N": n, "STEP": step, "BLOCK_M": 8, "BLOCK_C": 128}, 4,
+            {"NM": nm, "NM_N": n, "STEP": step, "BLOCK_M": 8, "BLOCK_C": 128}, 4, **sg.COMPILE_OPTIONS,
         )
+        # The reference rounds products and differences separately: no fused multiply-add in the solve.
+        assert "fma.rn.f32" not in kernel.asm["ptx"], "SparseGPT block kernel fused a multiply-add"
     print("compiled")
     """
 )

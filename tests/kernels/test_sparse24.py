@@ -411,3 +411,16 @@ def test_strided_inputs(dtype):
     )
     assert_bitwise(v_p, v_q)
     assert torch.equal(m_p, m_q)
+
+
+def test_padded_meta_storage_and_alignment_check():
+    meta = torch.arange(3 * 12, dtype=torch.int16).reshape(3, 12)  # K = 192: 12 words per row
+    padded = s24.padded_meta_storage(meta)
+    assert padded.shape == (3, 16) and torch.equal(padded[:, :12], meta) and not padded[:, 12:].any()
+    assert not s24.is_aligned_meta(meta)  # rows start 24 bytes apart
+    assert s24.is_aligned_meta(padded[:, :12])  # rows 32 bytes apart, padding inside the storage
+    # Rows 16-byte aligned, but the last row's padding lies past the end of the storage: not aligned.
+    flat = torch.zeros(2 * 16 + 12, dtype=torch.int16)
+    assert not s24.is_aligned_meta(flat.as_strided((3, 12), (16, 1)))
+    view = s24.aligned_meta(meta)
+    assert torch.equal(view, meta) and view.stride(0) == 16 and s24.aligned_meta(view) is view

@@ -32,8 +32,8 @@ SCRIPT = textwrap.dedent(
                  "y_ptr": "*fp32" if split > 1 else "*" + dtype}
         consts = dict(HAS_BIAS=True, SPLIT_K=split, UPCAST_DOT=False, EVEN_K=True,
                       stride_xk=1, stride_vk=1, stride_ek=1, stride_yn=1, **cfg.kwargs)
-        div16 = ["x_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "K_HALF", "K_WORDS",
-                 "stride_xm", "stride_vn", "stride_en", "stride_ym", "stride_ys"]
+        div16 = ["x_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "K_HALF", "K_WORDS8",
+                 "stride_xm", "stride_vn", "stride_en16", "stride_ym", "stride_ys"]
         signature = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
         try:
             src = ASTSource(fn=fn, signature=signature,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
 
 from polysparse.kernels import _dispatch
 from polysparse.kernels import sparse24 as s24
@@ -80,8 +81,18 @@ def test_all_configs_align_with_metadata_words():
         assert config.kwargs["BLOCK_M"] >= 16 and config.kwargs["BLOCK_N"] >= 16  # tl.dot minimum
 
 
-def test_kernel_reads_the_metadata():
-    x, values, meta, _, dense = make_case((4,), 64, 64, torch.float16, bias=False)
+def test_sm80_exclusions_name_real_configs():
+    keys = {sm.config_key(c) for c in sm._DECODE + sm._SMALL + sm._PREFILL}
+    assert sm.SPILLS_ON_SM80.issubset(keys)
+    # Never on the decode path, and every regime keeps a configuration on an A100.
+    assert not {sm.config_key(c) for c in sm._DECODE} & sm.SPILLS_ON_SM80
+    for configs in (sm._SMALL, sm._PREFILL):
+        assert {sm.config_key(c) for c in configs} - sm.SPILLS_ON_SM80
+
+
+@pytest.mark.parametrize("m", [1, 4])  # the GEMV and the tl.dot path
+def test_kernel_reads_the_metadata(m):
+    x, values, meta, _, dense = make_case((m,), 64, 64, torch.float16, bias=False)
     # Move every group to another valid position pair: a different weight from the same values.
     valid = torch.tensor([0b0100, 0b1000, 0b1100, 0b1001, 0b1101, 0b1110], device=DEVICE)
     nib = s24.unpack_nibbles(meta, 16)
@@ -94,6 +105,81 @@ def test_kernel_reads_the_metadata():
     )
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Decode GEMV (M <= GEMV_MAX_M)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m,k", [(1, 64), (3, 192), (2, 960)])
+def test_x_pair_table_matches_reference(m, k):
+    gen = torch.Generator().manual_seed(next(_seed))
+    x = torch.randn(m, k, generator=gen).to(torch.bfloat16).to(DEVICE)
+    table = sm.x_pair_table(x)
+    assert table.shape == (m, k // 4, 16) and table.dtype == torch.int64
+    assert torch.equal(table, sm.x_pair_table_reference(x))
+    pairs = table.view(torch.float32).reshape(m, k // 4, 16, 2)
+    # Nibble p0 | p1 << 2 = 0b1001 (p0 = 1, p1 = 2): columns 4g + 1 and 4g + 2.
+    torch.testing.assert_close(pairs[:, :, 0b1001, 0], x.float()[:, 1::4], rtol=0, atol=0)
+    torch.testing.assert_close(pairs[:, :, 0b1001, 1], x.float()[:, 2::4], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "m,k,n,split_k,block_n",
+    [
+        (1, 64, 64, 1, 32),  # one tile, partly past K (K < 128 columns)
+        (2, 192, 192, 2, 128),  # a K tail in the second split; rows past N (192 % 128)
+        (1, 640, 64, 4, 64),  # Gemma 3's K: five whole tiles over four splits
+        (3, 960, 128, 4, 32),  # K tail (960 % 128) and an empty split (8 tiles, 4 splits of 2)
+        (1, 256, 320, 16, 128),  # more splits than tiles: the empty ones write zero partials
+    ],
+)
+@pytest.mark.parametrize("bias", [False, True])
+def test_gemv_matches_dense(m, k, n, split_k, block_n, dtype, bias):
+    x, values, meta, b, dense = make_case((m,), k, n, dtype, bias)
+    out = torch.full((m, n), float("nan"), dtype=dtype, device=DEVICE)
+    config = triton.Config({"BLOCK_N": block_n, "BLOCK_K": 128}, num_warps=1, num_stages=1)
+    sm._sparse24_gemv_triton(x, values, meta, b, out, split_k=split_k, config=config)
+    torch.testing.assert_close(out, expected(x, dense, b), **TOL[dtype])
+
+
+def test_gemv_takes_unaligned_views():
+    # Values and metadata as views starting 4 and 8 bytes into their storage: copied to aligned storage.
+    x, values, meta, b, dense = make_case((1,), 128, 64, torch.float16, bias=True)
+    flat_values = torch.zeros(values.numel() + 2, dtype=values.dtype, device=DEVICE)
+    flat_values[2:] = values.flatten()
+    flat_meta = torch.zeros(meta.numel() + 4, dtype=meta.dtype, device=DEVICE)
+    flat_meta[4:] = meta.flatten()
+    odd_values, odd_meta = flat_values[2:].view(values.shape), flat_meta[4:].view(meta.shape)
+    assert odd_values.storage_offset() == 2 and not s24.is_aligned_meta(odd_meta)
+    out = torch.empty(1, 64, dtype=torch.float16, device=DEVICE)
+    sm._sparse24_gemv_triton(x, odd_values, odd_meta, b, out)
+    torch.testing.assert_close(out, expected(x, dense, b), **TOL[torch.float16])
+
+
+def test_small_batches_take_the_gemv(monkeypatch):
+    calls = []
+    original = sm._sparse24_gemv_triton
+    monkeypatch.setattr(
+        sm, "_sparse24_gemv_triton", lambda *a, **kw: calls.append(a[0].shape) or original(*a, **kw)
+    )
+    for rows in range(1, sm.GEMV_MAX_M + 2):
+        x, values, meta, b, dense = make_case((rows,), 128, 64, torch.float16, bias=True)
+        torch.testing.assert_close(
+            sm.sparse24_linear(x, values, meta, b, impl="triton"), expected(x, dense, b)
+        )
+    assert calls == [(rows, 128) for rows in range(1, sm.GEMV_MAX_M + 1)]
+
+
+def test_gemv_split_heuristic(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(sm, "_num_sms", lambda device: 132)
+    assert sm.gemv_split_k(1, 4096, 4096, cpu) == 8  # 32 row tiles x 8 splits = 256 programs
+    assert sm.gemv_split_k(1, 14336, 4096, cpu) == 2  # 112 row tiles
+    assert sm.gemv_split_k(1, 640, 640, cpu) == 1  # too short a K to split
+    assert sm.gemv_split_k(2, 4096, 14336, cpu) == 4  # two x rows: twice the programs per split
+
+
 def test_non_contiguous_input():
     x, values, meta, b, dense = make_case((64,), 64, 64, torch.float16, bias=True)
     xt = x.t().contiguous().t()  # same values, column-major strides
@@ -101,14 +187,17 @@ def test_non_contiguous_input():
     torch.testing.assert_close(sm.sparse24_linear(xt, values, meta, b, impl="triton"), expected(x, dense, b))
 
 
-def test_aligned_meta_view():
-    x, values, meta, b, dense = make_case((3,), 640, 64, torch.float16, bias=True)
-    assert meta.stride(0) == 40
+@pytest.mark.parametrize("m", [1, 20])  # the GEMV and the tl.dot path
+def test_aligned_meta_view(m):
+    # K = 960: 60 words per row, not a multiple of 8 (16 bytes); the kernels realign such rows themselves.
+    x, values, meta, b, dense = make_case((m,), 960, 64, torch.float16, bias=True)
+    assert meta.stride(0) == 60 and not s24.is_aligned_meta(meta)
     aligned = s24.aligned_meta(meta)
-    assert aligned.stride(0) == 48 and torch.equal(aligned, meta)
+    assert aligned.stride(0) == 64 and torch.equal(aligned, meta) and s24.is_aligned_meta(aligned)
     assert s24.aligned_meta(aligned) is aligned
-    y = sm.sparse24_linear(x, values, aligned, b, impl="triton")
-    torch.testing.assert_close(y, expected(x, dense, b), **TOL[torch.float16])
+    for layout in (meta, aligned, meta.t().contiguous().t()):
+        y = sm.sparse24_linear(x, values, layout, b, impl="triton")
+        torch.testing.assert_close(y, expected(x, dense, b), **TOL[torch.float16])
 
 
 def test_empty_batch():
@@ -195,7 +284,7 @@ def _need_compiled_kernels():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("m", [1, 3, 16, 64, 300, 2048])
+@pytest.mark.parametrize("m", [1, 2, 3, 16, 64, 300, 2048])  # 1, 2: the GEMV
 @pytest.mark.parametrize("k,n", [(4096, 1024), (640, 2048), (2048, 640)])
 def test_compiled_kernel_gpu(m, k, n, dtype):
     _need_compiled_kernels()

@@ -268,6 +268,21 @@ def test_wide_blocks_fall_back_and_are_counted():
         sg.sparsegpt_solve(weight, hinv, sparsity=0.5, blocksize=1024, impl="triton")
 
 
+def test_block_kernel_is_launched_without_fma_fusion(monkeypatch):
+    # GPU mask tests compare with the reference bit for bit only if products and differences round apart.
+    launched = {}
+
+    class Recorder:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launched.update(kwargs)
+
+    monkeypatch.setattr(sg, "_sparsegpt_block_kernel", Recorder())
+    weight, _, hinv = _problem(4, 8, _gen("fma"))
+    W = weight.clone()
+    sg.launch_sparsegpt_block(W, hinv, 0, 8, torch.zeros(4, 8), torch.ones(4, 8, dtype=torch.bool), n=2, m=4)
+    assert launched["enable_fp_fusion"] is False
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Compiled kernel (run with POLYSPARSE_TEST_GPU=1 on a CUDA machine)
 # ----------------------------------------------------------------------------------------------------------
