@@ -92,6 +92,8 @@ class Row:
             parts["sparsity"] = {k: parts["sparsity"][k] for k in ("sparsity", "pattern")}
             if self.calib is not None:
                 parts.update(calib=self.calib, nsamples=plan.nsamples, seqlen=plan.seqlen, seed=plan.seed)
+            if self.kind == "translate" and self.calib and ":gettext" in self.calib:
+                parts["held_out_catalogues_excluded"] = True  # prompts changed when this rule came in
         return cell_key(self.label, parts)
 
 

@@ -5,8 +5,8 @@
   translations from the same held-out text, within :data:`LENGTH_TOLERANCE` of the answer's length,
   drawn from those sharing the most words with it (hard negatives).
 - ``continuation-choice:LANG:SOURCE`` (any document source): context the first two or more sentences of a
-  paragraph, choices its true next sentence and sentences of similar length from other paragraphs of the
-  same document.
+  paragraph (every cut point, so a paragraph of n sentences gives n - 2 items), choices its true next
+  sentence and sentences of similar length from other paragraphs of the same document.
 - ``file:PATH.jsonl``: items as :func:`~polysparse.sparsify.tasks.items.read_items` reads them.
 
 A pair or paragraph becomes an item only if every document it comes from is on the evaluation side of
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from polysparse.sparsify.corpora import (
@@ -31,6 +33,7 @@ from polysparse.sparsify.corpora import (
     language_name,
     load_parallel,
     normalize_language,
+    pair_document_ids,
 )
 from polysparse.sparsify.corpora.prose import normalize_space
 from polysparse.sparsify.tasks.items import Item, TaskError, read_items
@@ -153,8 +156,13 @@ _BOUNDARY = re.compile(
     r"|(?<=[。！？؟।])[\"'」』”’)]*\s*"  # CJK, Arabic and Devanagari ends need no space
 )
 _ABBREVIATION = re.compile(
-    r"(?:\b\w\.|\b\w{1,3}\.\w{1,3}\.|\b(?:e\.g|i\.e|etc|vs|Nr|bzw|ca|usw|z\.B|d\.h)\.)$"
+    r"(?:\b[^\W\d_]\.|\b[^\W\d_]{1,3}\.[^\W\d_]{1,3}\.|\b(?:e\.g|i\.e|etc|vs|Nr|bzw|ca|usw|z\.B|d\.h)\.)$"
 )
+"""Endings that are no sentence end: a single letter (initials), dotted short forms (``z.B.``), and a few
+common abbreviations."""
+_QUOTES = (("「", "」"), ("『", "』"), ("“", "”"), ("«", "»"))
+"""An end inside an open quotation is no sentence end (``「本当？」と聞いた。`` is one sentence); a quoted
+sentence that closes one is joined with the next, which errs towards longer sentences."""
 
 
 def split_sentences(text: str) -> list[str]:
@@ -172,6 +180,8 @@ def split_sentences(text: str) -> list[str]:
         latin_end = text[end - 1 : end] not in "。！？؟।"
         if latin_end and (following.islower() or _ABBREVIATION.search(piece)):
             continue
+        if any(piece.count(left) > piece.count(right) for left, right in _QUOTES):
+            continue  # an end inside a quotation: 「本当？」と聞いた。 is one sentence
         sentences.append(piece.strip())
         start = match.end()
     tail = text[start:].strip()
@@ -200,6 +210,11 @@ def similar_length(candidate: str, answer: str, tolerance: float = LENGTH_TOLERA
     return abs(len(candidate) - len(answer)) <= tolerance * len(answer)
 
 
+@lru_cache(maxsize=1 << 16)
+def _folded(text: str) -> str:
+    return normalize_space(text).casefold()
+
+
 def pick_distractors(
     answer: str,
     candidates: Sequence[str],
@@ -209,15 +224,18 @@ def pick_distractors(
     count: int = NUM_CHOICES - 1,
     hard: bool = True,
     exclude: frozenset[str] = frozenset(),
+    words: Callable[[str], frozenset[str]] | None = None,
 ) -> list[str] | None:
     """``count`` distinct candidates of similar length to ``answer``, never equal to it (after whitespace
-    normalisation) nor in ``exclude``; with ``hard``, drawn from the :data:`HARD_NEGATIVE_POOL` that share
-    the most words with it. ``None`` when too few fit."""
-    key = normalize_space(answer).casefold()
-    seen = {key} | {normalize_space(e).casefold() for e in exclude}
+    normalisation and case folding) nor in ``exclude``; with ``hard``, drawn from the
+    :data:`HARD_NEGATIVE_POOL` that share the most words with it. ``None`` when too few fit.
+
+    ``words`` maps a text to its word set (pass a cached one when the same candidates recur)."""
+    key = _folded(answer)
+    seen = {key} | {_folded(e) for e in exclude}
     fitting = []
     for candidate in candidates:
-        folded = normalize_space(candidate).casefold()
+        folded = _folded(candidate)
         if folded in seen or not similar_length(candidate, answer):
             continue
         seen.add(folded)
@@ -225,10 +243,11 @@ def pick_distractors(
     if len(fitting) < count:
         return None
     if hard:
-        words = word_set(answer, lang)
-        # Stable order first (candidates' own order), then the seeded shuffle breaks ties in overlap.
+        words = words or (lambda text: word_set(text, lang))
+        reference = words(answer)
+        # The seeded shuffle breaks ties in overlap; the sort is stable.
         rng.shuffle(fitting)
-        fitting.sort(key=lambda c: overlap(words, word_set(c, lang)), reverse=True)
+        fitting.sort(key=lambda c: overlap(reference, words(c)), reverse=True)
         fitting = fitting[: max(count, HARD_NEGATIVE_POOL)]
     return rng.sample(fitting, count)
 
@@ -259,21 +278,14 @@ def evaluation_document_ids(source: str, languages: Sequence[str]) -> set[str]:
 
     held_out: set[str] = set()
     for lang in languages:
+        if source == "gettext" and lang == "en":
+            continue  # the English side of a catalogue is its message ids, not a document
         try:
             _, evaluation = split_source(f"{source}:{lang}")
         except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError):
             continue  # gettext has no English documents: the English side is the message ids
         held_out |= {d.doc_id for d in evaluation}
     return held_out
-
-
-def pair_document_ids(pair_id: str) -> list[str]:
-    """Documents a pair comes from: ``book/de-DE+en-US/page#3`` -> ``book/de-DE/page``, ``book/en-US/page``;
-    ``gettext/de/coreutils#12`` -> ``gettext/de/coreutils``."""
-    head = pair_id.split("#", 1)[0]
-    name, _, rest = head.partition("/")
-    locales, _, unit = rest.partition("/")
-    return [f"{name}/{locale}/{unit}" for locale in locales.split("+")]
 
 
 def held_out_pairs(pairs, source: str, languages: Sequence[str]):
@@ -305,8 +317,9 @@ def _load_or_explain(load, spec: TaskSpec, source: str):
         ) from None
 
 
-def translation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
-    """Every usable held-out pair as an item (shuffled by seed)."""
+def translation_items(spec: TaskSpec, seed: int = 0, limit: int | None = None) -> list[Item]:
+    """Held-out pairs as items, in a seeded order, the first ``limit`` that find distractors (a smaller
+    ``limit`` gives a prefix of a larger one's items)."""
     pairs = _load_or_explain(
         lambda: load_parallel(f"{spec.source}:{spec.src}->{spec.tgt}"), spec, spec.source
     )
@@ -318,15 +331,20 @@ def translation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
             continue
         seen.add(src)
         rows.append((src, tgt, pair.pair_id))
-    targets = sorted({tgt for _, tgt, _ in rows}, key=len)
+    targets = sorted({tgt for _, tgt, _ in rows}, key=lambda t: (len(t), t))
+    lengths = [len(t) for t in targets]
+    words = lru_cache(maxsize=None)(lambda text: word_set(text, spec.tgt))
     src_name, tgt_name = language_name(spec.src), language_name(spec.tgt)
     rng = random.Random(f"{spec.name}:{seed}")
+    rng.shuffle(rows)
     items = []
     for src, tgt, pair_id in rows:
+        if limit is not None and len(items) >= limit:
+            break
         # Only candidates within the length window: a bisect range of the length-sorted targets.
         low, high = len(tgt) * (1 - LENGTH_TOLERANCE), len(tgt) * (1 + LENGTH_TOLERANCE)
-        window = [t for t in targets if low <= len(t) <= high]
-        distractors = pick_distractors(tgt, window, spec.tgt, rng)
+        window = targets[bisect_left(lengths, low) : bisect_right(lengths, high)]
+        distractors = pick_distractors(tgt, window, spec.tgt, rng, words=words)
         if distractors is None:
             continue
         choices, label = _with_answer(tgt, distractors, rng)
@@ -336,10 +354,9 @@ def translation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
                 context=f"{src_name}: {src}\n{tgt_name}:",
                 choices=tuple(" " + c for c in choices),
                 label=label,
-                id=f"{spec.name}/{pair_id}",
+                id=pair_id,
             )
         )
-    rng.shuffle(items)
     if not items:
         raise TaskError(f"{spec.name}: no held-out pair with {NUM_CHOICES - 1} distractors of similar length")
     return items
@@ -362,10 +379,6 @@ def continuation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
         for index, sentences in enumerate(paragraphs):
             if len(sentences) < 3:
                 continue
-            k = rng.randint(2, len(sentences) - 1)
-            answer = sentences[k]
-            if not _usable(answer, spec.lang):
-                continue
             inside = set(sentences)
             others = [
                 s
@@ -374,19 +387,25 @@ def continuation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
                 for s in other
                 if s not in inside and _usable(s, spec.lang)
             ]
-            distractors = pick_distractors(answer, others, spec.lang, rng, hard=False)
-            if distractors is None:
-                continue
-            choices, label = _with_answer(answer, distractors, rng)
-            items.append(
-                Item(
-                    lang=spec.lang,
-                    context=joiner.join(sentences[:k]),
-                    choices=tuple(joiner + c for c in choices),
-                    label=label,
-                    id=f"{spec.name}/{document.doc_id}#{index}",
+            # Every cut point: held-out text is scarce (15% of a book's pages; a few hundred paragraphs of
+            # three or more sentences per language), so each paragraph of n sentences gives n - 2 items.
+            for k in range(2, len(sentences)):
+                answer = sentences[k]
+                if not _usable(answer, spec.lang):
+                    continue
+                distractors = pick_distractors(answer, others, spec.lang, rng, hard=False)
+                if distractors is None:
+                    continue
+                choices, label = _with_answer(answer, distractors, rng)
+                items.append(
+                    Item(
+                        lang=spec.lang,
+                        context=joiner.join(sentences[:k]),
+                        choices=tuple(joiner + c for c in choices),
+                        label=label,
+                        id=f"{document.doc_id}#{index}.{k}",
+                    )
                 )
-            )
     rng.shuffle(items)
     if not items:
         raise TaskError(
@@ -404,7 +423,7 @@ def build_items(spec: TaskSpec | str, *, seed: int = 0, limit: int | None = None
     if spec.kind == "file":
         items = read_items(Path(spec.path))
     elif spec.kind == "translation-choice":
-        items = translation_items(spec, seed)
+        items = translation_items(spec, seed, limit)
     else:
         items = continuation_items(spec, seed)
     return items if limit is None else items[:limit]
