@@ -126,6 +126,24 @@ def _eval_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="device to evaluate on (default: cuda if present, else cpu)")
     p.add_argument("--out", help="write JSON here (and Markdown beside it)")
+    p.add_argument(
+        "--tasks",
+        metavar="SPEC[,SPEC]",
+        help="multiple-choice tasks: translation-choice:SRC->TGT:PARALLEL (gettext, handbook, "
+        "install-guide), "
+        "continuation-choice:LANG:SOURCE, file:PATH.jsonl",
+    )
+    p.add_argument("--limit", type=int, help="items per task (default 500)")
+    p.add_argument(
+        "--dump-items", metavar="PATH.jsonl", help="write the tasks' items here (task-file format)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="task items per forward pass (default 8)")
+    p.add_argument(
+        "--lm-eval",
+        metavar="TASKS",
+        help="lm-eval task names run through lm-eval's simple_evaluate on the loaded model "
+        "(pip install 'polysparse[lm-eval]'; needs their data sets on this machine)",
+    )
     _add_quiet(p)
 
 
