@@ -205,6 +205,13 @@ def _study_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the tables and heatmap")
     p.add_argument("--cells", help="folder of finished cells to resume from (default OUT/cells)")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--tasks",
+        metavar="SPEC[,SPEC]",
+        help="task columns; X stands for each study language: translation-choice:X->en:gettext,"
+        "translation-choice:en->X:gettext,continuation-choice:X:handbook",
+    )
+    p.add_argument("--task-limit", type=int, default=500, help="items per task and language (default 500)")
     _add_quiet(p)
 
 

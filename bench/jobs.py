@@ -566,8 +566,11 @@ def study_job(
     cells: str | None = None,
     no_plot: bool = False,
     quiet: bool = False,
+    tasks: str | None = None,
+    task_limit: int = 500,
 ) -> dict[str, Any]:
-    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study`."""
+    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study` (task columns:
+    :mod:`polysparse.bench.study_tasks`)."""
     from polysparse.bench.study import StudyPlan, output_stem, run_study
 
     if sparsity is None and pattern is None:
@@ -589,6 +592,8 @@ def study_job(
         eval_seqlen=eval_seqlen,
         seed=seed,
         dtype=dtype,
+        tasks=tuple((tasks or "").split(",")),
+        task_limit=task_limit,
     )
     result = run_study(plan, out, cells=cells, quiet=quiet, plot=not no_plot)
     _say(result.markdown(), quiet)
