@@ -50,11 +50,18 @@ def score_tasks(
     """One result dictionary per task (accuracy, standard errors, per-item correctness, seconds)."""
     results = []
     for task, items in prepared:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = evaluate_task(model, tokenizer, task.name, items, batch_size=batch_size, progress=not quiet)
         seconds = time.perf_counter() - started
         results.append(
-            {**result.to_dict(), "family": task.family, "choices": _choice_count(items), "seconds": seconds}
+            {
+                **result.to_dict(),
+                "family": task.family,
+                "choices": _choice_count(items),
+                "seconds": seconds,
+                # CPU seconds of this process (all threads): comparable across machine loads, unlike wall.
+                "cpu_seconds": time.process_time() - cpu_started,
+            }
         )
         if not quiet:
             print(
@@ -86,3 +93,60 @@ def tasks_markdown(results: Sequence[dict[str, Any]]) -> str:
         for r in results
     ]
     return markdown_table(headers, rows)
+
+
+def compare_files(first: str | Path, second: str | Path, out: str | Path | None = None) -> str:
+    """Task accuracy of two ``polysparse eval --tasks`` JSON files on the same items, side by side, with
+    the paired bootstrap interval of the difference (first minus second) per task."""
+    from polysparse.sparsify.tasks import TaskResult, compare
+
+    a = {r["task"]: r for r in json.loads(Path(first).read_text(encoding="utf-8")).get("tasks", [])}
+    b = {r["task"]: r for r in json.loads(Path(second).read_text(encoding="utf-8")).get("tasks", [])}
+    shared = [name for name in a if name in b]
+    if not shared:
+        raise TaskError(f"{first} and {second} share no task")
+    rows = []
+    for name in shared:
+        left, right = TaskResult.from_dict(a[name]), TaskResult.from_dict(b[name])
+        interval = compare(left, right)
+        rows.append(
+            [
+                name,
+                left.n,
+                f"{left.chance:.3f}",
+                f"{left.acc:.3f} ± {left.acc_stderr:.3f}",
+                f"{right.acc:.3f} ± {right.acc_stderr:.3f}",
+                f"{interval.difference:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
+                + (" *" if interval.excludes_zero else ""),
+                f"{left.acc_norm:.3f} / {right.acc_norm:.3f}",
+            ]
+        )
+    table = markdown_table(
+        ["task", "n", "chance", f"acc {Path(first).stem}", f"acc {Path(second).stem}", "difference (95% CI)",
+         "acc_norm first / second"],
+        rows,
+    )  # fmt: skip
+    text = (
+        f"`{first}` against `{second}`: accuracy ± standard error; difference with its 95% paired bootstrap "
+        "interval over the items (* excludes zero).\n\n" + table
+    )
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Compare the task accuracy of two polysparse eval JSON files"
+    )
+    parser.add_argument("first")
+    parser.add_argument("second")
+    parser.add_argument("--out", help="write the Markdown table here")
+    args = parser.parse_args(argv)
+    print(compare_files(args.first, args.second, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -68,6 +68,20 @@ def test_eval_tasks_writes_json_markdown_and_items(tiny_model_dir, german_text, 
     assert json.loads(again.read_text())["tasks"][0]["correct"] == task["correct"]
 
 
+def test_compare_files_pairs_the_items(tmp_path):
+    from polysparse.bench.tasks_eval import compare_files
+
+    base = {"task": "t", "lang": "de", "n": 4, "acc": 0.75, "acc_stderr": 0.25, "acc_norm": 0.5,
+            "acc_norm_stderr": 0.29, "chance": 0.25, "correct": [1, 1, 1, 0], "correct_norm": [1, 0, 1, 0],
+            "item_ids": ["a", "b", "c", "d"]}  # fmt: skip
+    worse = {**base, "acc": 0.25, "correct": [0, 0, 1, 0]}
+    (tmp_path / "a.json").write_text(json.dumps({"tasks": [base]}))
+    (tmp_path / "b.json").write_text(json.dumps({"tasks": [worse]}))
+    text = compare_files(tmp_path / "a.json", tmp_path / "b.json", tmp_path / "cmp.md")
+    assert "| t | 4 | 0.250 | 0.750 ± 0.250 | 0.250 ± 0.250 | +0.500 [" in text
+    assert (tmp_path / "cmp.md").read_text().strip() == text.strip()
+
+
 @pytest.mark.parametrize(
     "lines, extra, message",
     [
