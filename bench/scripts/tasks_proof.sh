@@ -3,7 +3,11 @@
 # bench/results/tasks/ and bench/results/study/gemma-3-270m-tasks/.
 #   step 1: dense and magnitude 2:4 on every task (dense must be clearly above chance, magnitude near it)
 #   step 2: a reduced study with task columns (wanda 2:4; en and de; fewer items) and collect_study
-# LIMIT, LANGS, TASK_LIMIT and STEPS override the sizes; the full proof the issue asks for is
+# LIMIT, TASKS, LANGS, TASK_LIMIT, STUDY_TASKS, STUDY_FLAGS and STEPS override the sizes; what ran:
+#   STEPS=1 LIMIT=50 TASKS=<see README> bench/scripts/tasks_proof.sh
+#   STEPS=2 LANGS=en,de TASK_LIMIT=50 STUDY_TASKS=translation-choice:X->en:gettext STUDY_FLAGS=--no-mix \
+#     bench/scripts/tasks_proof.sh
+# the full proof the issue asks for is
 #   LANGS=en,de,ru,zh,ja,ar TASK_LIMIT=500 with --method wanda|sparsegpt and --pattern 2:4 | --sparsity 0.5.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +16,8 @@ LIMIT=${LIMIT:-100}
 LANGS=${LANGS:-en,de}
 TASK_LIMIT=${TASK_LIMIT:-100}
 STEPS=${STEPS:-1 2}
+STUDY_TASKS=${STUDY_TASKS:-translation-choice:X->en:gettext,continuation-choice:X:handbook}
+STUDY_FLAGS=${STUDY_FLAGS:-}
 out=bench/results/tasks
 mkdir -p "$out"
 TASKS=${TASKS:-translation-choice:de->en:gettext,translation-choice:en->de:gettext,translation-choice:ja->en:gettext,translation-choice:en->ja:gettext,translation-choice:ar->en:gettext,continuation-choice:en:handbook,continuation-choice:de:handbook,continuation-choice:zh:handbook,continuation-choice:ar:handbook}
@@ -34,7 +40,7 @@ if [[ " $STEPS " == *" 2 "* ]]; then
   echo "load before step 2: $(uptime)" | tee "$study-load.txt"
   $PS study --model gemma-3-270m --langs "$LANGS" --method wanda --pattern 2:4 --nsamples 16 --seqlen 512 \
     --eval-windows 4 --eval-seqlen 256 --out "$study" --cells runs/study-tasks-cells \
-    --tasks "translation-choice:X->en:gettext,continuation-choice:X:handbook" --task-limit "$TASK_LIMIT" --quiet
+    --tasks "$STUDY_TASKS" --task-limit "$TASK_LIMIT" $STUDY_FLAGS --quiet
   .venv/bin/python -m polysparse.bench.collect_study "$study"
   echo "load after step 2: $(uptime)" | tee -a "$study-load.txt"
 fi
