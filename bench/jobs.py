@@ -311,7 +311,8 @@ def eval_job(
                 ],
             )
         if prepared:
-            text += "\n\nMultiple-choice tasks (acc: highest log-likelihood; acc_norm: per UTF-8 byte)\n\n"
+            text += "\n\n" if results else ""
+            text += "Multiple-choice tasks (acc: highest log-likelihood; acc_norm: per UTF-8 byte)\n\n"
             text += tasks_markdown(payload["tasks"])
         if lm_eval:
             text += "\n\nlm-eval\n\n" + payload["lm_eval"]["markdown"]
