@@ -137,6 +137,24 @@ def _eval_parser(sub) -> None:
     p.add_argument("--out", help="write JSON here (and Markdown beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_encoding(p)
+    p.add_argument(
+        "--tasks",
+        metavar="SPEC[,SPEC]",
+        help="multiple-choice tasks: translation-choice:SRC->TGT:PARALLEL (gettext, handbook, "
+        "install-guide), "
+        "continuation-choice:LANG:SOURCE, file:PATH.jsonl",
+    )
+    p.add_argument("--limit", type=int, help="items per task (default 500)")
+    p.add_argument(
+        "--dump-items", metavar="PATH.jsonl", help="write the tasks' items here (task-file format)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="task items per forward pass (default 8)")
+    p.add_argument(
+        "--lm-eval",
+        metavar="TASKS",
+        help="lm-eval task names run through lm-eval's simple_evaluate on the loaded model "
+        "(pip install 'polysparse[lm-eval]'; needs their data sets on this machine)",
+    )
     _add_quiet(p)
 
 
@@ -198,6 +216,13 @@ def _study_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the tables and heatmap")
     p.add_argument("--cells", help="folder of finished cells to resume from (default OUT/cells)")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--tasks",
+        metavar="SPEC[,SPEC]",
+        help="task columns; X stands for each study language: translation-choice:X->en:gettext,"
+        "translation-choice:en->X:gettext,continuation-choice:X:handbook",
+    )
+    p.add_argument("--task-limit", type=int, default=500, help="items per task and language (default 500)")
     _add_quiet(p)
 
 

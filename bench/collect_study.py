@@ -11,6 +11,9 @@
    ratios; below 1 means the prompts do better).
 3. *Mix*: the worst language's perplexity ratio to dense for the equal mixture, against the best and the
    median of the single-language rows' worst ratios.
+
+Studies run with ``--tasks`` also get questions 1 and 2 asked of task accuracy, with paired bootstrap
+intervals (:mod:`polysparse.bench.collect_study_tasks`), in a second table.
 """
 
 from __future__ import annotations
@@ -75,10 +78,14 @@ def collect(folder: Path) -> dict[str, Any]:
     studies = sorted(folder.glob("study-*.json"))
     if not studies:
         raise SystemExit(f"no study-*.json in {folder}")
-    entries = []
+    from polysparse.bench.collect_study_tasks import answers_markdown, task_answers
+
+    entries, task_entries = [], []
     for path in studies:
         study = json.loads(path.read_text(encoding="utf-8"))
         entries.append({"file": path.name, **summarise(study), "study_environment": study["environment"]})
+        label = f"{entries[-1]['method']} {entries[-1]['sparsity']}"
+        task_entries += [{"study": label, **e} for e in task_answers(study)]
     rows = [
         [
             e["method"],
@@ -108,12 +115,25 @@ def collect(folder: Path) -> dict[str, Any]:
         "median single-language row: worst ratio",
     ]
     payload = {"studies": entries, "environment": environment()}
+    if task_entries:
+        payload["tasks"] = task_entries
     write_json(folder / "summary.json", payload)
     text = (
         "The study's questions answered from each matrix in this folder "
         f"(`python -m polysparse.bench.collect_study {folder}`). Ratios below 1 favour the first term; "
         "geometric means over the evaluation languages.\n\n" + markdown_table(headers, rows)
     )
+    if task_entries:
+        text += (
+            "\n\n## Task accuracy\n\nQuestion 1 (Kurz et al.): does the row calibrated on the task's "
+            "language win perplexity and accuracy in it; its accuracy minus the best other "
+            "language-calibrated row's; "
+            "Spearman's rank correlation of perplexity and accuracy across the calibrated rows (negative: "
+            "lower perplexity, higher accuracy). Question 2 (Kim et al.): X->English translation-prompt "
+            "calibration minus English calibration, and minus calibration on X. Intervals: 95% paired "
+            "bootstrap over the items (2000 resamples); * marks those that exclude zero.\n\n"
+            + answers_markdown(task_entries)
+        )
     (folder / "summary.md").write_text(text, encoding="utf-8")
     print(text)
     return payload

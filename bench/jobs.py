@@ -318,27 +318,76 @@ def eval_job(
     overwrite: bool = False,
     encoding: str = "utf-8",
     quiet: bool = False,
+    tasks: str | None = None,
+    limit: int | None = None,
+    dump_items: str | None = None,
+    batch_size: int = 8,
+    lm_eval: str | None = None,
 ) -> dict[str, Any]:
-    """Perplexity per source spec on held-out windows; JSON and Markdown when ``out`` is given."""
-    specs = _eval_specs(list(data), source, langs)
+    """Perplexity per source spec on held-out windows, and multiple-choice task accuracy (``tasks``, see
+    :mod:`polysparse.bench.tasks_eval`; ``lm_eval``, see :mod:`polysparse.bench.lm_eval_bridge`); JSON and
+    Markdown when ``out`` is given. Every source and task is checked before the model loads."""
+    from polysparse.bench.tasks_eval import DEFAULT_LIMIT, prepare_tasks, score_tasks, tasks_markdown
+
+    specs = (
+        _eval_specs(list(data), source, langs) if (data or source or langs or not (tasks or lm_eval)) else []
+    )
     if out is not None:
         _check_output_file(out, overwrite)
     check_device(device)
+    if limit is not None and not (tasks or lm_eval):
+        raise ConfigError("--limit applies to --tasks or --lm-eval")
+    prepared = (
+        prepare_tasks(tasks, limit=DEFAULT_LIMIT if limit is None else limit, seed=seed) if tasks else []
+    )
+    if dump_items and not prepared:
+        raise ConfigError("--dump-items needs --tasks")
+    if lm_eval:
+        from polysparse.bench.lm_eval_bridge import check_lm_eval
+
+        check_lm_eval()
     model_path = resolve_model(model)
     check_seqlen(model_path, seqlen)
     lm, tokenizer = load_causal_lm(model_path, dtype)
     lm.to(resolve_device(device))
-    _say(f"evaluating {model_path} on {len(specs)} sources ({windows} windows x {seqlen} tokens each)", quiet)
-    with text_encoding(encoding):
-        results = evaluate_specs(lm, tokenizer, specs, windows, seqlen, seed, quiet)
+    if dump_items:
+        from polysparse.bench.tasks_eval import dump_items as write_dump
+
+        _say(f"wrote the items to {write_dump(dump_items, prepared)}", quiet)
+    results = []
+    if specs:
+        _say(
+            f"evaluating {model_path} on {len(specs)} sources ({windows} windows x {seqlen} tokens each)",
+            quiet,
+        )
+        with text_encoding(encoding):
+            results = evaluate_specs(lm, tokenizer, specs, windows, seqlen, seed, quiet)
     payload = {"model": str(model_path), "results": results, "environment": environment(device)}
+    if prepared:
+        _say(f"scoring {len(prepared)} tasks on {model_path}", quiet)
+        payload["tasks"] = score_tasks(lm, tokenizer, prepared, batch_size=batch_size, quiet=quiet)
+    if lm_eval:
+        from polysparse.bench.lm_eval_bridge import run_lm_eval
+
+        payload["lm_eval"] = run_lm_eval(lm, tokenizer, lm_eval, limit=limit, batch_size=batch_size)
     if out:
         path = write_json(out, payload)
-        table = markdown_table(
-            ["source", "perplexity", "tokens", "windows x seqlen"],
-            [[r["spec"], r["perplexity"], r["tokens"], f"{r['windows']} x {r['seqlen']}"] for r in results],
-        )
-        path.with_suffix(".md").write_text(f"Perplexity of `{model_path}`\n\n{table}", encoding="utf-8")
+        text = f"Evaluation of `{model_path}`\n\n"
+        if results:
+            text += markdown_table(
+                ["source", "perplexity", "tokens", "windows x seqlen"],
+                [
+                    [r["spec"], r["perplexity"], r["tokens"], f"{r['windows']} x {r['seqlen']}"]
+                    for r in results
+                ],
+            )
+        if prepared:
+            text += "\n\n" if results else ""
+            text += "Multiple-choice tasks (acc: highest log-likelihood; acc_norm: per UTF-8 byte)\n\n"
+            text += tasks_markdown(payload["tasks"])
+        if lm_eval:
+            text += "\n\nlm-eval\n\n" + payload["lm_eval"]["markdown"]
+        path.with_suffix(".md").write_text(text, encoding="utf-8")
         _say(f"wrote {path} and {path.with_suffix('.md')}", quiet)
     return payload
 
@@ -601,8 +650,11 @@ def study_job(
     cells: str | None = None,
     no_plot: bool = False,
     quiet: bool = False,
+    tasks: str | None = None,
+    task_limit: int = 500,
 ) -> dict[str, Any]:
-    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study`."""
+    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study` (task columns:
+    :mod:`polysparse.bench.study_tasks`)."""
     from polysparse.bench.study import StudyPlan, check_study_inputs, output_stem, run_study
 
     if sparsity is None and pattern is None:
@@ -624,6 +676,8 @@ def study_job(
         eval_seqlen=eval_seqlen,
         seed=seed,
         dtype=dtype,
+        tasks=tuple((tasks or "").split(",")),
+        task_limit=task_limit,
     )
     check_study_inputs(plan, out)
     result = run_study(plan, out, cells=cells, quiet=quiet, plot=not no_plot)

@@ -50,12 +50,20 @@ class StudyPlan:
     eval_seqlen: int = 256
     seed: int = 0
     dtype: str = "auto"
+    tasks: tuple[str, ...] = ()
+    task_limit: int = 500
 
     def __post_init__(self) -> None:
+        from polysparse.bench.study_tasks import validate_specs
+
         object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in self.langs))
         if len(set(self.langs)) != len(self.langs) or not self.langs:
             raise ValueError(f"give distinct languages, got {self.langs}")
         self.prune_config()  # validates method, sparsity / pattern
+        object.__setattr__(self, "tasks", tuple(t.strip() for t in self.tasks if t.strip()))
+        if self.task_limit < 1:
+            raise ValueError(f"--task-limit must be at least 1, got {self.task_limit}")
+        validate_specs(self.tasks, self.langs)
 
     def prune_config(self, method: str | None = None) -> PruneConfig:
         return PruneConfig(
@@ -92,6 +100,8 @@ class Row:
             parts["sparsity"] = {k: parts["sparsity"][k] for k in ("sparsity", "pattern")}
             if self.calib is not None:
                 parts.update(calib=self.calib, nsamples=plan.nsamples, seqlen=plan.seqlen, seed=plan.seed)
+            if self.kind == "translate" and self.calib and ":gettext" in self.calib:
+                parts["held_out_catalogues_excluded"] = True  # prompts changed when this rule came in
         return cell_key(self.label, parts)
 
 
@@ -140,6 +150,9 @@ class StudyResult:
     eval_specs: dict[str, tuple[str, bool]]
     cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     row_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: list[Any] = field(default_factory=list)  # TaskSpec, in order
+    task_cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (row, task name)
+    skipped_tasks: list[dict[str, str]] = field(default_factory=list)
 
     def ppl(self, row: Row, lang: str) -> float | None:
         cell = self.cells.get((row.label, lang))
@@ -181,7 +194,7 @@ class StudyResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        payload = {
             "plan": asdict(self.plan),
             "eval_sources": {lang: {"spec": s, "fallback": f} for lang, (s, f) in self.eval_specs.items()},
             "rows": [
@@ -194,6 +207,18 @@ class StudyResult:
             ],
             "summary": self.summary(),
         }
+        if self.tasks:
+            payload["tasks"] = [
+                {"task": t.name, "family": t.family, "lang": t.lang, "kind": t.kind} for t in self.tasks
+            ]
+            payload["skipped_tasks"] = self.skipped_tasks
+            for entry, r in zip(payload["rows"], self.rows):
+                entry["tasks"] = {
+                    t.name: self.task_cells[(r.label, t.name)]
+                    for t in self.tasks
+                    if (r.label, t.name) in self.task_cells
+                }
+        return payload
 
     def markdown(self) -> str:
         langs = self.plan.langs
@@ -232,7 +257,20 @@ class StudyResult:
                 f" †: no `{plan.eval_source}` text in that language; evaluated on held-out "
                 f"`{plan.calib_source}` pages."
             )
-        return notes + "\n\n" + markdown_table(headers, body)
+        text = notes + "\n\n" + markdown_table(headers, body)
+        if self.tasks:
+            from polysparse.bench.study_tasks import task_tables
+
+            text += (
+                "\n\n### Tasks\n\nZero-shot multiple choice on held-out text, at most "
+                f"{plan.task_limit} items per task and language (acc: the choice with the highest "
+                "log-likelihood).\n\n" + task_tables(self.rows, self.tasks, self.task_cells, langs)
+            )
+            if self.skipped_tasks:
+                text += "\n\nLeft out: " + "; ".join(
+                    f"`{s['task']}` ({s['reason']})" for s in self.skipped_tasks
+                )
+        return text
 
 
 def output_stem(plan: StudyPlan) -> str:
@@ -313,6 +351,8 @@ def run_study(
     magnitude rows.
     """
     from polysparse.bench.assets import resolve_model
+    from polysparse.bench.study_tasks import study_tasks
+    from polysparse.sparsify.tasks import evaluate_task
 
     out = Path(out)
     store = CellStore(Path(cells) if cells is not None else out / "cells")
@@ -321,6 +361,14 @@ def run_study(
     specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
     eval_key = f"{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}"
     result = StudyResult(plan, rows, specs)
+    prepared, result.skipped_tasks = study_tasks(
+        plan.tasks, plan.langs, limit=plan.task_limit, seed=plan.seed
+    )
+    result.tasks = [task for task, _ in prepared]
+
+    def task_cell(task) -> str:
+        return cell_key(f"task {task.name}", {"task": task.name, "limit": plan.task_limit, "seed": plan.seed})
+
     todo = [(r, lang) for r in rows for lang in plan.langs]
     bar = tqdm(total=len(todo), desc="study cells", disable=quiet, unit="cell")
     held_out: dict[str, Any] = {}
@@ -335,7 +383,14 @@ def run_study(
                 result.cells[(row.label, lang)] = cell
                 bar.update(1)
         result.row_info[row.label] = store.get(key, "row") or {}
-        if not missing:
+        missing_tasks = []
+        for task, items in prepared:
+            cell = store.get(key, task_cell(task))
+            if cell is None:
+                missing_tasks.append((task, items))
+            else:
+                result.task_cells[(row.label, task.name)] = cell
+        if not missing and not missing_tasks:
             continue
         model, tokenizer = load_causal_lm(model_path, plan.dtype)
         if row.kind != "dense":
@@ -363,6 +418,12 @@ def run_study(
             store.put(key, f"{spec.replace(':', '_')}-{eval_key}", value)
             result.cells[(row.label, lang)] = value
             bar.update(1)
+        for task, items in missing_tasks:
+            started = time.perf_counter()
+            scored = evaluate_task(model, tokenizer, task.name, items, progress=not quiet).to_dict()
+            scored.update(row=row.label, family=task.family, seconds=time.perf_counter() - started)
+            store.put(key, task_cell(task), scored)
+            result.task_cells[(row.label, task.name)] = scored
         del model
     bar.close()
     stem = output_stem(plan)
@@ -370,6 +431,11 @@ def run_study(
     (out / f"{stem}.md").write_text(result.markdown(), encoding="utf-8")
     if plot:
         heatmap(result, out / f"{stem}.png")
+        if result.tasks:
+            from polysparse.bench.study_tasks import task_heatmaps
+
+            title = f"{Path(plan.model).name}: {plan.method} {plan.sparsity_label}, task accuracy"
+            task_heatmaps(rows, result.tasks, result.task_cells, plan.langs, out / stem, title)
     return result
 
 

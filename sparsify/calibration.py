@@ -243,6 +243,8 @@ def split_source(spec: str) -> tuple[list[Document], list[Document]]:
 TRANSLATE_PREFIX = "translate:"
 BOOK_SOURCES = ("handbook", "install-guide")
 """Parallel sources whose pages are also evaluation documents: their held-out pages never calibrate."""
+HELD_OUT_PARALLEL_SOURCES = ("gettext",)
+"""Parallel sources whose catalogues are documents too: pairs of a held-out catalogue never calibrate."""
 
 
 @dataclass(frozen=True)
@@ -281,9 +283,10 @@ def translation_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: 
     """``nsamples`` few-shot translation prompts, one padded window each (padding masked out).
 
     Pairs from a book source (handbook, installation guide) whose page is held out for evaluation in either
-    language are dropped, so evaluation text never calibrates.
+    language are dropped, and so are gettext pairs from a held-out catalogue, so evaluation text (and the
+    items of ``translation-choice`` tasks) never calibrates.
     """
-    from polysparse.sparsify.corpora import load_parallel, translation_prompts
+    from polysparse.sparsify.corpora import load_parallel, pair_document_ids, translation_prompts
 
     parsed = TranslateSpec.parse(spec)
     pairs = load_parallel(f"{parsed.source}:{parsed.src}->{parsed.tgt}")
@@ -293,6 +296,12 @@ def translation_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: 
             _, evaluation = split_source(f"{parsed.source}:{lang}")
             held_out |= {d.doc_id.rsplit("/", 1)[-1] for d in evaluation}
         pairs = [p for p in pairs if p.pair_id.rsplit("/", 1)[-1].split("#")[0] not in held_out]
+    elif parsed.source in HELD_OUT_PARALLEL_SOURCES:
+        held_out_ids: set[str] = set()
+        for lang in (parsed.src, parsed.tgt):
+            if lang != "en":  # English message ids are no document
+                held_out_ids |= {d.doc_id for d in split_source(f"{parsed.source}:{lang}")[1]}
+        pairs = [p for p in pairs if not any(d in held_out_ids for d in pair_document_ids(p.pair_id))]
     prompts = translation_prompts(
         pairs, parsed.src, parsed.tgt, shots=parsed.shots, seed=seed, count=nsamples
     )

@@ -19,6 +19,7 @@ from polysparse.sparsify.corpora.languages import (
 from polysparse.sparsify.corpora.parallel import (
     PARALLEL_SOURCES,
     load_parallel,
+    pair_document_ids,
     parallel_pairs,
     translation_prompts,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "load_parallel_pairs",
     "missing_corpora_hint",
     "normalize_language",
+    "pair_document_ids",
     "parallel_pairs",
     "split_by_document",
     "text_encoding",

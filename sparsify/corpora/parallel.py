@@ -72,6 +72,16 @@ def load_parallel(spec: str) -> list[ParallelPair]:
     return parallel_pairs(source, src if arrow else languages, tgt if arrow else "en")
 
 
+def pair_document_ids(pair_id: str) -> list[str]:
+    """The documents a pair comes from, as ``doc_id`` values of the document sources:
+    ``handbook/de-DE+en-US/page#3`` -> ``handbook/de-DE/page``, ``handbook/en-US/page``;
+    ``gettext/de/coreutils#12`` -> ``gettext/de/coreutils`` (English message ids are no document)."""
+    head = pair_id.split("#", 1)[0]
+    name, _, rest = head.partition("/")
+    locales, _, unit = rest.partition("/")
+    return [f"{name}/{locale}/{unit}" for locale in locales.split("+")]
+
+
 def _oriented(pairs: Sequence[ParallelPair], src_lang: str, tgt_lang: str) -> list[tuple[str, str]]:
     oriented = []
     for pair in pairs:

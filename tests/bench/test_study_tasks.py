@@ -1,0 +1,100 @@
+"""Task columns of the study: expansion of X over the languages, cells per row and task, resumption."""
+
+import json
+
+import pytest
+
+import polysparse.sparsify.tasks as tasks_module
+from polysparse.bench.study import StudyPlan, run_study, study_rows
+from polysparse.bench.study_tasks import expand, is_template
+from polysparse.sparsify.tasks import TaskError
+
+
+def plan(model_dir, **overrides):
+    settings = dict(
+        model=str(model_dir),
+        langs=("en", "de"),
+        method="wanda",
+        pattern="2:4",
+        nsamples=2,
+        seqlen=32,
+        eval_windows=2,
+        eval_seqlen=32,
+        translate_source=None,
+        mix=False,
+    )
+    settings.update(overrides)
+    return StudyPlan(**settings)
+
+
+def test_templates_expand_over_languages():
+    assert is_template("translation-choice:X->en:gettext") and not is_template("file:X.jsonl")
+    assert expand("translation-choice:X->en:gettext", "de") == "translation-choice:de->en:gettext"
+    assert expand("translation-choice:X->en:gettext", "en") is None
+    assert expand("translation-choice:en->X:handbook", "ja") == "translation-choice:en->ja:handbook"
+    assert expand("continuation-choice:X:text:data/*.txt", "de") == "continuation-choice:de:text:data/*.txt"
+    assert expand("file:X.jsonl", "de") == "file:X.jsonl"
+
+
+def test_bad_task_spec_fails_when_the_plan_is_made(tiny_model_dir):
+    with pytest.raises(TaskError, match="unknown task"):
+        plan(tiny_model_dir, tasks=("reading-choice:X:handbook",))
+    with pytest.raises(ValueError, match="task-limit"):
+        plan(tiny_model_dir, task_limit=0)
+
+
+def write_items(path):
+    records = [
+        {
+            "lang": "de",
+            "context": f"Satz {i}: Der Hund",
+            "choices": [" läuft", " Katze", " und"],
+            "label": i % 3,
+        }
+        for i in range(6)
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_texts(folder):
+    folder.mkdir()
+    for d in range(12):
+        paragraphs = [
+            " ".join(f"Paragraph {p} of file {d} tells story number {s} of the dog." for s in range(4))
+            for p in range(3)
+        ]
+        (folder / f"doc{d:02d}.txt").write_text("\n\n".join(paragraphs * 3), encoding="utf-8")
+    return folder
+
+
+def test_study_with_tasks_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    items = write_items(tmp_path / "items.jsonl")
+    texts = write_texts(tmp_path / "texts")
+    calls = []
+    real = tasks_module.evaluate_task
+
+    def counting(model, tokenizer, task, items, **kwargs):
+        calls.append(task)
+        return real(model, tokenizer, task, items, **kwargs)
+
+    monkeypatch.setattr("polysparse.sparsify.tasks.evaluate_task", counting)
+    tasks = (f"file:{items}", f"continuation-choice:X:text:{texts}/*.txt", "translation-choice:X->en:gettext")
+    p = plan(tiny_model_dir, langs=("en", "fr"), tasks=tasks, task_limit=5)
+    result = run_study(p, tmp_path / "out", quiet=True, plot=False)
+    rows = study_rows(p)
+    names = [t.name for t in result.tasks]
+    assert names[0] == f"file:{items}"
+    assert f"continuation-choice:en:text:{texts}/*.txt" in names
+    # gettext with fr: runs where the machine has French catalogues; en->en is never a task.
+    assert not any(n.startswith("translation-choice:en->en") for n in names)
+    assert len(calls) == len(rows) * len(names)
+    data = json.loads((tmp_path / "out" / "study-wanda-2-4.json").read_text())
+    for row in data["rows"]:
+        assert set(row["tasks"]) == set(names)
+        cell = row["tasks"][f"file:{items}"]
+        assert cell["n"] == 5 and len(cell["correct"]) == 5 and cell["chance"] == pytest.approx(1 / 3)
+    assert "#### `file:" in (tmp_path / "out" / "study-wanda-2-4.md").read_text()
+    calls.clear()
+    run_study(p, tmp_path / "out", quiet=True, plot=False)
+    assert calls == []  # every task cell was already there
