@@ -5,7 +5,9 @@ A working folder holds, after block ``k`` is done:
 * ``block-000k.safetensors``: that block's parameters after pruning (one file per finished block);
 * ``hidden-00(k+1).safetensors``: the inputs of the next block, one tensor per calibration batch (written
   and read back one batch at a time, so activations offloaded to disk never sit in memory all at once);
-* ``state.json``: the run's fingerprint, the next block to do, and the report so far.
+* ``state.json``: the run's fingerprint, the next block to do, and the report so far;
+* ``<stream>-00(k+1).safetensors``: any other activation stream the run carries along the walk, by name
+  (block-wise reconstruction towards the dense model keeps the dense model's activations as ``dense``).
 
 Every file is written to a temporary name and renamed, and ``state.json`` is renamed last, so a run killed
 at any moment (SIGKILL included) leaves either the previous consistent state or the new one. Started again
@@ -24,7 +26,7 @@ import os
 import shutil
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,7 @@ class ResumeState:
     next_block: int
     hidden: Sequence[torch.Tensor] | None
     report: dict[str, Any]
+    streams: dict[str, Sequence[torch.Tensor]] = field(default_factory=dict)
 
 
 class PruneCheckpoint:
@@ -224,12 +227,18 @@ class PruneCheckpoint:
             hidden_file = self.folder / f"hidden-{next_block:04d}.safetensors"
             if next_block < len(blocks) and hidden_file.exists():
                 hidden = SavedBatches(hidden_file)
+            streams = {
+                name: SavedBatches(self.folder / f"{name}-{next_block:04d}.safetensors")
+                for name in state.get("streams", [])
+                if next_block < len(blocks)
+            }
         except (OSError, KeyError, RuntimeError, SafetensorError) as error:
             raise CorruptCheckpointError(
                 f"cannot resume from {self.folder}: {error}; pass --overwrite to start over"
             ) from None
         log.info("resuming from %s: blocks 0..%d are done", self.folder, next_block - 1)
-        return ResumeState(next_block=next_block, hidden=hidden, report=state.get("report", {}))
+        report = state.get("report", {})
+        return ResumeState(next_block=next_block, hidden=hidden, report=report, streams=streams)
 
     def save(
         self,
@@ -237,17 +246,27 @@ class PruneCheckpoint:
         block: nn.Module,
         next_hidden: ActivationStore | None,
         report: dict[str, Any],
+        streams: dict[str, ActivationStore] | None = None,
     ) -> None:
-        """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``."""
+        """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``.
+
+        ``streams``: other activations the walk carries into block ``index + 1``, saved by name.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         _atomic_save(block.state_dict(), self.folder / f"block-{index:04d}.safetensors")
         if next_hidden is not None:
             _atomic_save_batches(next_hidden, self.folder / f"hidden-{index + 1:04d}.safetensors")
+        streams = {name: store for name, store in (streams or {}).items() if store is not None}
+        for name, store in streams.items():
+            _atomic_save_batches(store, self.folder / f"{name}-{index + 1:04d}.safetensors")
         state = {"fingerprint": self.fingerprint, "next_block": index + 1, "report": report}
+        if streams:
+            state["streams"] = sorted(streams)
         _atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, default=str).encode())
-        for old in self.folder.glob("hidden-*.safetensors"):
-            if old.name != f"hidden-{index + 1:04d}.safetensors":
-                old.unlink(missing_ok=True)
+        for prefix in ["hidden", *streams]:
+            for old in self.folder.glob(f"{prefix}-*.safetensors"):
+                if old.name != f"{prefix}-{index + 1:04d}.safetensors":
+                    old.unlink(missing_ok=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
