@@ -21,7 +21,13 @@ from polysparse.sparsify.calibration import (
 )
 from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError
-from polysparse.sparsify.driver import IndivisibleLayerError, prune_model, resolve_device
+from polysparse.sparsify.driver import (
+    IndivisibleLayerError,
+    calibrated_steps,
+    needs_calibration,
+    prune_model,
+    resolve_device,
+)
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import ModelLoadError, load_causal_lm
 from polysparse.sparsify.methods import HessianError
@@ -87,6 +93,15 @@ def prune_job(
     offload: str = "none",
     offload_dtype: str | None = None,
     offload_dir: str | None = None,
+    update: str = "none",
+    admm_iterations: int = 20,
+    reconstruct: str = "none",
+    reconstruct_steps: int = 32,
+    reconstruct_lr: float = 1e-4,
+    reconstruct_target: str = "dense",
+    sparsity_profile: str = "uniform",
+    owl_m: float = 5.0,
+    owl_lambda: float = 0.08,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
@@ -116,9 +131,20 @@ def prune_job(
         offload=offload,
         offload_dtype=offload_dtype,
         offload_dir=offload_dir,
+        update=update,
+        admm_iterations=admm_iterations,
+        reconstruct=reconstruct,
+        reconstruct_steps=reconstruct_steps,
+        reconstruct_lr=reconstruct_lr,
+        reconstruct_target=reconstruct_target,
+        sparsity_profile=sparsity_profile,
+        owl_m=owl_m,
+        owl_lambda=owl_lambda,
     )
-    if calib is None and method != "magnitude":
-        raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
+    calibrated = needs_calibration(config)
+    if calib is None and calibrated:
+        what = method if method != "magnitude" else ", ".join(calibrated_steps(config))
+        raise ConfigError(f"{what} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
     launched = distributed.init_from_environment()
     rank, world = distributed.rank_and_world()
     quiet = quiet or rank != 0
@@ -139,7 +165,7 @@ def prune_job(
         _say(f"loading {model_path}", quiet)
         lm, tokenizer = load_causal_lm(model_path, dtype)
     windows = None
-    if calib is not None and method == "magnitude":
+    if calib is not None and not calibrated:
         log.info("magnitude pruning reads no activations; --calib %s is not used", calib)
     elif calib is not None:
         windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
