@@ -486,6 +486,7 @@ def _attach_statistics(
 
     def select_batch(i: int) -> None:
         current["mask"] = step.token_masks[i]
+        current["shared"] = {}  # layers fed the same tensor in this batch share its sums
 
     for name, layer in layers.items():
         accumulator = statistics_for(method, weight_matrix(layer).shape[1], hessian=hessian)
@@ -504,7 +505,7 @@ def _attach_statistics(
                     warned.add(name)
                 mask = None
             try:
-                stats[name].add(x, mask)
+                stats[name].add(x, mask, shared=current.get("shared"))
             except NonFiniteError as error:
                 raise NonFiniteError(f"{name}: {error}") from None
 
