@@ -96,7 +96,8 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
         f"({', '.join(f'`{s}`' for s in specs.values())}, 4 x 256 tokens). Wall: load, calibrate, prune "
         "and save, one process per run; load average (1 min) before / after each run."
     )
-    (out / "side-by-side.md").write_text(note + "\n\n" + markdown_table(headers, body) + "\n", encoding="utf-8")
+    text = note + "\n\n" + markdown_table(headers, body) + "\n"
+    (out / "side-by-side.md").write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Recipes side by side on the study's windows: plain methods, the ADMM update, block-wise reconstruction, OWL.
+"""Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
 A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]] [+owl]
 [steps=N] [lr=X] [m=M] [lambda=L]``, e.g. ``wanda 2:4 +recon steps=64`` or ``sparsegpt 0.5 +admm +owl``.
@@ -49,7 +49,8 @@ class Recipe:
         else:
             settings["sparsity"] = float(words[1])
         keys = {"steps": ("reconstruct_steps", int), "lr": ("reconstruct_lr", float)}
-        keys.update({"m": ("owl_m", float), "lambda": ("owl_lambda", float), "iters": ("admm_iterations", int)})
+        keys.update({"m": ("owl_m", float), "lambda": ("owl_lambda", float)})
+        keys["iters"] = ("admm_iterations", int)
         for word in words[2:]:
             if word == "+admm":
                 settings["update"] = "admm"
@@ -210,8 +211,9 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
     note = (
         f"`{Path(plan['model']).name}` calibrated on {plan['nsamples']} windows x {plan['seqlen']} tokens of "
         f"`{plan['calib']}`, perplexity on {plan['eval_windows']} held-out windows x {plan['eval_seqlen']} "
-        f"tokens of {', '.join(f'`{s}`' for s in plan['eval'].values())} (the study's windows). Prune seconds: "
-        "calibration and pruning, loading excluded; load average (1 min) before / after each prune."
+        f"tokens of {', '.join(f'`{s}`' for s in plan['eval'].values())} (the study's windows). "
+        "Prune seconds: calibration and pruning, loading excluded; load average (1 min) before / after "
+        "each prune."
     )
     return note + "\n\n" + markdown_table(headers, body) + "\n"
 

@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from polysparse.kernels._dispatch import Impl, choose_impl, interpreter_enabled
+from polysparse.kernels._dispatch import Impl, choose_impl, forced_impl, interpreter_enabled
 
 MAX_KERNEL_BLOCKSIZE = 512
 """Wider blocks do not fit a row tile in registers; they run on the reference."""
@@ -99,6 +99,57 @@ def sparsegpt_solve_reference(
         W[:, i1:i2] = W1
         keep[:, i1:i2] = ~prune1
         W[:, i2:] -= Err1 @ hinv[i1:i2, i2:]
+    return W, keep
+
+
+def sparsegpt_solve_torch(
+    weight: torch.Tensor,
+    hinv: torch.Tensor,
+    *,
+    sparsity: float | None = None,
+    n: int | None = None,
+    m: int | None = None,
+    blocksize: int = 128,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's algorithm, faster where Triton cannot run (CPU): same masks, weights equal up to
+    float rounding.
+
+    Profiling a SparseGPT prune of Gemma 3 270M on the 2-core CPU (64 x 512-token windows) put 15% of the
+    time in the reference's rank-1 update ``W1[:, i:] -= err[:, None] * Hinv1[i, i:]``, which builds the
+    outer product in a temporary before subtracting it. Here it is one in-place BLAS ``ger``
+    (``addr_``; it may fuse the multiply-add, hence rounding differences), the column about to be
+    replaced by ``q`` is not updated, and the unstructured block mask comes from
+    :func:`block_prune_mask` (``kthvalue`` instead of sorting the whole block; the same mask).
+    """
+    W = weight.detach().float().clone()
+    hinv = hinv.float()
+    rows, cols = W.shape
+    keep = torch.ones_like(W, dtype=torch.bool)
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        W1 = W[:, i1:i2].clone()
+        Hinv1 = hinv[i1:i2, i1:i2]
+        d = torch.diagonal(Hinv1)
+        Err1 = torch.empty_like(W1)
+        if sparsity is not None:
+            prune1 = block_prune_mask(W1, d, sparsity)
+        else:
+            prune1 = torch.zeros_like(W1, dtype=torch.bool)
+        for i in range(i2 - i1):
+            if n is not None and i % m == 0:
+                saliency = W1[:, i : i + m] ** 2 / d[i : i + m].reshape(1, -1) ** 2
+                order = torch.sort(saliency, dim=1, stable=True).indices
+                prune1[:, i : i + m].scatter_(1, order[:, :n], True)
+            w = W1[:, i]
+            q = w.masked_fill(prune1[:, i], 0.0)
+            err = (w - q) / d[i]
+            W1[:, i + 1 :].addr_(err, Hinv1[i, i + 1 :], alpha=-1.0)
+            W1[:, i] = q
+            Err1[:, i] = err
+        W[:, i1:i2] = W1
+        keep[:, i1:i2] = ~prune1
+        if i2 < cols:
+            W[:, i2:].addmm_(Err1, hinv[i1:i2, i2:], alpha=-1.0)
     return W, keep
 
 
@@ -352,4 +403,6 @@ def sparsegpt_solve(
         unsupported = f"blocksize={blocksize} > {MAX_KERNEL_BLOCKSIZE} has no kernel"
     if choose_impl("sparsegpt_solve", impl, weight, hinv, unsupported=unsupported):
         return sparsegpt_solve_triton(weight, hinv, sparsity=sparsity, n=n, m=m, blocksize=blocksize)
-    return sparsegpt_solve_reference(weight, hinv, sparsity=sparsity, n=n, m=m, blocksize=blocksize)
+    if (forced_impl() if impl == "auto" else impl) == "reference":
+        return sparsegpt_solve_reference(weight, hinv, sparsity=sparsity, n=n, m=m, blocksize=blocksize)
+    return sparsegpt_solve_torch(weight, hinv, sparsity=sparsity, n=n, m=m, blocksize=blocksize)
