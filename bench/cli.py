@@ -184,6 +184,13 @@ def _demo_parser(sub) -> None:
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--eval-windows", type=int, default=4, help="held-out windows per language (default 4)")
     p.add_argument("--out", default="polysparse-demo", help="output folder (default ./polysparse-demo)")
+    p.add_argument(
+        "--update", choices=("none", "admm"), default="none", help="ADMM weight update after masks"
+    )
+    p.add_argument(
+        "--reconstruct", choices=("none", "blockwise"), default="none", help="block-wise reconstruction"
+    )
+    p.add_argument("--reconstruct-steps", type=int, default=32, help="Adam steps per block (default 32)")
     _add_quiet(p)
 
 

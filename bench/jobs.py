@@ -313,6 +313,9 @@ def demo_job(
     bench_prompt: str = "32",
     bench_new_tokens: int = 8,
     bench_repeats: int = 2,
+    update: str = "none",
+    reconstruct: str = "none",
+    reconstruct_steps: int = 32,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,
@@ -332,15 +335,28 @@ def demo_job(
     windows: TokenWindows = calibration_windows(calib, tokenizer, nsamples, seqlen)
     _say(f"[3/7] dense perplexity on held-out text ({eval_windows} windows x {seqlen} tokens)", quiet)
     dense = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
-    config = PruneConfig(method=method, pattern=pattern, nsamples=nsamples, seqlen=seqlen)
-    _say(f"[4/7] pruning with {method} {pattern}, calibrated on {calib}", quiet)
+    config = PruneConfig(
+        method=method,
+        pattern=pattern,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        update=update,
+        reconstruct=reconstruct,
+        reconstruct_steps=reconstruct_steps,
+    )
+    recipe = f"{method} {pattern}" + "".join(
+        f" + {step}"
+        for step, on in (("ADMM update", update != "none"), ("reconstruction", reconstruct != "none"))
+        if on
+    )
+    _say(f"[4/7] pruning with {recipe}, calibrated on {calib}", quiet)
     report = prune_model(lm, config, windows, progress=not quiet)
     pruned = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
     rows = [
         [d["spec"], d["perplexity"], p["perplexity"], p["perplexity"] / d["perplexity"]]
         for d, p in zip(dense, pruned)
     ]
-    table = markdown_table(["held-out text", "dense ppl", f"{method} {pattern} ppl", "ratio"], rows)
+    table = markdown_table(["held-out text", "dense ppl", f"{recipe} ppl", "ratio"], rows)
     payload = {
         "model": str(model_path),
         **report.to_dict(),
@@ -365,7 +381,7 @@ def demo_job(
     )
     save_pruned(lm, tokenizer, out_dir, payload, overwrite=True)
     sections = [
-        f"# polysparse demo\n\n{model} pruned for `{lang}` with {method} {pattern} "
+        f"# polysparse demo\n\n{model} pruned for `{lang}` with {recipe} "
         f"({report.sparsity:.1%} of the block weights zero) in {report.seconds:.0f} s.\n\n{table}"
     ]
     if runtime["sparse"] is not None:
