@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, records = [], []
     for label, (before, after) in cases.items():
         times: dict[str, list[float]] = {"before": [], "after": []}
-        before()  # warm-up
+        after()  # warm-up (allocator, thread pool)
         for _ in range(args.repeats):
             times["before"].append(_timed(before))
             times["after"].append(_timed(after))

@@ -618,9 +618,8 @@ def prune_model(
         layers, _ = _split_indivisible(
             prunable_layers(step.block, step.name, config.targets, config.ignore), config
         )
-        stats, select_batch, handles = _attach_statistics(
-            step, layers, config.method, hessian=config.update == "admm"
-        )
+        extra = {"hessian": True} if config.update == "admm" else {}  # ADMM needs X^T X after any method
+        stats, select_batch, handles = _attach_statistics(step, layers, config.method, **extra)
         targets = None
         if config.reconstruct != "none" and layers and len(step.hidden):
             if config.reconstruct_target == "dense":
