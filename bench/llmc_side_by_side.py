@@ -63,9 +63,10 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
     specs = {lang: eval_spec(plan, lang)[0] for lang in eval_langs}
     rows: list[dict[str, Any]] = []
     held_out: dict[str, Any] = {}
+    _, tokenizer = load_causal_lm(resolve_model(model), "auto")  # llm-compressor saves no tokenizer
     for folder in [None, *folders]:
         path = resolve_model(model) if folder is None else folder
-        lm, tokenizer = load_causal_lm(path, "auto")
+        lm, _ = load_causal_lm(path, "auto", tokenizer=False)
         if folder is None:
             record = {"tool": "-", "recipe": "dense"}
         else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# polysparse vs llm-compressor on Gemma 3 270M, German: the same 64 x 512-token windows of handbook:de, the
+# polysparse vs llm-compressor on Gemma 3 270M, German: the same NSAMPLES (64) x 512-token windows of handbook:de, the
 # same held-out evaluation windows (the study's: install-guide de and en, 4 x 256 tokens), one table of
 # perplexity and wall time (load, calibrate, prune, save) -> bench/results/llmc/gemma-3-270m-de/.
 # llm-compressor runs in its own environment (LLMC_PYTHON, default /work/venv-llmc/bin/python), made with
@@ -10,14 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 LLMC_PYTHON=${LLMC_PYTHON:-/work/venv-llmc/bin/python}
-RUNS=${RUNS:-runs/llmc}
-OUT=${OUT:-bench/results/llmc/gemma-3-270m-de}
+NSAMPLES=${NSAMPLES:-64}
+RECIPES=${RECIPES:-"wanda 2:4;sparsegpt 2:4;sparsegpt 0.5;sparsegpt 0.5 +owl"}
+RUNS=${RUNS:-runs/llmc-$NSAMPLES}
+OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES}
 MODEL_DIR=${MODEL_DIR:-$HOME/.cache/polysparse/gemma-3-270m}
 mkdir -p "$RUNS"
-[ -f "$RUNS/windows.pt" ] || $PY -m polysparse.bench.llmc_side_by_side windows --out "$RUNS/windows.pt"
+[ -f "$RUNS/windows.pt" ] || $PY -m polysparse.bench.llmc_side_by_side windows --nsamples "$NSAMPLES" \
+  --out "$RUNS/windows.pt"
+IFS=';' read -r -a recipes <<< "$RECIPES"
 folders=()
-# Equal settings on both tools, then polysparse's recipes that llm-compressor lacks.
-for recipe in "wanda 2:4" "sparsegpt 2:4" "sparsegpt 0.5" "sparsegpt 0.5 +owl"; do
+# Equal settings on both tools (RECIPES, ';'-separated), then polysparse's own (EXTRA, ';'-separated).
+for recipe in "${recipes[@]}"; do
   slug=$(echo "$recipe" | tr ' :+.' '----')
   if [ ! -f "$RUNS/llmc-$slug/llmc.json" ]; then
     rm -rf "$RUNS/llmc-$slug"
@@ -26,11 +30,14 @@ for recipe in "wanda 2:4" "sparsegpt 2:4" "sparsegpt 0.5" "sparsegpt 0.5 +owl"; 
   fi
   folders+=("$RUNS/llmc-$slug")
 done
-for recipe in "wanda 2:4" "sparsegpt 2:4" "sparsegpt 0.5" "sparsegpt 0.5 +owl" ${EXTRA_RECIPES:-}; do
+IFS=';' read -r -a extra <<< "${EXTRA:-}"
+for recipe in "${recipes[@]}" "${extra[@]}"; do
+  [ -n "$recipe" ] || continue
   slug=$(echo "$recipe" | tr ' :+.=' '-----')
   if [ ! -f "$RUNS/polysparse-$slug/timing.json" ]; then
     rm -rf "$RUNS/polysparse-$slug"
-    nice -n 5 $PY -m polysparse.bench.llmc_side_by_side prune --recipe "$recipe" --out "$RUNS/polysparse-$slug"
+    nice -n 5 $PY -m polysparse.bench.llmc_side_by_side prune --recipe "$recipe" --nsamples "$NSAMPLES" \
+      --out "$RUNS/polysparse-$slug"
   fi
   folders+=("$RUNS/polysparse-$slug")
 done
