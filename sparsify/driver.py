@@ -621,7 +621,12 @@ def prune_model(
         extra = {"hessian": True} if config.update == "admm" else {}  # ADMM needs X^T X after any method
         stats, select_batch, handles = _attach_statistics(step, layers, config.method, **extra)
         targets = None
-        if config.reconstruct != "none" and layers and len(step.hidden):
+        # The dense stream advances through every block, also one with nothing to prune.
+        if (
+            config.reconstruct != "none"
+            and len(step.hidden)
+            and (layers or config.reconstruct_target == "dense")
+        ):
             if config.reconstruct_target == "dense":
                 dense_inputs = dense_stream if dense_stream is not None else step.hidden
                 if not isinstance(dense_inputs, (ActivationStore, list)):  # read back from a checkpoint
@@ -675,7 +680,7 @@ def prune_model(
             block_layers.append(name)
             stats.pop(name, None)
         block_entry: dict[str, Any] = {"index": step.index, "name": step.name, "layers": block_layers}
-        if targets is not None:
+        if targets is not None and keeps:
             settings = ReconstructionSettings(
                 config.reconstruct_steps, config.reconstruct_lr, reconstruction_seed(config.seed, step.index)
             )

@@ -260,3 +260,43 @@ def test_magnitude_with_a_calibrated_step_needs_windows():
     model = tiny_model("llama")
     with pytest.raises(ConfigError, match="update=admm need calibration windows"):
         prune_model(model, PruneConfig(method="magnitude", sparsity=0.5, update="admm"), None, progress=False)
+
+
+def test_dense_target_is_the_dense_models_own_block_output_even_past_a_dense_block(monkeypatch):
+    """Target ``dense`` = the unpruned model's hidden states after that block, also when a block before it
+    has nothing to prune (``ignore`` leaves block 1 dense, so the stream must still advance through it)."""
+    windows = random_windows(n=2, length=10)
+    dense = tiny_model("llama", seed=3)
+    with torch.no_grad():
+        hidden = dense(
+            input_ids=windows.input_ids, attention_mask=windows.attention_mask, output_hidden_states=True
+        ).hidden_states
+    seen = {}
+    original = driver_module.reconstruct_block
+
+    def spy(block, hidden_in, arguments, token_masks, targets, keeps, settings):
+        seen[len(seen)] = [t.clone() for t in targets]
+        return original(block, hidden_in, arguments, token_masks, targets, keeps, settings)
+
+    monkeypatch.setattr(driver_module, "reconstruct_block", spy)
+    config = PruneConfig(
+        method="wanda", sparsity=0.5, seqlen=16, reconstruct="blockwise", reconstruct_steps=2,
+        reconstruct_lr=1e-3, ignore=(r"layers\.1\.",),
+    )  # fmt: skip
+    prune_model(tiny_model("llama", seed=3), config, windows, progress=False)
+    assert len(seen) == 2  # blocks 0 and 2 (block 1 has nothing to prune)
+    torch.testing.assert_close(torch.cat(seen[0]), hidden[1], rtol=1e-5, atol=1e-5)
+    # hidden_states holds the last block's output after the final norm: run the dense block 2 by hand
+    # on the dense model's inputs of block 2 instead.
+    stack = find_decoder_stack(dense)
+    x = hidden[2]
+    with torch.no_grad():
+        from polysparse.sparsify.driver import capture_block_inputs
+
+        captured = capture_block_inputs(dense, stack, windows, batch_size=1)
+        outs = []
+        for i in range(2):
+            args = captured.arguments[2][captured.argument_index[2][i]]
+            out = stack.blocks[2](x[i : i + 1], *args.args, **args.kwargs)
+            outs.append(out[0] if isinstance(out, tuple) else out)
+    torch.testing.assert_close(torch.cat(seen[1]), torch.cat(outs), rtol=1e-5, atol=1e-5)
