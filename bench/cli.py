@@ -109,7 +109,43 @@ def _prune_parser(sub) -> None:
         help="folder for --offload disk (default: the run's working folder beside --out)",
     )
     _add_encoding(p)
+    _add_recovery(p)
     _add_quiet(p)
+
+
+def _add_recovery(p) -> None:
+    """Post-mask recovery and non-uniform sparsity (README: "Better sparse models")."""
+    p.add_argument(
+        "--update",
+        choices=("none", "admm"),
+        default="none",
+        help="after each layer's mask: admm re-solves its kept weights for the layer's least squares",
+    )
+    p.add_argument("--admm-iterations", type=int, default=20, help="ADMM iterations per layer (default 20)")
+    p.add_argument(
+        "--reconstruct",
+        choices=("none", "blockwise"),
+        default="none",
+        help="after each block's masks: train its kept weights to match the dense output (Adam, masks exact)",
+    )
+    p.add_argument(
+        "--reconstruct-steps", type=int, default=32, help="Adam steps per block, one batch each (default 32)"
+    )
+    p.add_argument("--reconstruct-lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument(
+        "--reconstruct-target",
+        choices=("dense", "prefix"),
+        default="dense",
+        help="dense: the dense model's own block outputs; prefix: the dense block on the pruned inputs",
+    )
+    p.add_argument(
+        "--sparsity-profile",
+        choices=("uniform", "owl"),
+        default="uniform",
+        help="owl: per-block sparsity from outlier ratios (Yin et al. 2024), mean = --sparsity",
+    )
+    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (default 5)")
+    p.add_argument("--owl-lambda", type=float, default=0.08, help="OWL lambda (default 0.08)")
 
 
 def _eval_parser(sub) -> None:
@@ -177,6 +213,13 @@ def _demo_parser(sub) -> None:
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--eval-windows", type=int, default=4, help="held-out windows per language (default 4)")
     p.add_argument("--out", default="polysparse-demo", help="output folder (default ./polysparse-demo)")
+    p.add_argument(
+        "--update", choices=("none", "admm"), default="none", help="ADMM weight update after masks"
+    )
+    p.add_argument(
+        "--reconstruct", choices=("none", "blockwise"), default="none", help="block-wise reconstruction"
+    )
+    p.add_argument("--reconstruct-steps", type=int, default=32, help="Adam steps per block (default 32)")
     _add_quiet(p)
 
 

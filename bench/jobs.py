@@ -27,7 +27,14 @@ from polysparse.sparsify.checkpointing import (
 )
 from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, text_encoding
-from polysparse.sparsify.driver import IndivisibleLayerError, check_device, prune_model, resolve_device
+from polysparse.sparsify.driver import (
+    IndivisibleLayerError,
+    calibrated_steps,
+    check_device,
+    needs_calibration,
+    prune_model,
+    resolve_device,
+)
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import ModelLoadError, check_seqlen, load_causal_lm
 from polysparse.sparsify.methods import HessianError
@@ -103,6 +110,15 @@ def prune_job(
     offload_dtype: str | None = None,
     offload_dir: str | None = None,
     encoding: str = "utf-8",
+    update: str = "none",
+    admm_iterations: int = 20,
+    reconstruct: str = "none",
+    reconstruct_steps: int = 32,
+    reconstruct_lr: float = 1e-4,
+    reconstruct_target: str = "dense",
+    sparsity_profile: str = "uniform",
+    owl_m: float = 5.0,
+    owl_lambda: float = 0.08,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
@@ -133,13 +149,24 @@ def prune_job(
         offload=offload,
         offload_dtype=offload_dtype,
         offload_dir=offload_dir,
+        update=update,
+        admm_iterations=admm_iterations,
+        reconstruct=reconstruct,
+        reconstruct_steps=reconstruct_steps,
+        reconstruct_lr=reconstruct_lr,
+        reconstruct_target=reconstruct_target,
+        sparsity_profile=sparsity_profile,
+        owl_m=owl_m,
+        owl_lambda=owl_lambda,
     )
-    if calib is None and method != "magnitude":
-        raise ConfigError(f"{method} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
+    calibrated = needs_calibration(config)
+    if calib is None and calibrated:
+        what = method if method != "magnitude" else ", ".join(calibrated_steps(config))
+        raise ConfigError(f"{what} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
     check_device(device)
     out_dir = check_output(check_output_location(out), overwrite)
     model_path = resolve_model(model)
-    if calib is not None and method != "magnitude":
+    if calib is not None and calibrated:
         check_seqlen(model_path, seqlen)
     launched = distributed.init_from_environment()
     rank, world = distributed.rank_and_world()
@@ -203,7 +230,7 @@ def _prune_locked(
         _say(f"loading {model_path}", quiet)
         lm, tokenizer = load_causal_lm(model_path, dtype)
     windows = None
-    if calib is not None and method == "magnitude":
+    if calib is not None and not needs_calibration(config):
         log.info("magnitude pruning reads no activations; --calib %s is not used", calib)
     elif calib is not None:
         windows = calibration_windows(calib, tokenizer, config.nsamples, seqlen, config.seed)
@@ -419,6 +446,9 @@ def demo_job(
     bench_prompt: str = "32",
     bench_new_tokens: int = 8,
     bench_repeats: int = 2,
+    update: str = "none",
+    reconstruct: str = "none",
+    reconstruct_steps: int = 32,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,
@@ -438,15 +468,28 @@ def demo_job(
     windows: TokenWindows = calibration_windows(calib, tokenizer, nsamples, seqlen)
     _say(f"[3/7] dense perplexity on held-out text ({eval_windows} windows x {seqlen} tokens)", quiet)
     dense = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
-    config = PruneConfig(method=method, pattern=pattern, nsamples=nsamples, seqlen=seqlen)
-    _say(f"[4/7] pruning with {method} {pattern}, calibrated on {calib}", quiet)
+    config = PruneConfig(
+        method=method,
+        pattern=pattern,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        update=update,
+        reconstruct=reconstruct,
+        reconstruct_steps=reconstruct_steps,
+    )
+    recipe = f"{method} {pattern}" + "".join(
+        f" + {step}"
+        for step, on in (("ADMM update", update != "none"), ("reconstruction", reconstruct != "none"))
+        if on
+    )
+    _say(f"[4/7] pruning with {recipe}, calibrated on {calib}", quiet)
     report = prune_model(lm, config, windows, progress=not quiet)
     pruned = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
     rows = [
         [d["spec"], d["perplexity"], p["perplexity"], p["perplexity"] / d["perplexity"]]
         for d, p in zip(dense, pruned)
     ]
-    table = markdown_table(["held-out text", "dense ppl", f"{method} {pattern} ppl", "ratio"], rows)
+    table = markdown_table(["held-out text", "dense ppl", f"{recipe} ppl", "ratio"], rows)
     payload = {
         "model": str(model_path),
         **report.to_dict(),
@@ -471,7 +514,7 @@ def demo_job(
     )
     save_pruned(lm, tokenizer, out_dir, payload, overwrite=True)
     sections = [
-        f"# polysparse demo\n\n{model} pruned for `{lang}` with {method} {pattern} "
+        f"# polysparse demo\n\n{model} pruned for `{lang}` with {recipe} "
         f"({report.sparsity:.1%} of the block weights zero) in {report.seconds:.0f} s.\n\n{table}"
     ]
     if runtime["sparse"] is not None:

@@ -6,7 +6,9 @@ A working folder holds, after block ``k`` is done:
 * ``hidden-00(k+1).safetensors``: the inputs of the next block, one tensor per calibration batch (written
   and read back one batch at a time, so activations offloaded to disk never sit in memory all at once);
 * ``state.json``: the run's fingerprint, the next block to do, the report so far, and the SHA-256 of every
-  file above that a resume will read;
+  file that a resume will read;
+* ``<stream>-00(k+1).safetensors``: any other activation stream the run carries along the walk, by name
+  (block-wise reconstruction towards the dense model keeps the dense model's activations as ``dense``);
 * ``lock``: an ``fcntl`` lock held by the run writing the folder (see :class:`WorkFolderLock`).
 
 Every file is written to a temporary name and renamed, and ``state.json`` is renamed last, so a run killed
@@ -35,7 +37,7 @@ import os
 import shutil
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +296,7 @@ class ResumeState:
     next_block: int
     hidden: Sequence[torch.Tensor] | None
     report: dict[str, Any]
+    streams: dict[str, Sequence[torch.Tensor]] = field(default_factory=dict)
 
 
 class PruneCheckpoint:
@@ -372,12 +375,18 @@ class PruneCheckpoint:
             hidden_name = f"hidden-{next_block:04d}.safetensors"
             if next_block < len(blocks) and hidden_name in self._checksums:
                 hidden = SavedBatches(self._verify(hidden_name))
+            streams = {
+                name: SavedBatches(self._verify(f"{name}-{next_block:04d}.safetensors"))
+                for name in state.get("streams", [])
+                if next_block < len(blocks)
+            }
         except (OSError, KeyError, RuntimeError, SafetensorError, CorruptCheckpointError) as error:
             raise CorruptCheckpointError(
                 f"cannot resume from {self.folder}: {error}; pass --overwrite to start over"
             ) from None
         log.info("resuming from %s: blocks 0..%d are done", self.folder, next_block - 1)
-        return ResumeState(next_block=next_block, hidden=hidden, report=state.get("report", {}))
+        report = state.get("report", {})
+        return ResumeState(next_block=next_block, hidden=hidden, report=report, streams=streams)
 
     def save(
         self,
@@ -385,15 +394,24 @@ class PruneCheckpoint:
         block: nn.Module,
         next_hidden: ActivationStore | None,
         report: dict[str, Any],
+        streams: dict[str, ActivationStore] | None = None,
     ) -> None:
-        """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``."""
+        """Record that block ``index`` is done; ``next_hidden`` are the inputs of block ``index + 1``.
+
+        ``streams``: other activations the walk carries into block ``index + 1``, saved by name.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         block_name = f"block-{index:04d}.safetensors"
         hidden_name = f"hidden-{index + 1:04d}.safetensors"
-        checksums = {k: v for k, v in self._checksums.items() if not k.startswith("hidden-")}
+        # Finished blocks stay; the activations of earlier blocks are replaced below.
+        checksums = {k: v for k, v in self._checksums.items() if k.startswith("block-")}
         checksums[block_name] = _atomic_save(block.state_dict(), self.folder / block_name)
         if next_hidden is not None:
             checksums[hidden_name] = _atomic_save_batches(next_hidden, self.folder / hidden_name)
+        streams = {name: store for name, store in (streams or {}).items() if store is not None}
+        for name, store in streams.items():
+            stream_name = f"{name}-{index + 1:04d}.safetensors"
+            checksums[stream_name] = _atomic_save_batches(store, self.folder / stream_name)
         state = {
             "format": FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -401,11 +419,14 @@ class PruneCheckpoint:
             "report": report,
             "files": checksums,
         }
+        if streams:
+            state["streams"] = sorted(streams)
         _atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, default=str).encode())
         self._checksums = checksums
-        for old in self.folder.glob("hidden-*.safetensors"):
-            if old.name != hidden_name:
-                old.unlink(missing_ok=True)
+        for prefix in ["hidden", *streams]:
+            for old in self.folder.glob(f"{prefix}-*.safetensors"):
+                if old.name != f"{prefix}-{index + 1:04d}.safetensors":
+                    old.unlink(missing_ok=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 Method = Literal["magnitude", "wanda", "sparsegpt"]
 METHOD_NAMES: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
+UPDATE_NAMES: tuple[str, ...] = ("none", "admm")
+RECONSTRUCT_NAMES: tuple[str, ...] = ("none", "blockwise")
+RECONSTRUCT_TARGETS: tuple[str, ...] = ("dense", "prefix")
+PROFILE_NAMES: tuple[str, ...] = ("uniform", "owl")
 
 
 class ConfigError(ValueError):
@@ -55,6 +59,15 @@ class PruneConfig:
     host memory (``cpu``) or on disk (``disk``, under ``offload_dir``; default: the run's working folder,
     else a temporary one); ``offload_dtype`` stores them in float16 / bfloat16. Where they live does not
     change the result; storing them in a narrower dtype than the model's can.
+
+    After a layer's mask is chosen, ``update="admm"`` re-solves its kept weights exactly for the layer's
+    least squares (:mod:`polysparse.sparsify.methods.admm`, ``admm_iterations``). After a block's layers are
+    pruned, ``reconstruct="blockwise"`` trains the block's kept weights for ``reconstruct_steps`` Adam steps
+    at ``reconstruct_lr`` to match ``reconstruct_target``: the dense model's own outputs of that block
+    (``dense``) or the dense block's outputs on the pruned prefix's inputs (``prefix``); see
+    :mod:`polysparse.sparsify.reconstruction`. ``sparsity_profile="owl"`` gives each block its own
+    unstructured sparsity from its outlier ratio (Yin et al., 2024; ``owl_m``, ``owl_lambda``), averaging
+    to ``sparsity``; see :mod:`polysparse.sparsify.methods.owl`.
     """
 
     method: Method = "wanda"
@@ -73,6 +86,15 @@ class PruneConfig:
     offload: Literal["none", "cpu", "disk"] = "none"
     offload_dtype: Literal["float16", "bfloat16"] | None = None
     offload_dir: str | None = None
+    update: Literal["none", "admm"] = "none"
+    admm_iterations: int = 20
+    reconstruct: Literal["none", "blockwise"] = "none"
+    reconstruct_steps: int = 32
+    reconstruct_lr: float = 1e-4
+    reconstruct_target: Literal["dense", "prefix"] = "dense"
+    sparsity_profile: Literal["uniform", "owl"] = "uniform"
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
 
     def __post_init__(self) -> None:
         if isinstance(self.pattern, str):
@@ -115,6 +137,43 @@ class PruneConfig:
             raise ConfigError(f"offload_dtype must be float16 or bfloat16, got {self.offload_dtype!r}")
         if self.offload_dir is not None and self.offload != "disk":
             raise ConfigError("offload_dir is only used with offload='disk'")
+        self._check_recovery()
+
+    def _check_recovery(self) -> None:
+        """The post-mask steps (ADMM update, block-wise reconstruction) and the sparsity profile."""
+        choices = (
+            ("update", UPDATE_NAMES),
+            ("reconstruct", RECONSTRUCT_NAMES),
+            ("reconstruct_target", RECONSTRUCT_TARGETS),
+            ("sparsity_profile", PROFILE_NAMES),
+        )
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("admm_iterations", "reconstruct_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+        if not (isinstance(self.reconstruct_lr, (int, float)) and 0.0 < self.reconstruct_lr < 1.0):
+            raise ConfigError(f"reconstruct_lr must lie in (0, 1), got {self.reconstruct_lr!r}")
+        if not (isinstance(self.owl_m, (int, float)) and self.owl_m > 0):
+            raise ConfigError(f"owl_m (a multiple of the mean score) must be positive, got {self.owl_m!r}")
+        if not (isinstance(self.owl_lambda, (int, float)) and 0.0 < self.owl_lambda < 1.0):
+            raise ConfigError(f"owl_lambda must lie strictly between 0 and 1, got {self.owl_lambda!r}")
+        if self.sparsity_profile == "owl":
+            if self.pattern is not None:
+                raise ConfigError(
+                    "sparsity_profile='owl' needs unstructured sparsity: an N:M pattern is the same in every "
+                    "layer, leaving no room for per-layer sparsities"
+                )
+            # OWL's block sparsities span 2 * lambda around the target: they stay within target +- 2 lambda.
+            low, high = self.target_sparsity - 2 * self.owl_lambda, self.target_sparsity + 2 * self.owl_lambda
+            if not (low > 0.0 and high < 1.0):
+                limit = min(self.target_sparsity, 1 - self.target_sparsity) / 2
+                raise ConfigError(
+                    f"owl_lambda={self.owl_lambda} lets block sparsities reach [{low:g}, {high:g}] around "
+                    f"sparsity={self.target_sparsity}, outside (0, 1); choose owl_lambda < {limit:g}"
+                )
 
     @property
     def target_sparsity(self) -> float:

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,13 +38,18 @@ from polysparse.sparsify.activations import ActivationStore
 from polysparse.sparsify.calibration import TokenWindows
 from polysparse.sparsify.checkpointing import PruneCheckpoint, run_fingerprint
 from polysparse.sparsify.config import ConfigError, PruneConfig
-from polysparse.sparsify.methods import METHODS, statistics_for
+from polysparse.sparsify.methods import METHODS, admm_refine, statistics_for
 from polysparse.sparsify.model_graph import (
     DecoderStack,
     find_decoder_stack,
     prunable_layers,
     set_weight_matrix,
     weight_matrix,
+)
+from polysparse.sparsify.reconstruction import (
+    ReconstructionSettings,
+    reconstruct_block,
+    reconstruction_seed,
 )
 from polysparse.sparsify.stats import LayerStatistics, NonFiniteError, float16_hint
 
@@ -392,6 +397,7 @@ class PruneReport:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    profile: dict[str, Any] | None = None
 
     @property
     def pruned_parameters(self) -> int:
@@ -421,7 +427,31 @@ class PruneReport:
             "blocks": self.blocks,
             "layers": self.layers,
             "skipped": self.skipped,
+            **({"sparsity_profile": self.profile} if self.profile is not None else {}),
         }
+
+
+def calibrated_steps(config: PruneConfig) -> list[str]:
+    """The post-mask steps and profiles of ``config`` that read calibration activations."""
+    steps = []
+    if config.update != "none":
+        steps.append(f"update={config.update}")
+    if config.reconstruct != "none":
+        steps.append(f"reconstruct={config.reconstruct}")
+    if config.sparsity_profile != "uniform":
+        steps.append(f"sparsity_profile={config.sparsity_profile}")
+    return steps
+
+
+def needs_calibration(config: PruneConfig) -> bool:
+    """True when pruning with ``config`` reads calibration activations (every method but magnitude, and
+    magnitude with a post-mask step or an outlier profile)."""
+    return config.method != "magnitude" or bool(calibrated_steps(config))
+
+
+def _empty_store(step: BlockStep) -> ActivationStore | list[torch.Tensor]:
+    """A store for one more set of per-batch activations, kept like the walk's own."""
+    return step.hidden.successor() if isinstance(step.hidden, ActivationStore) else []
 
 
 class IndivisibleLayerError(ValueError):
@@ -500,9 +530,12 @@ def _check_finite_parameters(step: BlockStep) -> None:
 
 
 def _attach_statistics(
-    step: BlockStep, layers: dict[str, nn.Module], method: str
+    step: BlockStep, layers: dict[str, nn.Module], method: str, hessian: bool = False
 ) -> tuple[dict[str, LayerStatistics], Callable[[int], None], list[Any]]:
-    """Forward hooks that feed each layer's inputs, minus padding, into its accumulator."""
+    """Forward hooks that feed each layer's inputs, minus padding, into its accumulator.
+
+    ``hessian=True``: every layer also accumulates ``X^T X`` (the ADMM update needs it after any method).
+    """
     stats: dict[str, LayerStatistics] = {}
     handles = []
     current: dict[str, torch.Tensor] = {}
@@ -510,9 +543,10 @@ def _attach_statistics(
 
     def select_batch(i: int) -> None:
         current["mask"] = step.token_masks[i]
+        current["shared"] = {}  # layers fed the same tensor in this batch share its sums
 
     for name, layer in layers.items():
-        accumulator = statistics_for(method, weight_matrix(layer).shape[1])
+        accumulator = statistics_for(method, weight_matrix(layer).shape[1], hessian=hessian)
         if accumulator is None:
             continue
         stats[name] = accumulator
@@ -528,7 +562,7 @@ def _attach_statistics(
                     warned.add(name)
                 mask = None
             try:
-                stats[name].add(x, mask)
+                stats[name].add(x, mask, shared=current.get("shared"))
             except NonFiniteError as error:
                 raise NonFiniteError(f"{name}: {error}{float16_hint(x.dtype)}") from None
 
@@ -559,6 +593,8 @@ def prune_model(
     description = f"{config.method} {config.sparsity_label}"
     if windows is None and config.method != "magnitude":
         raise ConfigError(f"{config.method} needs calibration windows")
+    if windows is None and needs_calibration(config):
+        raise ConfigError(f"{', '.join(calibrated_steps(config))} need calibration windows")
     if windows is not None and windows.seqlen > config.seqlen:
         raise ConfigError(f"windows are {windows.seqlen} tokens long, more than seqlen={config.seqlen}")
     skipped = check_pattern_fits(model, config)
@@ -572,6 +608,14 @@ def prune_model(
             windows = distributed.shard_windows(windows, rank, world)
         if checkpoint_dir is not None:
             checkpoint_dir = Path(checkpoint_dir) / f"rank-{rank}"
+
+    block_sparsity: list[float] | None = None
+    if config.sparsity_profile == "owl":
+        # On the dense model, before a resumed run loads its pruned blocks: the same profile every time.
+        from polysparse.sparsify.profiles import owl_profile
+
+        report.profile = owl_profile(model, config, windows, progress=progress, block_loader=block_loader)
+        block_sparsity = report.profile["block_sparsity"]
 
     checkpoint = resume = None
     if checkpoint_dir is not None:
@@ -596,11 +640,24 @@ def prune_model(
         offload_dir = Path(checkpoint_dir) / "activations"
         shutil.rmtree(offload_dir, ignore_errors=True)
 
+    # Block-wise reconstruction towards the dense model carries the dense model's activations along.
+    dense_stream: Sequence[torch.Tensor] | None = None
+    if resume is not None and config.reconstruct != "none" and config.reconstruct_target == "dense":
+        dense_stream = resume.streams.get("dense")
+        if dense_stream is None and resume.next_block < len(find_decoder_stack(model).blocks):
+            raise ConfigError(f"{checkpoint_dir} lacks the dense activations to resume reconstruction from")
+
     def after_block(step: BlockStep, next_inputs: ActivationStore | None) -> None:
         report.blocks[-1]["seconds"] = time.perf_counter() - block_started
         if checkpoint is not None:
+            carried = next_inputs is not None and dense_stream is not None
+            streams = {"dense": dense_stream} if carried else None
             checkpoint.save(
-                step.index, step.block, next_inputs, {"layers": report.layers, "blocks": report.blocks}
+                step.index,
+                step.block,
+                next_inputs,
+                {"layers": report.layers, "blocks": report.blocks},
+                **({"streams": streams} if streams else {}),
             )
 
     steps = sequential_blocks(
@@ -627,26 +684,56 @@ def prune_model(
         layers, _ = _split_indivisible(
             prunable_layers(step.block, step.name, config.targets, config.ignore), config
         )
-        stats, select_batch, handles = _attach_statistics(step, layers, config.method)
+        extra = {"hessian": True} if config.update == "admm" else {}  # ADMM needs X^T X after any method
+        stats, select_batch, handles = _attach_statistics(step, layers, config.method, **extra)
+        targets = None
+        # The dense stream advances through every block, also one with nothing to prune.
+        if (
+            config.reconstruct != "none"
+            and len(step.hidden)
+            and (layers or config.reconstruct_target == "dense")
+        ):
+            if config.reconstruct_target == "dense":
+                dense_inputs = dense_stream if dense_stream is not None else step.hidden
+                if not isinstance(dense_inputs, (ActivationStore, list)):  # read back from a checkpoint
+                    store = _empty_store(step)
+                    for batch in dense_inputs:
+                        store.append(batch.to(step.device))
+                    dense_inputs = store
+                targets = replace(step, hidden=dense_inputs).forward_batches(outputs=_empty_store(step))
+                if dense_inputs is not step.hidden and isinstance(dense_inputs, ActivationStore):
+                    dense_inputs.close()
+                dense_stream = targets
+            else:
+                targets = _empty_store(step)
         try:
-            if stats:
-                step.forward_batches(before_batch=select_batch)
+            if stats or (targets is not None and config.reconstruct_target == "prefix"):
+                outputs = targets if config.reconstruct_target == "prefix" else None
+                step.forward_batches(before_batch=select_batch, outputs=outputs)
         finally:
             for handle in handles:
                 handle.remove()
+        layer_config = config
+        if block_sparsity is not None:
+            layer_config = replace(config, sparsity=block_sparsity[step.index], sparsity_profile="uniform")
+        keeps: dict[nn.Module, torch.Tensor] = {}
         if world > 1 and stats:
             distributed.all_reduce_statistics(stats, step.device)
         block_layers = []
         for name, layer in layers.items():
             weight = weight_matrix(layer)
             try:
-                result = prune(weight.to(step.device), stats.get(name), config)
+                result = prune(weight.to(step.device), stats.get(name), layer_config)
+                if config.update == "admm":
+                    result = admm_refine(weight.to(step.device), result, stats.get(name), config)
             except (NonFiniteError, ValueError) as error:
                 raise type(error)(f"{name}: {error}") from None
             if world > 1:  # every rank continues from rank 0's weights, bit for bit
                 distributed.broadcast_from_first(result.weight)
                 distributed.broadcast_from_first(result.keep)
             set_weight_matrix(layer, result.weight)
+            if targets is not None:
+                keeps[layer] = result.keep
             entry = {
                 "name": name,
                 "shape": list(weight.shape),
@@ -658,6 +745,23 @@ def prune_model(
             report.layers.append(entry)
             block_layers.append(name)
             stats.pop(name, None)
-        report.blocks.append({"index": step.index, "name": step.name, "layers": block_layers})
+        block_entry: dict[str, Any] = {"index": step.index, "name": step.name, "layers": block_layers}
+        if targets is not None and keeps:
+            settings = ReconstructionSettings(
+                config.reconstruct_steps, config.reconstruct_lr, reconstruction_seed(config.seed, step.index)
+            )
+            try:
+                block_entry["reconstruction"] = reconstruct_block(
+                    step.block, step.hidden, step.arguments, step.token_masks, targets, keeps, settings
+                )
+            except FloatingPointError as error:
+                raise NonFiniteError(f"{step.name}: {error}") from None
+            if world > 1:  # each rank trained on its own shard; all continue from rank 0's weights
+                for layer in keeps:
+                    distributed.broadcast_from_first(layer.weight.data)
+            last = step.index == len(find_decoder_stack(model).blocks) - 1
+            if isinstance(targets, ActivationStore) and (config.reconstruct_target == "prefix" or last):
+                targets.close()  # the dense stream lives on into the next block
+        report.blocks.append(block_entry)
     report.seconds = time.perf_counter() - started + sum(b.get("seconds", 0.0) for b in report.blocks[:start])
     return report

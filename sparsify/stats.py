@@ -43,10 +43,48 @@ class LayerStatistics:
     sq_norms: torch.Tensor | None = field(default=None, repr=False)
     xtx: torch.Tensor | None = field(default=None, repr=False)
 
-    def add(self, inputs: torch.Tensor, token_mask: torch.Tensor | None = None) -> None:
-        """Add a batch of inputs ``[..., in_features]``; ``token_mask`` (``inputs.shape[:-1]``) keeps True."""
+    def add(
+        self,
+        inputs: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        shared: dict[tuple, tuple] | None = None,
+    ) -> None:
+        """Add a batch of inputs ``[..., in_features]``; ``token_mask`` (``inputs.shape[:-1]``) keeps True.
+
+        ``shared``: a dict that lives for one batch. Layers fed the very same tensor (q, k and v; gate and
+        up) then compute its sums once: the first call stores them there, the others add the same values,
+        so every accumulator ends bitwise as if it had computed its own.
+        """
         if inputs.shape[-1] != self.in_features:
             raise ValueError(f"inputs have {inputs.shape[-1]} features, expected {self.in_features}")
+        key = (id(inputs), self.want_norms, self.want_hessian, self.dtype)
+        entry = shared.get(key) if shared is not None else None
+        if entry is not None and entry[0] is inputs:  # the same tensor object, kept alive by the entry
+            _, norms, xtx, ntokens = entry
+            self._accumulate(norms, xtx, ntokens, copy=True)
+            return
+        norms, xtx, ntokens = self._sums(inputs, token_mask)
+        if shared is not None:
+            shared[key] = (inputs, norms, xtx, ntokens)
+        self._accumulate(norms, xtx, ntokens, copy=shared is not None)
+
+    def _accumulate(
+        self, norms: torch.Tensor | None, xtx: torch.Tensor | None, ntokens: int, copy: bool
+    ) -> None:
+        if ntokens == 0:
+            return
+        if norms is not None:
+            self.sq_norms = (
+                (norms.clone() if copy else norms) if self.sq_norms is None else self.sq_norms.add_(norms)
+            )
+        if xtx is not None:
+            self.xtx = (xtx.clone() if copy else xtx) if self.xtx is None else self.xtx.add_(xtx)
+        self.ntokens += ntokens
+
+    def _sums(
+        self, inputs: torch.Tensor, token_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
+        """This batch's ``sum x_j^2`` and ``sum x x^T`` (as requested) and its number of real tokens."""
         x = inputs.detach()
         if token_mask is not None:
             if token_mask.shape != x.shape[:-1]:
@@ -56,18 +94,17 @@ class LayerStatistics:
                 x = x[token_mask]
         x = x.reshape(-1, self.in_features).to(self.dtype)
         if x.shape[0] == 0:
-            return
+            return None, None, 0
         # NaN/Inf in x reach these sums (x_j^2 sits on the diagonal of x^T x), so checking the small
         # per-batch results catches them at a fraction of the cost of scanning x itself.
+        norms = xtx = None
         if self.want_norms:
             norms = (x * x).sum(dim=0)
             self._check(norms)
-            self.sq_norms = norms if self.sq_norms is None else self.sq_norms.add_(norms)
         if self.want_hessian:
             xtx = x.t() @ x
             self._check(torch.diagonal(xtx))
-            self.xtx = xtx if self.xtx is None else self.xtx.add_(xtx)
-        self.ntokens += x.shape[0]
+        return norms, xtx, x.shape[0]
 
     @staticmethod
     def _check(summary: torch.Tensor) -> None:

@@ -47,3 +47,27 @@ def test_merge_equals_accumulating_everything_in_one():
     assert merged.ntokens == whole.ntokens
     torch.testing.assert_close(merged.xtx, whole.xtx)
     torch.testing.assert_close(merged.sq_norms, whole.sq_norms)
+
+
+def test_layers_fed_the_same_tensor_share_its_sums_bitwise():
+    """q, k and v (and gate and up) see one tensor: its sums are computed once, with identical results."""
+    g = torch.Generator().manual_seed(7)
+    batches = [torch.randn(2, 9, 16, generator=g) for _ in range(3)]
+    masks = [torch.rand(2, 9, generator=g) > 0.2 for _ in range(3)]
+    alone = [LayerStatistics(16, want_norms=True, want_hessian=True) for _ in range(3)]
+    together = [LayerStatistics(16, want_norms=True, want_hessian=True) for _ in range(3)]
+    for x, mask in zip(batches, masks):
+        shared: dict = {}
+        for a, b in zip(alone, together):
+            a.add(x, mask)
+            b.add(x, mask, shared=shared)
+        assert len(shared) == 1
+    for a, b in zip(alone, together):
+        assert torch.equal(a.xtx, b.xtx) and torch.equal(a.sq_norms, b.sq_norms)
+        assert a.ntokens == b.ntokens
+    assert together[0].xtx is not together[1].xtx  # separate accumulators, not aliases
+    other = LayerStatistics(16, want_hessian=True)
+    shared = {}
+    together[0].add(batches[0], shared=shared)
+    other.add(batches[0].clone(), shared=shared)  # equal values, another tensor: computed again
+    assert len(shared) == 2

@@ -1,0 +1,132 @@
+"""polysparse and llm-compressor side by side: the same token windows, the same evaluation text, one table.
+
+Three steps (``bench/scripts/llmc_side_by_side.sh`` runs them):
+
+1. ``windows``: write the calibration windows polysparse draws for ``--calib`` (``input_ids`` and
+   ``attention_mask``) to a file that llm-compressor's environment reads (``bench/scripts/llmc_oneshot.py``);
+2. ``prune``: prune with polysparse (``prune_job``, timed like llm-compressor's run: load, prune, save);
+3. ``table``: score every pruned folder (both tools) on the study's held-out windows and write one table of
+   perplexity per language and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from polysparse.bench.report import environment, markdown_table, write_json
+from polysparse.bench.study import StudyPlan, eval_spec
+from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
+from polysparse.sparsify.evaluate import perplexity
+from polysparse.sparsify.loading import load_causal_lm
+
+
+def export_windows(model: str, calib: str, nsamples: int, seqlen: int, seed: int, out: Path) -> None:
+    import torch
+
+    from polysparse.bench.assets import resolve_model
+
+    _, tokenizer = load_causal_lm(resolve_model(model), "auto")
+    windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"input_ids": windows.input_ids, "attention_mask": windows.attention_mask}, out)
+
+
+def prune_polysparse(model: str, recipe: str, calib: str, nsamples: int, seqlen: int, out: Path) -> None:
+    from polysparse.bench.jobs import prune_job
+    from polysparse.bench.recovery import Recipe
+
+    settings = Recipe.parse(recipe).settings
+    load_before, started = os.getloadavg()[0], time.perf_counter()
+    payload = prune_job(
+        model=model, out=str(out), calib=calib, nsamples=nsamples, seqlen=seqlen, quiet=True, **settings
+    )
+    record = {
+        "tool": "polysparse",
+        "recipe": recipe,
+        "wall_seconds": time.perf_counter() - started,
+        "prune_seconds": payload["summary"]["seconds"],
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+    }
+    (out / "timing.json").write_text(json.dumps(record, indent=2))
+
+
+def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Path, seed: int = 0) -> None:
+    from polysparse.bench.assets import resolve_model
+
+    plan = StudyPlan(model=model, langs=eval_langs, eval_windows=4, eval_seqlen=256, seed=seed)
+    specs = {lang: eval_spec(plan, lang)[0] for lang in eval_langs}
+    rows: list[dict[str, Any]] = []
+    held_out: dict[str, Any] = {}
+    _, tokenizer = load_causal_lm(resolve_model(model), "auto")  # llm-compressor saves no tokenizer
+    for folder in [None, *folders]:
+        path = resolve_model(model) if folder is None else folder
+        lm, _ = load_causal_lm(path, "auto", tokenizer=False)
+        if folder is None:
+            record = {"tool": "-", "recipe": "dense"}
+        else:
+            timing = folder / ("llmc.json" if (folder / "llmc.json").exists() else "timing.json")
+            record = json.loads(timing.read_text())
+        record["perplexity"] = {}
+        for lang in eval_langs:
+            if specs[lang] not in held_out:
+                held_out[specs[lang]] = evaluation_windows(specs[lang], tokenizer, 4, 256, seed)
+            record["perplexity"][lang] = perplexity(lm, held_out[specs[lang]]).perplexity
+        rows.append(record)
+        del lm
+    dense = rows[0]["perplexity"]
+    headers = ["tool", "recipe", *[f"{lang} ppl (x dense)" for lang in eval_langs], "wall s", "load avg"]
+    body = []
+    for row in rows:
+        cells = [row["tool"], row["recipe"]]
+        cells += [f"{row['perplexity'][g]:.2f} ({row['perplexity'][g] / dense[g]:.2f}x)" for g in eval_langs]
+        wall = row.get("wall_seconds")
+        cells.append(f"{wall:.0f}" if wall else "-")
+        before, after = row.get("load_average_before"), row.get("load_average_after")
+        cells.append(f"{before:.1f} / {after:.1f}" if before is not None else "-")
+        body.append(cells)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "side-by-side.json", {"rows": rows, "eval": specs, "environment": environment()})
+    note = (
+        "Both tools calibrated on the same token windows; perplexity on the study's held-out windows "
+        f"({', '.join(f'`{s}`' for s in specs.values())}, 4 x 256 tokens). Wall: load, calibrate, prune "
+        "and save, one process per run; load average (1 min) before / after each run."
+    )
+    text = note + "\n\n" + markdown_table(headers, body) + "\n"
+    (out / "side-by-side.md").write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m polysparse.bench.llmc_side_by_side")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("windows")
+    p = sub.add_parser("prune")
+    t = sub.add_parser("table")
+    for q in (w, p, t):
+        q.add_argument("--model", default="gemma-3-270m")
+    for q in (w, p):
+        q.add_argument("--calib", default="handbook:de")
+        q.add_argument("--nsamples", type=int, default=64)
+        q.add_argument("--seqlen", type=int, default=512)
+        q.add_argument("--out", required=True)
+    p.add_argument("--recipe", required=True)
+    t.add_argument("--eval-langs", default="de,en")
+    t.add_argument("--out", required=True)
+    t.add_argument("folders", nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "windows":
+        export_windows(args.model, args.calib, args.nsamples, args.seqlen, 0, Path(args.out))
+    elif args.command == "prune":
+        prune_polysparse(args.model, args.recipe, args.calib, args.nsamples, args.seqlen, Path(args.out))
+    else:
+        table([Path(f) for f in args.folders], args.model, tuple(args.eval_langs.split(",")), Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
+
+A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]] [+owl]
+[steps=N] [lr=X] [m=M] [lambda=L]``, e.g. ``wanda 2:4 +recon steps=64`` or ``sparsegpt 0.5 +admm +owl``.
+Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
+mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
+and seed) and scored on the study's held-out evaluation windows of every language in ``--eval-langs``, so the
+numbers compare with ``bench/results/study``. Cells (one per recipe, calibration and evaluation language)
+are kept in ``--cells``: an interrupted run recomputes only what is missing.
+
+    python -m polysparse.bench.recovery --out bench/results/recovery/gemma-3-270m \\
+        --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --calib de --eval-langs de
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.report import environment, markdown_table, write_json
+from polysparse.bench.study import StudyPlan, eval_spec
+from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
+from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
+from polysparse.sparsify.driver import prune_model
+from polysparse.sparsify.evaluate import perplexity
+from polysparse.sparsify.loading import load_causal_lm
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named pruning recipe: the words it was written as, and the configuration they mean."""
+
+    text: str
+    settings: dict[str, Any]
+
+    @classmethod
+    def parse(cls, text: str) -> Recipe:
+        words = text.split()
+        if len(words) < 2:
+            raise ConfigError(f"recipe {text!r}: write '<method> <pattern or sparsity> [+admm] [+recon] ...'")
+        settings: dict[str, Any] = {"method": words[0]}
+        if ":" in words[1]:
+            settings["pattern"] = str(NMPattern.parse(words[1]))
+        else:
+            settings["sparsity"] = float(words[1])
+        keys = {"steps": ("reconstruct_steps", int), "lr": ("reconstruct_lr", float)}
+        keys.update({"m": ("owl_m", float), "lambda": ("owl_lambda", float)})
+        keys["iters"] = ("admm_iterations", int)
+        for word in words[2:]:
+            if word == "+admm":
+                settings["update"] = "admm"
+            elif word.startswith("+recon"):
+                settings["reconstruct"] = "blockwise"
+                if "=" in word:
+                    settings["reconstruct_target"] = word.split("=", 1)[1]
+            elif word == "+owl":
+                settings["sparsity_profile"] = "owl"
+            elif "=" in word and word.split("=", 1)[0] in keys:
+                name, kind = keys[word.split("=", 1)[0]]
+                settings[name] = kind(word.split("=", 1)[1])
+            else:
+                raise ConfigError(f"recipe {text!r}: unknown word {word!r}")
+        PruneConfig(**settings)  # validates
+        return cls(" ".join(words), settings)
+
+    def config(self, nsamples: int, seqlen: int, seed: int) -> PruneConfig:
+        return PruneConfig(nsamples=nsamples, seqlen=seqlen, seed=seed, **self.settings)
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def run_recipes(
+    recipes: list[Recipe],
+    *,
+    model: str,
+    calib: str,
+    langs: tuple[str, ...],
+    eval_langs: tuple[str, ...],
+    out: Path,
+    cells: Path,
+    nsamples: int = 16,
+    seqlen: int = 512,
+    eval_windows: int = 4,
+    eval_seqlen: int = 256,
+    seed: int = 0,
+    calib_source: str = "handbook",
+    eval_source: str = "install-guide",
+    name: str = "recipes",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Compute every missing cell of ``recipes`` x ``eval_langs`` (plus the dense row); write JSON and MD."""
+    from polysparse.bench.assets import resolve_model
+
+    plan = StudyPlan(
+        model=model,
+        langs=tuple(dict.fromkeys(langs + eval_langs)),
+        calib_source=calib_source,
+        eval_source=eval_source,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        eval_windows=eval_windows,
+        eval_seqlen=eval_seqlen,
+        seed=seed,
+    )
+    if calib == "mix":
+        share = 1.0 / len(langs)
+        calib_spec = ",".join(f"{calib_source}:{lang}={share:.6g}" for lang in langs)  # as the study's mix
+    else:
+        calib_spec = f"{calib_source}:{calib}"
+    store = CellStore(cells)
+    model_path = resolve_model(model)
+    specs = {lang: eval_spec(plan, lang)[0] for lang in eval_langs}
+    eval_key = f"{eval_windows}x{eval_seqlen}-s{seed}"
+    rows: list[dict[str, Any]] = []
+    held_out: dict[str, Any] = {}
+    for recipe in [None, *recipes]:
+        label = "dense" if recipe is None else recipe.text
+        parts: dict[str, Any] = {"model": model, "label": label}
+        if recipe is not None:
+            parts.update(calib=calib_spec, nsamples=nsamples, seqlen=seqlen, seed=seed, **recipe.settings)
+        key = cell_key(label, parts)
+        row: dict[str, Any] = {"recipe": label, "calib": None if recipe is None else calib, "perplexity": {}}
+        missing = []
+        for lang in eval_langs:
+            cell = store.get(key, f"{specs[lang].replace(':', '_')}-{eval_key}")
+            if cell is None:
+                missing.append(lang)
+            else:
+                row["perplexity"][lang] = cell["perplexity"]
+        info = store.get(key, "row") if recipe is not None else {}
+        if missing or info is None:
+            lm, tokenizer = load_causal_lm(model_path, "auto")
+            if recipe is not None:
+                config = recipe.config(nsamples, seqlen, seed)
+                windows = calibration_windows(calib_spec, tokenizer, nsamples, seqlen, seed)
+                load_before, started = load_average(), time.perf_counter()
+                report = prune_model(lm, config, windows, progress=not quiet)
+                info = {
+                    "prune_seconds": time.perf_counter() - started,
+                    "load_average_before": load_before,
+                    "load_average_after": load_average(),
+                    "sparsity": report.sparsity,
+                    "config": config.to_dict(),
+                    "calibration": windows.summary(),
+                    "blocks": report.blocks,
+                    "sparsity_profile": report.profile,
+                }
+                store.put(key, "row", info)
+            for lang in missing:
+                spec = specs[lang]
+                if spec not in held_out:
+                    held_out[spec] = evaluation_windows(spec, tokenizer, eval_windows, eval_seqlen, seed)
+                value = perplexity(lm, held_out[spec]).to_dict()
+                value.update(row=label, eval_spec=spec)
+                store.put(key, f"{spec.replace(':', '_')}-{eval_key}", value)
+                row["perplexity"][lang] = value["perplexity"]
+            del lm
+        row.update(info or {})
+        rows.append(row)
+        if not quiet:
+            print(label, {k: round(v, 2) for k, v in row["perplexity"].items()}, flush=True)
+    dense = rows[0]["perplexity"]
+    for row in rows:
+        row["ratio_to_dense"] = {lang: row["perplexity"][lang] / dense[lang] for lang in eval_langs}
+        row["worst_ratio_to_dense"] = max(row["ratio_to_dense"].values())
+    payload = {
+        "plan": {
+            "model": model,
+            "calib": calib_spec,
+            "nsamples": nsamples,
+            "seqlen": seqlen,
+            "eval": {lang: specs[lang] for lang in eval_langs},
+            "eval_windows": eval_windows,
+            "eval_seqlen": eval_seqlen,
+            "seed": seed,
+        },
+        "rows": rows,
+        "environment": environment(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{name}.json", payload)
+    (out / f"{name}.md").write_text(markdown(payload, eval_langs), encoding="utf-8")
+    return payload
+
+
+def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
+    plan = payload["plan"]
+    headers = ["recipe", *[f"{lang} ppl (x dense)" for lang in eval_langs]]
+    if len(eval_langs) > 1:
+        headers.append("worst x dense")
+    headers += ["prune s", "load avg"]
+    body = []
+    for row in payload["rows"]:
+        cells = [row["recipe"]]
+        for lang in eval_langs:
+            cells.append(f"{row['perplexity'][lang]:.2f} ({row['ratio_to_dense'][lang]:.2f}x)")
+        if len(eval_langs) > 1:
+            cells.append(f"{row['worst_ratio_to_dense']:.2f}")
+        seconds = row.get("prune_seconds")
+        cells.append(f"{seconds:.0f}" if seconds else "-")
+        load = (row.get("load_average_before"), row.get("load_average_after"))
+        cells.append(f"{load[0]:.1f} / {load[1]:.1f}" if load[0] is not None else "-")
+        body.append(cells)
+    note = (
+        f"`{Path(plan['model']).name}` calibrated on {plan['nsamples']} windows x {plan['seqlen']} tokens of "
+        f"`{plan['calib']}`, perplexity on {plan['eval_windows']} held-out windows x {plan['eval_seqlen']} "
+        f"tokens of {', '.join(f'`{s}`' for s in plan['eval'].values())} (the study's windows). "
+        "Prune seconds: calibration and pruning, loading excluded; load average (1 min) before / after "
+        "each prune."
+    )
+    return note + "\n\n" + markdown_table(headers, body) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m polysparse.bench.recovery", description=__doc__)
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--recipe", action="append", required=True, help="a recipe (repeatable)")
+    parser.add_argument("--calib", default="de", help="calibration language, or 'mix' (of --langs)")
+    parser.add_argument("--langs", default="en,de,ru,zh,ja,ar", help="languages of the mix")
+    parser.add_argument("--eval-langs", default="de", help="evaluation languages")
+    parser.add_argument("--nsamples", type=int, default=16)
+    parser.add_argument("--seqlen", type=int, default=512)
+    parser.add_argument("--eval-windows", type=int, default=4)
+    parser.add_argument("--eval-seqlen", type=int, default=256)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--cells", default="runs/recovery_cells")
+    parser.add_argument("--name", default="recipes", help="stem of the JSON / Markdown files written")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    run_recipes(
+        [Recipe.parse(text) for text in args.recipe],
+        model=args.model,
+        calib=args.calib,
+        langs=tuple(args.langs.split(",")),
+        eval_langs=tuple(args.eval_langs.split(",")),
+        out=Path(args.out),
+        cells=Path(args.cells),
+        nsamples=args.nsamples,
+        seqlen=args.seqlen,
+        eval_windows=args.eval_windows,
+        eval_seqlen=args.eval_seqlen,
+        name=args.name,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
