@@ -13,7 +13,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=bench/results/recovery/gemma-3-270m
 nice -n 5 "$PY" -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells --name goals \
   --calib de --eval-langs de \
-  --recipe "wanda 2:4" --recipe "wanda 2:4 +recon" --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm"
+  --recipe "wanda 2:4" --recipe "wanda 2:4 +recon" --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" \
+  --recipe "sparsegpt 0.5 +owl"
 # Not measured yet (the shared CPU ran each recipe for ~35 min): "sparsegpt 2:4 +admm +recon",
-# "wanda 2:4 +recon=prefix", "sparsegpt 0.5 +admm", "sparsegpt 0.5 +owl", and the mix of six languages:
+# "wanda 2:4 +recon=prefix", "sparsegpt 0.5", "sparsegpt 0.5 +admm", and the mix of six languages:
 #   ... --name mix --calib mix --eval-langs en,de,ru,zh,ja,ar --recipe "<best recipe>"
