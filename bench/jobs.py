@@ -374,7 +374,8 @@ def eval_job(
 
         check_lm_eval()
     model_path = resolve_model(model)
-    check_seqlen(model_path, seqlen)
+    if specs:  # --seqlen sizes the perplexity windows only
+        check_seqlen(model_path, seqlen)
     lm, tokenizer = load_causal_lm(model_path, dtype)
     lm.to(resolve_device(device))
     if dump_items:
