@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Task columns on Gemma 3 270M (issue 10), sized for the shared 2-core CPU: the exact commands that wrote
-# bench/results/tasks/ and bench/results/study/gemma-3-270m-tasks/.
+# Task columns on Gemma 3 270M (issue 10), sized for the shared 2-core CPU.
 #   step 1: dense and magnitude 2:4 on every task (dense must be clearly above chance, magnitude near it)
 #   step 2: a reduced study with task columns (wanda 2:4; en and de; fewer items) and collect_study
-# LIMIT, TASKS, LANGS, TASK_LIMIT, STUDY_TASKS, STUDY_FLAGS and STEPS override the sizes; what ran:
-#   STEPS=1 LIMIT=50 TASKS=<see README> bench/scripts/tasks_proof.sh
-#   STEPS=2 LANGS=en,de TASK_LIMIT=50 STUDY_TASKS=translation-choice:X->en:gettext STUDY_FLAGS=--no-mix \
+# LIMIT, TASKS, LANGS, TASK_LIMIT, STUDY_TASKS, STUDY_FLAGS and STEPS override the sizes. What has run so far
+# (bench/results/tasks/sanity-*):
+#   STEPS=1 LIMIT=60 TASKS=translation-choice:de->en:gettext,continuation-choice:de:handbook \
 #     bench/scripts/tasks_proof.sh
-# the full proof the issue asks for is
+# Step 2 has not run yet. The full proof the issue asks for is
 #   LANGS=en,de,ru,zh,ja,ar TASK_LIMIT=500 with --method wanda|sparsegpt and --pattern 2:4 | --sparsity 0.5.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
