@@ -25,9 +25,9 @@ if [[ " $STEPS " == *" 1 "* ]]; then
   echo "load before step 1: $(uptime)" | tee "$out/sanity-load.txt"
   [ -d runs/gemma-magnitude24 ] || $PS prune --model gemma-3-270m --method magnitude --pattern 2:4 \
     --out runs/gemma-magnitude24 --quiet
-  $PS eval --model gemma-3-270m --tasks "$TASKS" --limit "$LIMIT" --out "$out/sanity-dense.json" \
+  $PS eval --model gemma-3-270m --tasks "$TASKS" --limit "$LIMIT" --out "$out/sanity-dense.json" --overwrite \
     --dump-items "$out/sanity-items.jsonl" --quiet
-  $PS eval --model runs/gemma-magnitude24 --tasks "$TASKS" --limit "$LIMIT" --out "$out/sanity-magnitude-2-4.json" --quiet
+  $PS eval --model runs/gemma-magnitude24 --tasks "$TASKS" --limit "$LIMIT" --out "$out/sanity-magnitude-2-4.json" --overwrite --quiet
   .venv/bin/python -m polysparse.bench.tasks_eval "$out/sanity-dense.json" "$out/sanity-magnitude-2-4.json" \
     --out "$out/sanity-dense-vs-magnitude-2-4.md"
   rm -f "$out/sanity-items.jsonl"  # third-party text: never committed (re-create it with the command above)
