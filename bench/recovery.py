@@ -23,7 +23,7 @@ from typing import Any
 
 from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec
+from polysparse.bench.study import StudyPlan, eval_spec, mix_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
 from polysparse.sparsify.driver import prune_model
@@ -109,11 +109,7 @@ def run_recipes(
         eval_seqlen=eval_seqlen,
         seed=seed,
     )
-    if calib == "mix":
-        share = 1.0 / len(langs)
-        calib_spec = ",".join(f"{calib_source}:{lang}={share:.6g}" for lang in langs)  # as the study's mix
-    else:
-        calib_spec = f"{calib_source}:{calib}"
+    calib_spec = mix_spec(calib_source, langs) if calib == "mix" else f"{calib_source}:{calib}"
     store = CellStore(cells)
     model_path = resolve_model(model)
     specs = {lang: eval_spec(plan, lang)[0] for lang in eval_langs}

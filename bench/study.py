@@ -105,14 +105,19 @@ class Row:
         return cell_key(self.label, parts)
 
 
+def mix_spec(source: str, langs: tuple[str, ...] | list[str]) -> str:
+    """The calibration spec of an equal mixture of ``source`` in every language (the study's mix row)."""
+    share = 1.0 / len(langs)
+    return ",".join(f"{source}:{lang}={share:.6g}" for lang in langs)
+
+
 def study_rows(plan: StudyPlan) -> list[Row]:
     method = plan.method
     rows = [Row("dense", "dense"), Row(f"magnitude {plan.sparsity_label}", "magnitude", "magnitude")]
     for lang in plan.langs:
         rows.append(Row(f"{method} calib={lang}", "language", method, f"{plan.calib_source}:{lang}", lang))
     if plan.mix and len(plan.langs) > 1:
-        share = 1.0 / len(plan.langs)
-        spec = ",".join(f"{plan.calib_source}:{lang}={share:.6g}" for lang in plan.langs)
+        spec = mix_spec(plan.calib_source, plan.langs)
         rows.append(Row(f"{method} calib=mix({'+'.join(plan.langs)})", "mix", method, spec))
     if plan.translate_source:
         for lang in plan.langs:
