@@ -46,7 +46,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from polysparse.kernels.sparse24 import (
+from polysparse.kernels import (
     META_ROW_ALIGN,
     aligned_meta,
     check_meta,

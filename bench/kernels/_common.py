@@ -91,7 +91,7 @@ def no_fallback(ops: Iterable[str]):
 
     A number the reference produced must never be reported as the kernel's.
     """
-    from polysparse.kernels._dispatch import fallback_counts
+    from polysparse.kernels.dispatch import fallback_counts
 
     ops = set(ops)
     before = Counter(fallback_counts)

@@ -196,18 +196,19 @@ def _weights(k: int, n: int, dtype: torch.dtype, device: torch.device, copies: i
 def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Callable[[], Any]], str | None]:
     """One call per weight copy for ``provider``, and the configuration note (or raise if unavailable)."""
     from polysparse.kernels import sparse24 as s24
+    from polysparse.kernels import sparse24_convert as s24c
     from polysparse.kernels.sparse24_matmul import sparse24_linear
 
     if provider == "dense":
         return [lambda w=w: F.linear(x, w) for w, _, _ in weights], "cuBLAS" if x.is_cuda else "torch CPU"
     if provider.startswith("torch-"):
-        reason = s24.semi_structured_reason(x.device)
+        reason = s24c.semi_structured_reason(x.device)
         if reason is not None:
             raise RuntimeError(reason)
         backend = provider.removeprefix("torch-")
         if backend == "cusparselt" and not torch.backends.cusparselt.is_available():
             raise RuntimeError("this torch build has no cuSPARSELt")
-        sparse = [s24.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
+        sparse = [s24c.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
         return [lambda t=t: F.linear(x, t) for t in sparse], backend
     if provider == "triton":
         # as the runtime holds it: metadata rows 16-byte aligned (format version 2), loads vectorise
@@ -230,7 +231,7 @@ def _triton_config(x: torch.Tensor, k: int, n: int) -> str:
 
 
 def _fallbacks() -> int:
-    from polysparse.kernels._dispatch import fallback_counts
+    from polysparse.kernels.dispatch import fallback_counts
 
     return sum(count for (op, _), count in fallback_counts.items() if op in TRITON_OPS)
 
@@ -357,7 +358,7 @@ def run(
     smoke: bool = False,
 ) -> dict[str, Any]:
     """Measure, write ``sparse24_matmul[_bf16][_smoke].{json,md}`` under ``out_dir``, return the payload."""
-    from polysparse.kernels._dispatch import interpreter_enabled
+    from polysparse.kernels.dispatch import interpreter_enabled
 
     if smoke:
         device = torch.device("cpu" if interpreter_enabled() else "cuda")
