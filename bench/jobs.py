@@ -30,10 +30,8 @@ from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, 
 from polysparse.sparsify.driver import (
     IndivisibleLayerError,
     calibrated_steps,
-    check_device,
     needs_calibration,
     prune_model,
-    resolve_device,
 )
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import ModelLoadError, check_seqlen, load_causal_lm
@@ -50,6 +48,7 @@ from polysparse.sparsify.output import (
 )
 from polysparse.sparsify.stats import NonFiniteError
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
+from polysparse.sparsify.walk import check_device, resolve_device
 
 log = logging.getLogger("polysparse.bench")
 

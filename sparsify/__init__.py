@@ -2,7 +2,8 @@
 
 The public entry point is :func:`prune_model` with a :class:`PruneConfig` and calibration
 :class:`TokenWindows`. Names are imported on first use, so ``polysparse.sparsify.corpora`` (pure Python)
-can be used without loading torch.
+can be used without loading torch. The subpackages ``corpora`` (text sources and languages), ``methods``
+(the pruning methods as pure functions) and ``tasks`` (multiple-choice evaluation) export their own names.
 """
 
 from importlib import import_module
@@ -12,14 +13,61 @@ _EXPORTS = {
     "ConfigError": "config",
     "NMPattern": "config",
     "PruneConfig": "config",
+    "METHOD_NAMES": "config",
     "NoDecoderBlocksError": "model_graph",
     "find_decoder_stack": "model_graph",
+    "prunable_layers": "model_graph",
+    "weight_matrix": "model_graph",
+    "set_weight_matrix": "model_graph",
+    "IndivisibleLayerError": "driver",
     "PruneReport": "driver",
     "prune_model": "driver",
-    "sequential_blocks": "driver",
+    "calibrated_steps": "driver",
+    "needs_calibration": "driver",
+    "check_pattern_fits": "driver",
+    "BlockStep": "walk",
+    "sequential_blocks": "walk",
+    "capture_block_inputs": "walk",
+    "resolve_device": "walk",
+    "check_device": "walk",
+    "attach_statistics": "hooks",
+    "LayerStatistics": "stats",
+    "NonFiniteError": "stats",
     "TokenWindows": "calibration",
     "windows_from_documents": "calibration",
     "windows_from_texts": "calibration",
+    "calibration_windows": "calibration",
+    "evaluation_windows": "calibration",
+    "EVAL_FRACTION": "calibration",
+    "perplexity": "evaluate",
+    "ModelLoadError": "loading",
+    "SequenceTooLongError": "loading",
+    "load_causal_lm": "loading",
+    "check_seqlen": "loading",
+    "parse_dtype": "loading",
+    "REPORT_FILE": "output",
+    "OutputExistsError": "output",
+    "OutputLocationError": "output",
+    "check_output": "output",
+    "check_output_location": "output",
+    "clean_stale_partials": "output",
+    "atomic_output_folder": "output",
+    "save_pruned": "output",
+    "write_report": "output",
+    "LOCK_FILE": "checkpointing",
+    "PruneCheckpoint": "checkpointing",
+    "WorkFolderLock": "checkpointing",
+    "WorkFolderLockedError": "checkpointing",
+    "ResumeMismatchError": "checkpointing",
+    "clear_work_folder": "checkpointing",
+    "model_signature": "checkpointing",
+    "run_fingerprint": "checkpointing",
+    "SafetensorsCheckpoint": "streaming",
+    "StreamingUnsupportedError": "streaming",
+    "load_streaming_model": "streaming",
+    "write_streamed_output": "streaming",
+    "HessianError": "methods",
+    "METHODS": "methods",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -43,6 +43,12 @@ class NMPattern:
     def sparsity(self) -> float:
         return self.n / self.m
 
+    def misfit(self, in_features: int) -> str | None:
+        """``None`` when a layer of ``in_features`` inputs takes the pattern (whole groups), else why not."""
+        if in_features % self.m:
+            return f"in_features={in_features} is not a multiple of M={self.m}"
+        return None
+
     def __str__(self) -> str:
         return f"{self.n}:{self.m}"
 
