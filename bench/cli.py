@@ -7,6 +7,7 @@ import logging
 import sys
 
 from polysparse.sparsify.config import METHOD_NAMES
+from polysparse.sparsify.output import package_version
 
 
 def _add_model(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="polysparse",
         description="Prune multilingual causal LMs for the language they serve, and run them sparse.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _prune_parser(sub)
     _eval_parser(sub)
@@ -337,15 +338,6 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     _export_parser(sub)
     return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("polysparse")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from polysparse.sparsify.output import (
     check_output,
     check_output_location,
     clean_stale_partials,
+    package_version,
     save_pruned,
 )
 from polysparse.sparsify.stats import NonFiniteError
@@ -72,15 +73,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 def _say(message: str, quiet: bool = False) -> None:
     if not quiet:
         print(message, flush=True)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("polysparse")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def prune_job(
@@ -238,7 +230,7 @@ def _prune_locked(
         lm, config, windows, progress=not quiet, checkpoint_dir=checkpoint_dir, block_loader=streamer
     )
     payload = {
-        "polysparse_version": _version(),
+        "polysparse_version": package_version(),
         "model": str(model_path),
         "model_type": lm.config.model_type,
         **report.to_dict(),

@@ -25,6 +25,7 @@ from polysparse.runtime.checkpoint import (
     read_header,
     save_sparse,
 )
+from polysparse.runtime.checkpoint import load as checkpoint_load
 from polysparse.runtime.swap import sparse_layers, sparsify_model
 
 
@@ -403,7 +404,7 @@ def test_meta_of_the_wrong_shape_is_caught_before_any_data_is_read(saved_sparse,
     def no_reading(*args, **kwargs):
         raise AssertionError("tensor data was read before the metadata was validated")
 
-    monkeypatch.setattr(ckpt, "_read_tensors", no_reading)
+    monkeypatch.setattr(checkpoint_load, "read_tensors", no_reading)
     with pytest.raises(CheckpointMismatchError, match=name.replace(".", r"\.")):
         load_sparse(folder)
 
