@@ -352,14 +352,14 @@ def main(argv: list[str] | None = None) -> int:
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    from polysparse.bench import jobs
+    from polysparse.bench import demo, jobs
 
     handlers = {
         "prune": jobs.prune_job,
         "eval": jobs.eval_job,
         "study": jobs.study_job,
         "corpora": jobs.corpora_job,
-        "demo": jobs.demo_job,
+        "demo": demo.demo_job,
         "bench": jobs.bench_job,
         "export": jobs.export_job,
     }
