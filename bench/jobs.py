@@ -13,6 +13,7 @@ from typing import Any
 from polysparse.bench.assets import resolve_model
 from polysparse.bench.report import environment, markdown_table, say_speedups, write_json
 from polysparse.bench.report import say as _say
+from polysparse.bench.user_errors import USER_ERRORS
 from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import (
     EVAL_FRACTION,
@@ -22,21 +23,17 @@ from polysparse.sparsify.calibration import (
 from polysparse.sparsify.checkpointing import (
     LOCK_FILE,
     WorkFolderLock,
-    WorkFolderLockedError,
     clear_work_folder,
 )
 from polysparse.sparsify.config import ConfigError, PruneConfig
-from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, text_encoding
+from polysparse.sparsify.corpora import text_encoding
 from polysparse.sparsify.driver import (
-    IndivisibleLayerError,
     calibrated_steps,
     needs_calibration,
     prune_model,
 )
 from polysparse.sparsify.evaluate import perplexity
-from polysparse.sparsify.loading import ModelLoadError, check_seqlen, load_causal_lm
-from polysparse.sparsify.methods import HessianError
-from polysparse.sparsify.model_graph import NoDecoderBlocksError
+from polysparse.sparsify.loading import check_seqlen, load_causal_lm
 from polysparse.sparsify.output import (
     REPORT_FILE,
     OutputExistsError,
@@ -47,27 +44,10 @@ from polysparse.sparsify.output import (
     package_version,
     save_pruned,
 )
-from polysparse.sparsify.stats import NonFiniteError
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
 from polysparse.sparsify.walk import check_device, resolve_device
 
 log = logging.getLogger("polysparse.bench")
-
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    EmptyCorpusError,
-    FileNotFoundError,
-    HessianError,
-    IndivisibleLayerError,
-    ModelLoadError,
-    NoDecoderBlocksError,
-    NonFiniteError,
-    OutputExistsError,
-    UnknownLanguageError,
-    WorkFolderLockedError,
-    ValueError,  # ResumeMismatchError and CorruptCheckpointError among them
-)
-"""Errors caused by the user's input: the CLI prints them in one line and exits with status 2."""
 
 
 def prune_job(

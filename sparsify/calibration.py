@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from polysparse.sparsify.corpora import Document, EmptyCorpusError
+from polysparse.sparsify.config import ConfigError
+from polysparse.sparsify.corpora import Document, EmptyCorpusError, SourceSpecError
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -115,7 +116,7 @@ def windows_from_documents(
     prefix = _bos_prefix(tokenizer)
     body = seqlen - len(prefix)
     if body < 1:
-        raise ValueError(f"seqlen={seqlen} leaves no room for text after BOS")
+        raise ConfigError(f"seqlen={seqlen} leaves no room for text after BOS")
     needed = nsamples * body
     separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
     order = list(range(len(documents)))
@@ -196,7 +197,7 @@ def parse_mixture(spec: str) -> list[tuple[str, float]]:
         else:
             components[-1] += "," + piece
     if not components:
-        raise ValueError("empty calibration spec")
+        raise SourceSpecError("empty calibration spec")
     parsed: list[tuple[str, float]] = []
     for component in components:
         head, sep, weight = component.rpartition("=")
@@ -209,7 +210,7 @@ def parse_mixture(spec: str) -> list[tuple[str, float]]:
                 parsed.append((component, 1.0))
                 continue
             if not value > 0:
-                raise ValueError(f"mixture weight must be positive in {component!r}")
+                raise SourceSpecError(f"mixture weight must be positive in {component!r}")
             parsed.append((head, value))
         else:
             parsed.append((component, 1.0))
@@ -261,12 +262,12 @@ class TranslateSpec:
         from polysparse.sparsify.corpora import normalize_language
 
         if not spec.startswith(TRANSLATE_PREFIX):
-            raise ValueError(f"{spec!r} is not a translate: spec")
+            raise SourceSpecError(f"{spec!r} is not a translate: spec")
         head, *options = spec[len(TRANSLATE_PREFIX) :].split(",")
         languages, sep, source = head.partition(":")
         src, arrow, tgt = languages.partition("->")
         if not (sep and arrow and src and tgt and source):
-            raise ValueError(
+            raise SourceSpecError(
                 f"malformed translation spec {spec!r}; expected translate:SRC->TGT:PARALLEL_SOURCE[,shots=K] "
                 "such as translate:de->en:gettext,shots=4"
             )
@@ -274,7 +275,9 @@ class TranslateSpec:
         for option in options:
             key, _, value = option.partition("=")
             if key.strip() != "shots" or not value.strip().isdigit() or int(value) < 1:
-                raise ValueError(f"unknown or invalid option {option!r} in {spec!r} (known: shots=K, K >= 1)")
+                raise SourceSpecError(
+                    f"unknown or invalid option {option!r} in {spec!r} (known: shots=K, K >= 1)"
+                )
             shots = int(value)
         return cls(normalize_language(src), normalize_language(tgt), source, shots)
 

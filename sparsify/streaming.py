@@ -46,7 +46,7 @@ class SafetensorsCheckpoint:
         else:
             files = sorted(self.folder.glob("*.safetensors"))
             if not files:
-                raise FileNotFoundError(f"{self.folder} has no .safetensors files")
+                raise StreamingUnsupportedError(f"{self.folder} has no .safetensors files")
             self.files = self._tensor_files(files)
 
     @classmethod
