@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from polysparse.bench.kernels import _common
 from polysparse.bench.report import DEFAULT_RESULTS_DIR, environment, write_json
 
 MODELS: dict[str, list[tuple[str, int, int]]] = {
@@ -114,58 +113,30 @@ def _l2_bytes(device: torch.device) -> int:
     return int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20))
 
 
-def time_cuda(calls: Sequence[Callable[[], Any]], trials: int = 7, min_calls: int = 64) -> tuple[float, str]:
-    """Median milliseconds per call over CUDA-graph replays cycling through ``calls`` (else eager loops)."""
-    per_replay = len(calls) * math.ceil(min_calls / len(calls))
+def _rotation(calls: Sequence[Callable[[], Any]], min_calls: int) -> tuple[Callable[[], None], int]:
+    """One function that runs ``calls`` in turn (at least ``min_calls`` of them), and how many it runs."""
+    count = len(calls) * math.ceil(min_calls / len(calls))
+
+    def run() -> None:
+        for i in range(count):
+            calls[i % len(calls)]()
+
+    return run, count
+
+
+def time_cuda(calls: Sequence[Callable[[], Any]], min_calls: int = 64) -> tuple[float, str]:
+    """Median milliseconds per call over CUDA-graph replays cycling through ``calls`` (else eager)."""
     for call in calls:  # warm-up: compilation, autotuning, cuBLAS/cuSPARSELt handles
         call()
     torch.cuda.synchronize()
-    run: Callable[[], None]
-    timer = "cudagraph"
-    try:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for i in range(per_replay):
-                calls[i % len(calls)]()
-        run = graph.replay
-        run()
-    except Exception:  # a provider that cannot be captured: time the same rotation eagerly
-        timer = "eager"
-
-        def run():
-            for i in range(per_replay):
-                calls[i % len(calls)]()
-
-        run()
-    torch.cuda.synchronize()
-    # enough replays per trial for ~5 ms of work, estimated from one timed replay
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    run()
-    end.record()
-    torch.cuda.synchronize()
-    replays = max(1, min(1000, int(5.0 / max(start.elapsed_time(end), 1e-3))))
-    samples = []
-    for _ in range(trials):
-        start.record()
-        for _ in range(replays):
-            run()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end) / (replays * per_replay))
-    return statistics.median(samples), timer
+    run, count = _rotation(calls, min_calls)
+    ms, timer = _common.cuda_ms(run, graph=True)
+    return ms / count, timer
 
 
 def time_cpu(calls: Sequence[Callable[[], Any]], trials: int = 3) -> tuple[float, str]:
-    for call in calls:
-        call()
-    samples = []
-    for _ in range(trials):
-        t0 = time.perf_counter()
-        for call in calls:
-            call()
-        samples.append((time.perf_counter() - t0) * 1e3 / len(calls))
-    return statistics.median(samples), "cpu-wall"
+    run, count = _rotation(calls, len(calls))
+    return _common.wall_ms(run, trials) / count, "cpu-wall"
 
 
 # ----------------------------------------------------------------------------------------------------------
