@@ -246,13 +246,10 @@ def _peak_memory(device: str | None) -> dict[str, int | None]:
 
 
 def _available_memory() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    """Bytes of memory available to a new allocation without swapping (psutil: Linux, macOS, Windows)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def _should_stream(model_path: Path, stream: str) -> bool:
@@ -262,7 +259,7 @@ def _should_stream(model_path: Path, stream: str) -> bool:
         return stream == "on"
     weights = sum(p.stat().st_size for p in Path(model_path).glob("*.safetensors"))
     available = _available_memory()
-    if available and weights > available // 2:
+    if weights > available // 2:
         log.info("weights (%.1f GB) exceed half the available memory: streaming blocks", weights / 1e9)
         return True
     return False
