@@ -11,6 +11,7 @@ from polysparse.bench.assets import DEFAULT_MODEL, resolve_model
 from polysparse.bench.jobs import evaluate_specs
 from polysparse.bench.report import environment, markdown_table, say, say_speedups, write_json
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
+from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
@@ -81,7 +82,7 @@ def demo_job(
     payload = {
         "model": str(model_path),
         **report.to_dict(),
-        "calibration": {"spec": calib, **windows.summary()},
+        "calibration": {**CalibrationSpec.parse(calib).to_dict(), **windows.summary()},
         "perplexity": {"dense": dense, "pruned": pruned},
         "environment": environment(),
     }

@@ -20,6 +20,7 @@ from polysparse.sparsify.calibration import (
     calibration_windows,
     evaluation_windows,
 )
+from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.checkpointing import (
     LOCK_FILE,
     WorkFolderLock,
@@ -129,6 +130,7 @@ def prune_job(
     if calib is None and calibrated:
         what = method if method != "magnitude" else ", ".join(calibrated_steps(config))
         raise ConfigError(f"{what} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
+    calibration = CalibrationSpec.parse(calib) if calib is not None and calibrated else calib
     check_device(device)
     out_dir = check_output(check_output_location(out), overwrite)
     model_path = resolve_model(model)
@@ -149,7 +151,16 @@ def prune_job(
     try:
         with text_encoding(encoding):
             payload = _prune_locked(
-                config, model_path, out_dir, work_dir, calib, dtype, stream, overwrite, no_checkpoint, quiet
+                config,
+                model_path,
+                out_dir,
+                work_dir,
+                calibration,
+                dtype,
+                stream,
+                overwrite,
+                no_checkpoint,
+                quiet,
             )
     finally:
         if lock is not None:
@@ -168,14 +179,16 @@ def _prune_locked(
     model_path: Path,
     out_dir: Path,
     work_dir: Path,
-    calib: str | None,
+    calib: CalibrationSpec | str | None,
     dtype: str,
     stream: str,
     overwrite: bool,
     no_checkpoint: bool,
     quiet: bool,
 ) -> dict[str, Any]:
-    """The body of :func:`prune_job`, run while this process holds the working folder's lock."""
+    """The body of :func:`prune_job`, run while this process holds the working folder's lock.
+
+    ``calib`` is the parsed spec when the run calibrates, else the unused ``--calib`` text (or None)."""
     method, seqlen = config.method, config.seqlen
     rank, world = distributed.rank_and_world()
     if rank == 0:
@@ -209,7 +222,11 @@ def _prune_locked(
         "model": str(model_path),
         "model_type": lm.config.model_type,
         **report.to_dict(),
-        "calibration": {"spec": calib, "eval_fraction_held_out": EVAL_FRACTION, **report.calibration},
+        "calibration": {
+            **_calibration_record(calib),
+            "eval_fraction_held_out": EVAL_FRACTION,
+            **report.calibration,
+        },
         "wall_seconds": time.perf_counter() - started,
         "environment": environment(config.device),
     }
@@ -231,6 +248,11 @@ def _prune_locked(
         quiet,
     )
     return payload
+
+
+def _calibration_record(calib: CalibrationSpec | str | None) -> dict[str, Any]:
+    """What ``polysparse.json`` says about the calibration text: the parsed spec, or the unused text."""
+    return calib.to_dict() if isinstance(calib, CalibrationSpec) else {"spec": calib}
 
 
 def _peak_memory(device: str | None) -> dict[str, int | None]:

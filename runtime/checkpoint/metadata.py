@@ -12,6 +12,8 @@ from typing import Any
 from torch import nn
 
 from polysparse.runtime.checkpoint.errors import CheckpointError
+from polysparse.sparsify.calibration_spec import CalibrationSpec
+from polysparse.sparsify.corpora import SourceSpecError
 from polysparse.sparsify.output import REPORT_FILE, package_version
 
 FORMAT_NATIVE = "polysparse-sparse24"
@@ -27,37 +29,23 @@ EXPORT_FORMATS = ("dense", "compressed", "compressed-tensors")
 
 def describe_calibration(spec: str | None) -> dict[str, Any]:
     """``{"spec", "language", "source"}`` from a calibration spec such as ``handbook:de``,
-    ``text:notes.txt:de``, ``translate:de->en:gettext,shots=4`` or ``handbook:de=0.5,handbook:en=0.5``."""
+    ``text:notes.txt:de``, ``translate:de->en:gettext,shots=4`` or ``handbook:de=0.5,handbook:en=0.5``.
+
+    Reports written since the spec is recorded structured carry these fields themselves; this reads the
+    spec string of older ones (with sparsify's one grammar; a string it cannot parse gives no language)."""
     if not spec:
         return {"spec": spec, "language": None, "source": None}
-    pieces: list[str] = []
-    for piece in spec.split(","):
-        if ":" in piece or not pieces:
-            pieces.append(piece)
-        else:  # an option of the previous component (",shots=4")
-            pieces[-1] += "," + piece
-    languages, sources = [], []
-    for piece in pieces:
-        body = piece.split("=", 1)[0] if not piece.startswith("translate:") else piece.split(",", 1)[0]
-        name, _, argument = body.partition(":")
-        if name == "translate":
-            pair, _, parallel = argument.partition(":")
-            languages.append(pair)
-            sources.append(f"{parallel} (translation prompts)")
-        elif name == "text":
-            path, _, lang = argument.rpartition(":")
-            languages.append(lang if path else None)
-            sources.append("text")
-        else:
-            languages.append(argument or None)
-            sources.append(name)
-    unique_sources = list(dict.fromkeys(sources))
-    known = [lang for lang in languages if lang]
-    return {
-        "spec": spec,
-        "language": "+".join(dict.fromkeys(known)) if known else None,
-        "source": "+".join(unique_sources),
-    }
+    try:
+        return CalibrationSpec.parse(spec).summary()
+    except SourceSpecError:
+        return {"spec": spec, "language": None, "source": None}
+
+
+def _calibration_summary(calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """The recorded ``language`` and ``source`` of a report's calibration block, else parsed from its spec."""
+    if "language" in calibration and "source" in calibration:
+        return {key: calibration.get(key) for key in ("spec", "language", "source")}
+    return describe_calibration(calibration.get("spec"))
 
 
 @dataclass(frozen=True)
@@ -76,7 +64,7 @@ class SparsityMetadata:
     def from_report(cls, report: Mapping[str, Any]) -> SparsityMetadata:
         """From a ``polysparse.json`` pruning report (``config``, ``calibration``, ``summary``)."""
         config = report.get("config") or {}
-        calibration = describe_calibration((report.get("calibration") or {}).get("spec"))
+        calibration = _calibration_summary(report.get("calibration") or {})
         summary = report.get("summary") or {}
         return cls(
             method=config.get("method"),

@@ -19,6 +19,7 @@ from polysparse.runtime.checkpoint import (
     CheckpointMismatchError,
     CorruptCheckpointError,
     NotSparse24Error,
+    SparsityMetadata,
     describe_calibration,
     export,
     load_sparse,
@@ -304,6 +305,19 @@ def test_provenance_from_the_pruning_report(tmp_path):
 )
 def test_describe_calibration(spec, language, source):
     assert describe_calibration(spec) == {"spec": spec, "language": language, "source": source}
+
+
+def test_provenance_reads_the_structured_calibration_record_and_old_spec_strings():
+    structured = {
+        "spec": "handbook:de=0.5,manpages:fr=0.5",
+        "language": "de+fr",
+        "source": "handbook+manpages",
+    }
+    parts = [{"kind": "source", "spec": "handbook:de", "weight": 0.5}]
+    recorded = SparsityMetadata.from_report({"calibration": {**structured, "parts": parts}})
+    assert (recorded.calibration_language, recorded.calibration_source) == ("de+fr", "handbook+manpages")
+    old = SparsityMetadata.from_report({"calibration": {"spec": "translate:de->en:gettext,shots=4"}})
+    assert (old.calibration_language, old.calibration_source) == ("de->en", "gettext (translation prompts)")
 
 
 # ----------------------------------------------------------------------------------------------------------
