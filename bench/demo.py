@@ -12,7 +12,7 @@ from polysparse.bench.jobs import evaluate_specs
 from polysparse.bench.report import environment, markdown_table, say, say_speedups, write_json
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec
-from polysparse.sparsify.config import PruneConfig
+from polysparse.sparsify.config import SPARSE24, PruneConfig
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
@@ -25,7 +25,7 @@ def demo_job(
     model: str | None = None,
     lang: str = "de",
     method: str = "wanda",
-    pattern: str = "2:4",
+    pattern: str = str(SPARSE24),
     nsamples: int = 16,
     seqlen: int = 512,
     eval_windows: int = 4,

@@ -26,7 +26,7 @@ from polysparse.sparsify.checkpointing import (
     WorkFolderLock,
     clear_work_folder,
 )
-from polysparse.sparsify.config import ConfigError, PruneConfig
+from polysparse.sparsify.config import SPARSE24, ConfigError, PruneConfig
 from polysparse.sparsify.corpora import text_encoding
 from polysparse.sparsify.driver import (
     calibrated_steps,
@@ -447,7 +447,7 @@ def study_job(
     from polysparse.bench.study import StudyPlan, check_study_inputs, output_stem, run_study
 
     if sparsity is None and pattern is None:
-        pattern = "2:4"
+        pattern = str(SPARSE24)
     plan = StudyPlan(
         model=model,
         langs=tuple(lang.strip() for lang in langs.split(",") if lang.strip()),
@@ -585,7 +585,7 @@ def _export_pruned_folder(source: Path, out: Path, format: str, overwrite: bool)
         raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     report = read_report(source)
     pattern = (report.get("config") or {}).get("pattern")
-    if pattern != "2:4":
+    if pattern != str(SPARSE24):
         raise NotSparse24Error(
             f"{source} was pruned {'with pattern ' + pattern if pattern else 'unstructured'}; only 2:4 "
             "folders have a sparse format (the folder itself is the dense export)"

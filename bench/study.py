@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
-from polysparse.sparsify.config import PruneConfig
+from polysparse.sparsify.config import SPARSE24, PruneConfig
 from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, normalize_language
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
@@ -42,7 +42,7 @@ class StudyPlan:
     langs: tuple[str, ...]
     method: str = "wanda"
     sparsity: float | None = None
-    pattern: str | None = "2:4"
+    pattern: str | None = str(SPARSE24)
     calib_source: str = "handbook"
     eval_source: str = "install-guide"
     mix: bool = True

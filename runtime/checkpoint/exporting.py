@@ -29,6 +29,7 @@ from polysparse.runtime.checkpoint.metadata import (
 from polysparse.runtime.checkpoint.save import layer_entries, save_sparse
 from polysparse.runtime.linear import Sparse24Linear
 from polysparse.runtime.swap import sparse_layers
+from polysparse.sparsify.config import SPARSE24
 
 
 def _dense_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -121,7 +122,7 @@ def export(
             "quant_method": "compressed-tensors",
             "sparsity_config": {
                 "format": FORMAT_BITMASK,
-                "sparsity_structure": "2:4",
+                "sparsity_structure": str(SPARSE24),
                 "global_sparsity": _global_sparsity(model),
                 "targets": sorted(layers),
                 "ignore": [],

@@ -13,6 +13,7 @@ from torch import nn
 
 from polysparse.runtime.checkpoint.errors import CheckpointError
 from polysparse.sparsify.calibration_spec import CalibrationSpec
+from polysparse.sparsify.config import SPARSE24
 from polysparse.sparsify.corpora import SourceSpecError
 from polysparse.sparsify.output import REPORT_FILE, package_version
 
@@ -53,7 +54,7 @@ class SparsityMetadata:
     """How the sparse weights came about; written into ``config.json``'s ``sparsity_config``."""
 
     method: str | None = None
-    pattern: str = "2:4"
+    pattern: str = str(SPARSE24)
     sparsity: float | None = None
     calibration_spec: str | None = None
     calibration_language: str | None = None
@@ -68,7 +69,7 @@ class SparsityMetadata:
         summary = report.get("summary") or {}
         return cls(
             method=config.get("method"),
-            pattern=config.get("pattern") or "2:4",
+            pattern=config.get("pattern") or str(SPARSE24),
             sparsity=summary.get("sparsity_of_pruned_layers"),
             calibration_spec=calibration["spec"],
             calibration_language=calibration["language"],
@@ -91,7 +92,7 @@ class SparsityMetadata:
         calibration = block.get("calibration") or {}
         return cls(
             method=block.get("method"),
-            pattern=block.get("pattern", "2:4"),
+            pattern=block.get("pattern", str(SPARSE24)),
             sparsity=block.get("sparsity"),
             calibration_spec=calibration.get("spec"),
             calibration_language=calibration.get("language"),
