@@ -48,7 +48,7 @@ def demo_job(
     if out_dir.exists() and not (out_dir / REPORT_FILE).exists():
         raise OutputExistsError(f"{out_dir} exists and is not a polysparse output; choose another --out")
     model = model or DEFAULT_MODEL
-    calib = f"handbook:{lang}"
+    calib = CalibrationSpec.parse(f"handbook:{lang}")
     eval_specs = [f"handbook:{lang}"] + ([] if lang == "en" else ["handbook:en"])
     say(f"[1/7] preparing {model} (offline)", quiet)
     model_path = resolve_model(model)
@@ -82,7 +82,7 @@ def demo_job(
     payload = {
         "model": str(model_path),
         **report.to_dict(),
-        "calibration": {**CalibrationSpec.parse(calib).to_dict(), **windows.summary()},
+        "calibration": {**calib.to_dict(), **windows.summary()},
         "perplexity": {"dense": dense, "pruned": pruned},
         "environment": environment(),
     }
