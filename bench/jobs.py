@@ -10,35 +10,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polysparse.bench.assets import DEFAULT_MODEL, resolve_model
-from polysparse.bench.report import environment, markdown_table, write_json
+from polysparse.bench.assets import resolve_model
+from polysparse.bench.report import environment, markdown_table, say_speedups, write_json
+from polysparse.bench.report import say as _say
+from polysparse.bench.user_errors import USER_ERRORS
 from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import (
     EVAL_FRACTION,
-    TokenWindows,
     calibration_windows,
     evaluation_windows,
 )
+from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.checkpointing import (
     LOCK_FILE,
     WorkFolderLock,
-    WorkFolderLockedError,
     clear_work_folder,
 )
-from polysparse.sparsify.config import ConfigError, PruneConfig
-from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, text_encoding
+from polysparse.sparsify.config import SPARSE24, ConfigError, PruneConfig
+from polysparse.sparsify.corpora import text_encoding
 from polysparse.sparsify.driver import (
-    IndivisibleLayerError,
     calibrated_steps,
-    check_device,
     needs_calibration,
     prune_model,
-    resolve_device,
 )
 from polysparse.sparsify.evaluate import perplexity
-from polysparse.sparsify.loading import ModelLoadError, check_seqlen, load_causal_lm
-from polysparse.sparsify.methods import HessianError
-from polysparse.sparsify.model_graph import NoDecoderBlocksError
+from polysparse.sparsify.loading import check_seqlen, load_causal_lm
 from polysparse.sparsify.output import (
     REPORT_FILE,
     OutputExistsError,
@@ -46,42 +42,13 @@ from polysparse.sparsify.output import (
     check_output,
     check_output_location,
     clean_stale_partials,
+    package_version,
     save_pruned,
 )
-from polysparse.sparsify.stats import NonFiniteError
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
+from polysparse.sparsify.walk import check_device, resolve_device
 
 log = logging.getLogger("polysparse.bench")
-
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    EmptyCorpusError,
-    FileNotFoundError,
-    HessianError,
-    IndivisibleLayerError,
-    ModelLoadError,
-    NoDecoderBlocksError,
-    NonFiniteError,
-    OutputExistsError,
-    UnknownLanguageError,
-    WorkFolderLockedError,
-    ValueError,  # ResumeMismatchError and CorruptCheckpointError among them
-)
-"""Errors caused by the user's input: the CLI prints them in one line and exits with status 2."""
-
-
-def _say(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        print(message, flush=True)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("polysparse")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def prune_job(
@@ -163,6 +130,7 @@ def prune_job(
     if calib is None and calibrated:
         what = method if method != "magnitude" else ", ".join(calibrated_steps(config))
         raise ConfigError(f"{what} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
+    calibration = CalibrationSpec.parse(calib) if calib is not None and calibrated else calib
     check_device(device)
     out_dir = check_output(check_output_location(out), overwrite)
     model_path = resolve_model(model)
@@ -183,7 +151,16 @@ def prune_job(
     try:
         with text_encoding(encoding):
             payload = _prune_locked(
-                config, model_path, out_dir, work_dir, calib, dtype, stream, overwrite, no_checkpoint, quiet
+                config,
+                model_path,
+                out_dir,
+                work_dir,
+                calibration,
+                dtype,
+                stream,
+                overwrite,
+                no_checkpoint,
+                quiet,
             )
     finally:
         if lock is not None:
@@ -202,14 +179,16 @@ def _prune_locked(
     model_path: Path,
     out_dir: Path,
     work_dir: Path,
-    calib: str | None,
+    calib: CalibrationSpec | str | None,
     dtype: str,
     stream: str,
     overwrite: bool,
     no_checkpoint: bool,
     quiet: bool,
 ) -> dict[str, Any]:
-    """The body of :func:`prune_job`, run while this process holds the working folder's lock."""
+    """The body of :func:`prune_job`, run while this process holds the working folder's lock.
+
+    ``calib`` is the parsed spec when the run calibrates, else the unused ``--calib`` text (or None)."""
     method, seqlen = config.method, config.seqlen
     rank, world = distributed.rank_and_world()
     if rank == 0:
@@ -239,11 +218,15 @@ def _prune_locked(
         lm, config, windows, progress=not quiet, checkpoint_dir=checkpoint_dir, block_loader=streamer
     )
     payload = {
-        "polysparse_version": _version(),
+        "polysparse_version": package_version(),
         "model": str(model_path),
         "model_type": lm.config.model_type,
         **report.to_dict(),
-        "calibration": {"spec": calib, "eval_fraction_held_out": EVAL_FRACTION, **report.calibration},
+        "calibration": {
+            **_calibration_record(calib),
+            "eval_fraction_held_out": EVAL_FRACTION,
+            **report.calibration,
+        },
         "wall_seconds": time.perf_counter() - started,
         "environment": environment(config.device),
     }
@@ -267,6 +250,11 @@ def _prune_locked(
     return payload
 
 
+def _calibration_record(calib: CalibrationSpec | str | None) -> dict[str, Any]:
+    """What ``polysparse.json`` says about the calibration text: the parsed spec, or the unused text."""
+    return calib.to_dict() if isinstance(calib, CalibrationSpec) else {"spec": calib}
+
+
 def _peak_memory(device: str | None) -> dict[str, int | None]:
     """Peak resident host memory of this process and, when a GPU did the work, peak GPU memory."""
     import resource
@@ -280,13 +268,10 @@ def _peak_memory(device: str | None) -> dict[str, int | None]:
 
 
 def _available_memory() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    """Bytes of memory available to a new allocation without swapping (psutil: Linux, macOS, Windows)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def _should_stream(model_path: Path, stream: str) -> bool:
@@ -296,7 +281,7 @@ def _should_stream(model_path: Path, stream: str) -> bool:
         return stream == "on"
     weights = sum(p.stat().st_size for p in Path(model_path).glob("*.safetensors"))
     available = _available_memory()
-    if available and weights > available // 2:
+    if weights > available // 2:
         log.info("weights (%.1f GB) exceed half the available memory: streaming blocks", weights / 1e9)
         return True
     return False
@@ -432,246 +417,6 @@ def _check_output_file(out: str, overwrite: bool) -> Path:
     return path
 
 
-def demo_job(
-    *,
-    model: str | None = None,
-    lang: str = "de",
-    method: str = "wanda",
-    pattern: str = "2:4",
-    nsamples: int = 16,
-    seqlen: int = 512,
-    eval_windows: int = 4,
-    out: str = "polysparse-demo",
-    dtype: str = "auto",
-    bench_batch: str = "1",
-    bench_prompt: str = "32",
-    bench_new_tokens: int = 8,
-    bench_repeats: int = 2,
-    update: str = "none",
-    reconstruct: str = "none",
-    reconstruct_steps: int = 32,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,
-    run the pruned model on 2:4 sparse layers (checked against the pruned dense model), time both, and save
-    the pruned model (``out``) and its compressed form (``out/compressed``)."""
-    started = time.perf_counter()
-    out_dir = Path(out)
-    if out_dir.exists() and not (out_dir / REPORT_FILE).exists():
-        raise OutputExistsError(f"{out_dir} exists and is not a polysparse output; choose another --out")
-    model = model or DEFAULT_MODEL
-    calib = f"handbook:{lang}"
-    eval_specs = [f"handbook:{lang}"] + ([] if lang == "en" else ["handbook:en"])
-    _say(f"[1/7] preparing {model} (offline)", quiet)
-    model_path = resolve_model(model)
-    lm, tokenizer = load_causal_lm(model_path, dtype)
-    _say(f"[2/7] calibration text: {nsamples} windows x {seqlen} tokens from {calib}", quiet)
-    windows: TokenWindows = calibration_windows(calib, tokenizer, nsamples, seqlen)
-    _say(f"[3/7] dense perplexity on held-out text ({eval_windows} windows x {seqlen} tokens)", quiet)
-    dense = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
-    config = PruneConfig(
-        method=method,
-        pattern=pattern,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        update=update,
-        reconstruct=reconstruct,
-        reconstruct_steps=reconstruct_steps,
-    )
-    recipe = f"{method} {pattern}" + "".join(
-        f" + {step}"
-        for step, on in (("ADMM update", update != "none"), ("reconstruction", reconstruct != "none"))
-        if on
-    )
-    _say(f"[4/7] pruning with {recipe}, calibrated on {calib}", quiet)
-    report = prune_model(lm, config, windows, progress=not quiet)
-    pruned = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
-    rows = [
-        [d["spec"], d["perplexity"], p["perplexity"], p["perplexity"] / d["perplexity"]]
-        for d, p in zip(dense, pruned)
-    ]
-    table = markdown_table(["held-out text", "dense ppl", f"{recipe} ppl", "ratio"], rows)
-    payload = {
-        "model": str(model_path),
-        **report.to_dict(),
-        "calibration": {"spec": calib, **windows.summary()},
-        "perplexity": {"dense": dense, "pruned": pruned},
-        "environment": environment(),
-    }
-    runtime = _demo_runtime(
-        lm,
-        tokenizer,
-        spec=eval_specs[0],
-        seqlen=seqlen,
-        bench=dict(
-            batch=bench_batch, prompt=bench_prompt, new_tokens=bench_new_tokens, repeats=bench_repeats
-        ),
-        quiet=quiet,
-    )
-    payload["runtime"] = runtime["summary"]
-    _say(
-        f"[7/7] saving the pruned model to {out_dir} and its compressed form to {out_dir / 'compressed'}",
-        quiet,
-    )
-    save_pruned(lm, tokenizer, out_dir, payload, overwrite=True)
-    sections = [
-        f"# polysparse demo\n\n{model} pruned for `{lang}` with {recipe} "
-        f"({report.sparsity:.1%} of the block weights zero) in {report.seconds:.0f} s.\n\n{table}"
-    ]
-    if runtime["sparse"] is not None:
-        from polysparse.bench.throughput import markdown as throughput_markdown
-        from polysparse.bench.throughput import write_results
-        from polysparse.runtime.checkpoint import SparsityMetadata, save_sparse
-
-        compressed = save_sparse(
-            runtime["sparse"],
-            out_dir / "compressed",
-            tokenizer=tokenizer,
-            source=out_dir,
-            metadata=SparsityMetadata.from_report(payload),
-            overwrite=True,
-        )
-        on_disk = sum(f.stat().st_size for f in compressed.glob("*.safetensors"))
-        dense_disk = sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))
-        runtime["summary"]["checkpoint"] = {
-            "folder": str(compressed),
-            "safetensors_bytes": on_disk,
-            "dense_safetensors_bytes": dense_disk,
-        }
-        write_results(runtime["throughput"], out_dir, "throughput")
-        sections.append(_demo_runtime_section(runtime["summary"]))
-        body = throughput_markdown(runtime["throughput"]).split("\n", 2)[2]
-        sections.append("## Throughput, pruned dense vs sparse\n" + body)
-        _say(
-            f"compressed checkpoint: {on_disk / 2**20:.1f} MiB of safetensors against "
-            f"{dense_disk / 2**20:.1f} MiB for the pruned dense folder",
-            quiet,
-        )
-    payload["wall_seconds"] = time.perf_counter() - started
-    sections.append(f"The whole demo took {payload['wall_seconds']:.0f} s, model preparation included.")
-    write_json(out_dir / REPORT_FILE, payload)
-    (out_dir / "report.md").write_text("\n\n".join(sections), encoding="utf-8")
-    _say("\n" + table, quiet)
-    _say(f"wrote {out_dir} (model, polysparse.json, report.md, throughput.*, compressed/)", quiet)
-    return payload
-
-
-def _demo_runtime(lm, tokenizer, *, spec: str, seqlen: int, bench: dict, quiet: bool) -> dict[str, Any]:
-    """Steps 5 and 6 of the demo: swap in sparse layers and check parity, then time dense vs sparse."""
-    import copy
-
-    import torch
-
-    from polysparse.bench.throughput import (
-        DEFAULT_DISPATCH_FILE,
-        ThroughputPlan,
-        benchmark_models,
-        parse_sizes,
-    )
-    from polysparse.runtime.linear import DispatchTable
-    from polysparse.runtime.swap import sparsify_model
-
-    _say("[5/7] swapping the 2:4 layers for sparse ones; parity with the pruned dense model", quiet)
-    device = resolve_device(None)
-    sparse = copy.deepcopy(lm)
-    swap = sparsify_model(sparse, backend="auto", dispatch=DispatchTable.load_default(DEFAULT_DISPATCH_FILE))
-    _say(f"  {swap.summary()}", quiet)
-    summary: dict[str, Any] = {
-        "swap": {k: v for k, v in swap.to_dict().items() if k not in ("swapped", "skipped")}
-    }
-    if not swap.swapped:
-        _say("  no 2:4 layers (the pattern is not 2:4): skipping the sparse runtime steps", quiet)
-        _say("[6/7] benchmark skipped: nothing runs sparse", quiet)
-        return {"sparse": None, "summary": summary}
-    dense_ref = lm
-    if device.type == "cuda" and lm.dtype == torch.float32:
-        # The sparse kernels take fp16/bf16; time both copies in bf16 on the GPU.
-        _say("  (timing on CUDA in bfloat16: the 2:4 kernels take fp16/bf16)", quiet)
-        dense_ref, sparse = copy.deepcopy(lm).to(torch.bfloat16), sparse.to(torch.bfloat16)
-    # Parity on one held-out window (both models, the same window): a full second evaluation would
-    # double the demo's evaluation time for a number that must come out equal.
-    window = evaluation_windows(spec, tokenizer, 1, seqlen, 0)
-    dense_one = perplexity(dense_ref, window).perplexity
-    sparse_one = perplexity(sparse, window).perplexity
-    summary["parity"] = {
-        "spec": spec,
-        "windows": 1,
-        "pruned_dense_ppl": dense_one,
-        "sparse_ppl": sparse_one,
-        "relative_difference": abs(sparse_one / dense_one - 1),
-    }
-    _say(
-        f"  perplexity on one held-out {spec} window of {window.seqlen} tokens: sparse {sparse_one:.4f}, "
-        f"pruned dense {dense_one:.4f}",
-        quiet,
-    )
-    plan = ThroughputPlan(
-        batch_sizes=parse_sizes(bench["batch"]),
-        prompt_lengths=parse_sizes(bench["prompt"]),
-        new_tokens=bench["new_tokens"],
-        repeats=bench["repeats"],
-    )
-    _say(
-        f"[6/7] timing dense vs sparse on {device}: batch {bench['batch']}, prompt {bench['prompt']}, "
-        f"{bench['new_tokens']} new tokens, {bench['repeats']} repeats after a warm-up",
-        quiet,
-    )
-    dense_ref, sparse = dense_ref.to(device), sparse.to(device)
-    throughput = benchmark_models(
-        dense_ref,
-        sparse,
-        plan,
-        model_name="demo",
-        backend="auto",
-        info={"dense_reference": "the pruned model with its zeros, dense layers"},
-        progress=None if quiet else lambda message: _say(f"  {message}"),
-    )
-    summary["parity"]["max_abs_logit_diff"] = throughput["parity"]["max_abs_logit_diff"]
-    summary["backends_ran"] = throughput["backends_ran"]
-    summary["speedups"] = throughput["speedups"]
-    _say_speedups(throughput, quiet, indent="  ")
-    return {"sparse": sparse.to("cpu"), "summary": summary, "throughput": throughput}
-
-
-def _say_speedups(payload: dict[str, Any], quiet: bool, indent: str = "") -> None:
-    """Which backend the sparse layers ran on, and the sparse / dense speed per size."""
-    ran = sorted({r["ran"] for r in payload["backends_ran"]})
-    _say(f"{indent}sparse layers ran on: {', '.join(ran) or '-'}", quiet)
-    if ran == ["dense"]:
-        _say(f"{indent}(the same dense computation on both sides: differences below are timing noise)", quiet)
-    for s in payload["speedups"]:
-        _say(
-            f"{indent}batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
-            f"prefill {s['prefill']:.2f}x (sparse / dense, medians)",
-            quiet,
-        )
-
-
-def _demo_runtime_section(summary: dict[str, Any]) -> str:
-    swap, parity = summary["swap"], summary["parity"]
-    lines = [
-        "## Sparse runtime",
-        "",
-        f"{swap['layers_swapped']} linear layers run as 2:4 sparse layers "
-        f"({swap['layers_skipped']} kept dense); their weights take "
-        f"{swap['layer_bytes_after'] / max(swap['layer_bytes_before'], 1):.1%} of the dense bytes. "
-        f"Backend: {swap['backend']} ({swap['dispatch'].get('source', '')}).",
-        "",
-        f"Parity on one held-out `{parity['spec']}` window: perplexity {parity['sparse_ppl']:.4f} sparse vs "
-        f"{parity['pruned_dense_ppl']:.4f} pruned dense; "
-        f"max |logit difference| {parity['max_abs_logit_diff']:.3g}.",
-    ]
-    checkpoint = summary.get("checkpoint")
-    if checkpoint:
-        lines += [
-            "",
-            f"Compressed checkpoint `{checkpoint['folder']}`: "
-            f"{checkpoint['safetensors_bytes'] / 2**20:.1f} MiB "
-            f"(pruned dense folder: {checkpoint['dense_safetensors_bytes'] / 2**20:.1f} MiB).",
-        ]
-    return "\n".join(lines)
-
-
 def study_job(
     *,
     model: str,
@@ -702,7 +447,7 @@ def study_job(
     from polysparse.bench.study import StudyPlan, check_study_inputs, output_stem, run_study
 
     if sparsity is None and pattern is None:
-        pattern = "2:4"
+        pattern = str(SPARSE24)
     plan = StudyPlan(
         model=model,
         langs=tuple(lang.strip() for lang in langs.split(",") if lang.strip()),
@@ -802,7 +547,7 @@ def bench_job(
         with_plot=not no_plot,
         progress=None if quiet else lambda message: _say(f"  {message}"),
     )
-    _say_speedups(payload, quiet)
+    say_speedups(payload, quiet)
     _say("wrote " + ", ".join(str(p) for p in paths), quiet)
     return payload
 
@@ -840,7 +585,7 @@ def _export_pruned_folder(source: Path, out: Path, format: str, overwrite: bool)
         raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     report = read_report(source)
     pattern = (report.get("config") or {}).get("pattern")
-    if pattern != "2:4":
+    if pattern != str(SPARSE24):
         raise NotSparse24Error(
             f"{source} was pruned {'with pattern ' + pattern if pattern else 'unstructured'}; only 2:4 "
             "folders have a sparse format (the folder itself is the dense export)"
@@ -871,7 +616,6 @@ __all__ = [
     "USER_ERRORS",
     "bench_job",
     "corpora_job",
-    "demo_job",
     "eval_job",
     "export_job",
     "prune_job",

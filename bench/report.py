@@ -84,3 +84,23 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def say(message: str, quiet: bool = False) -> None:
+    """Print a progress line of a command (nothing with ``--quiet``)."""
+    if not quiet:
+        print(message, flush=True)
+
+
+def say_speedups(payload: dict[str, Any], quiet: bool, indent: str = "") -> None:
+    """Which backend the sparse layers ran on, and the sparse / dense speed per size."""
+    ran = sorted({r["ran"] for r in payload["backends_ran"]})
+    say(f"{indent}sparse layers ran on: {', '.join(ran) or '-'}", quiet)
+    if ran == ["dense"]:
+        say(f"{indent}(the same dense computation on both sides: differences below are timing noise)", quiet)
+    for s in payload["speedups"]:
+        say(
+            f"{indent}batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
+            f"prefill {s['prefill']:.2f}x (sparse / dense, medians)",
+            quiet,
+        )

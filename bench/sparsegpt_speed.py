@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.kernels.sparsegpt_solve import sparsegpt_solve_reference, sparsegpt_solve_torch
+from polysparse.kernels.sparsegpt import sparsegpt_solve_reference, sparsegpt_solve_torch
 from polysparse.sparsify.methods.sparsegpt import inverse_hessian_factor
 from polysparse.sparsify.stats import LayerStatistics
 

@@ -21,13 +21,17 @@ from tqdm.auto import tqdm
 from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
-from polysparse.sparsify.config import PruneConfig
+from polysparse.sparsify.config import SPARSE24, PruneConfig
 from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, normalize_language
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
 
 log = logging.getLogger("polysparse.bench")
+
+
+class StudyInputError(ValueError):
+    """A study that cannot run as asked: a language without text, or another study's tables in ``out``."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class StudyPlan:
     langs: tuple[str, ...]
     method: str = "wanda"
     sparsity: float | None = None
-    pattern: str | None = "2:4"
+    pattern: str | None = str(SPARSE24)
     calib_source: str = "handbook"
     eval_source: str = "install-guide"
     mix: bool = True
@@ -58,11 +62,11 @@ class StudyPlan:
 
         object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in self.langs))
         if len(set(self.langs)) != len(self.langs) or not self.langs:
-            raise ValueError(f"give distinct languages, got {self.langs}")
+            raise StudyInputError(f"give distinct languages, got {self.langs}")
         self.prune_config()  # validates method, sparsity / pattern
         object.__setattr__(self, "tasks", tuple(t.strip() for t in self.tasks if t.strip()))
         if self.task_limit < 1:
-            raise ValueError(f"--task-limit must be at least 1, got {self.task_limit}")
+            raise StudyInputError(f"--task-limit must be at least 1, got {self.task_limit}")
         validate_specs(self.tasks, self.langs)
 
     def prune_config(self, method: str | None = None) -> PruneConfig:
@@ -282,10 +286,6 @@ def output_stem(plan: StudyPlan) -> str:
     """``study-wanda-2-4``, ``study-sparsegpt-50``: one set of files per method and sparsity in a folder."""
     label = plan.pattern.replace(":", "-") if plan.pattern else f"{round(plan.sparsity * 100):d}"
     return f"study-{plan.method}-{label}"
-
-
-class StudyInputError(ValueError):
-    """A study that cannot run as asked: a language without text, or another study's tables in ``out``."""
 
 
 def check_study_inputs(plan: StudyPlan, out: str | Path) -> None:

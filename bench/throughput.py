@@ -457,7 +457,7 @@ def run_throughput(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
     """Load, measure, write ``throughput_<model>_<device>.{json,md,png}`` under ``out``."""
-    from polysparse.sparsify.driver import resolve_device
+    from polysparse.sparsify.walk import resolve_device
 
     if backend not in BACKENDS:
         raise BenchSetupError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

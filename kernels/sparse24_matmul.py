@@ -29,7 +29,7 @@ Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 9..16 share one tune
 a new key: warm up before capturing a CUDA graph.
 
 ``K`` and ``N`` must be multiples of 64 for the kernel (other shapes fall back to the reference, logged by
-:func:`polysparse.kernels._dispatch.choose_impl`). The op is registered as ``polysparse::sparse24_linear``
+:func:`polysparse.kernels.dispatch.choose_impl`). The op is registered as ``polysparse::sparse24_linear``
 with a fake implementation, so it traces under ``torch.compile`` and can be captured in CUDA graphs. It has
 no autograd formula (inference only).
 """
@@ -44,8 +44,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from polysparse.kernels._dispatch import Impl, choose_impl, interpreter_enabled
-from polysparse.kernels.sparse24 import _check_compressed, aligned_meta, decompress_24_reference
+from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled
+from polysparse.kernels.sparse24 import aligned_meta, check_compressed, decompress_24_reference
 
 OP_NAME = "sparse24_linear"
 _ALIGN = 64
@@ -721,12 +721,18 @@ def _sparse24_linear_triton(
     return out
 
 
-def _unsupported(x: torch.Tensor, n: int, k: int) -> str | None:
-    if x.dtype not in (torch.float16, torch.bfloat16):
-        return f"dtype {x.dtype} (the kernel takes fp16 and bf16)"
-    if k % _ALIGN or n % _ALIGN:
-        return f"in_features={k} and out_features={n} must be multiples of {_ALIGN}"
+def sparse24_linear_unsupported(dtype: torch.dtype, out_features: int, in_features: int) -> str | None:
+    """``None`` when the Triton kernel takes a layer of this dtype and shape, else why not (the device is
+    :func:`polysparse.kernels.dispatch.device_reason`'s question)."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return f"dtype {dtype} (the kernel takes fp16 and bf16)"
+    if in_features % _ALIGN or out_features % _ALIGN:
+        return f"in_features={in_features} and out_features={out_features} must be multiples of {_ALIGN}"
     return None
+
+
+def _unsupported(x: torch.Tensor, n: int, k: int) -> str | None:
+    return sparse24_linear_unsupported(x.dtype, n, k)
 
 
 @torch.library.custom_op(
@@ -762,7 +768,7 @@ def sparse24_linear(
     impl: Impl = "auto",
 ) -> torch.Tensor:
     """``x @ W^T (+ bias)`` for a 2:4 weight ``W`` given as ``(values, meta)``; ``x`` is ``(..., in)``."""
-    n, k = _check_compressed(values, meta)
+    n, k = check_compressed(values, meta)
     if x.dim() == 0 or x.shape[-1] != k:
         raise ValueError(f"x has shape {tuple(x.shape)}; the weight has in_features={k}")
     if x.dtype != values.dtype:

@@ -38,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from polysparse.kernels._dispatch import Impl, choose_impl, interpreter_enabled
+from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled
 
 KERNEL_WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 KERNEL_SCALE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)

@@ -1,6 +1,7 @@
 """polysparse.runtime: 2:4 sparse linear layers in Hugging Face models, compressed checkpoints, timing.
 
-Depends on :mod:`polysparse.kernels` only (never on :mod:`polysparse.sparsify`).
+Depends on :mod:`polysparse.kernels`, and reads what :mod:`polysparse.sparsify` writes through sparsify's
+output helpers (the report file, the atomic output folder, safetensors folders, the meta-device builder).
 """
 
 from polysparse.runtime.checkpoint import (
@@ -10,6 +11,7 @@ from polysparse.runtime.checkpoint import (
     CorruptCheckpointError,
     NotSparse24Error,
     SparsityMetadata,
+    checkpoint_summary,
     export,
     is_sparse_checkpoint,
     load_sparse,
@@ -55,6 +57,7 @@ __all__ = [
     "SparsityMetadata",
     "Spread",
     "SwapReport",
+    "checkpoint_summary",
     "backend_runs",
     "densify_model",
     "export",

@@ -7,7 +7,7 @@ cast them like any weight and ``state_dict()`` holds exactly what a checkpoint s
 * ``triton``: polysparse's :func:`~polysparse.kernels.sparse24_matmul.sparse24_linear` (fp16/bf16,
   ``in`` and ``out`` multiples of 64; CUDA, or CPU through ``TRITON_INTERPRET=1`` for tests).
 * ``torch``: PyTorch's semi-structured sparse tensor (cuSPARSELt where the build has it, else CUTLASS) via
-  :func:`~polysparse.kernels.sparse24.to_torch_semi_structured`; CUDA sm80+ only, fp16/bf16.
+  :func:`~polysparse.kernels.sparse24_convert.to_torch_semi_structured`; CUDA sm80+ only, fp16/bf16.
 * ``dense``: ``F.linear`` on the decompressed weight. Where the weight is decompressed is a memory/speed
   trade: on CPU (the only place this backend is the *whole* path) the dense weight is decompressed once and
   cached, because the PyTorch reference decompression costs more than the matmul it feeds and the CPU has
@@ -35,17 +35,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polysparse.kernels._dispatch import interpreter_enabled
-from polysparse.kernels.sparse24 import (
-    _check_compressed,
+from polysparse.kernels import (
     aligned_meta,
+    check_compressed,
     compress_24,
     decompress_24,
     decompress_24_reference,
+    device_reason,
+    m_bucket,
     semi_structured_reason,
+    sparse24_linear_unsupported,
     to_torch_semi_structured,
 )
-from polysparse.kernels.sparse24_matmul import m_bucket
 
 log = logging.getLogger("polysparse.runtime")
 
@@ -53,7 +54,6 @@ Backend = Literal["auto", "triton", "torch", "dense"]
 BACKENDS: tuple[str, ...] = ("auto", "triton", "torch", "dense")
 Layout = Literal["linear", "conv1d"]
 
-_KERNEL_ALIGN = 64  # the Triton kernel's K and N alignment (polysparse.kernels.sparse24_matmul)
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 # Provider names of the kernel benchmark (bench/kernels/sparse24_matmul.py) -> runtime backends.
@@ -161,14 +161,7 @@ def unavailable_reason(
     if dtype not in _HALF_DTYPES:
         return f"{backend} takes fp16/bf16, the layer is {dtype}"
     if backend == "triton":
-        if in_features % _KERNEL_ALIGN or out_features % _KERNEL_ALIGN:
-            return (
-                f"triton needs in/out features that are multiples of {_KERNEL_ALIGN}, "
-                f"got {in_features} -> {out_features}"
-            )
-        if interpreter_enabled():
-            return None if device.type == "cpu" else "TRITON_INTERPRET=1 runs CPU tensors only"
-        return None if device.type == "cuda" else f"Triton needs a CUDA device here, the layer is on {device}"
+        return sparse24_linear_unsupported(dtype, out_features, in_features) or device_reason(device)
 
     if backend == "torch":
         reason = semi_structured_reason(device)
@@ -264,7 +257,7 @@ class Sparse24Linear(nn.Module):
     ) -> None:
         super().__init__()
         if not values.is_meta:
-            out_features, in_features = _check_compressed(values, meta)
+            out_features, in_features = check_compressed(values, meta)
         else:  # shells built on the meta device while loading a checkpoint
             out_features, in_features = values.shape[0], 2 * values.shape[1]
         self.in_features = in_features

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-OFFLOAD_CHOICES: tuple[str, ...] = ("none", "cpu", "disk")
-OFFLOAD_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+from polysparse.sparsify.config import OFFLOAD_DTYPE_NAMES, OFFLOAD_NAMES
+
+OFFLOAD_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in OFFLOAD_DTYPE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ class ActivationStore(Sequence[torch.Tensor]):
         dtype: str | None = None,
         root: str | Path | None = None,
     ):
-        if offload not in OFFLOAD_CHOICES:
-            raise ValueError(f"offload must be one of {', '.join(OFFLOAD_CHOICES)}, got {offload!r}")
+        if offload not in OFFLOAD_NAMES:
+            raise ValueError(f"offload must be one of {', '.join(OFFLOAD_NAMES)}, got {offload!r}")
         if dtype is not None and dtype not in OFFLOAD_DTYPES:
             raise ValueError(f"offload dtype must be one of {', '.join(OFFLOAD_DTYPES)}, got {dtype!r}")
         if offload == "disk" and root is None:

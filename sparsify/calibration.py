@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from polysparse.sparsify.calibration_spec import CalibrationSpec, TranslatePart
+from polysparse.sparsify.config import ConfigError
 from polysparse.sparsify.corpora import Document, EmptyCorpusError
 
 log = logging.getLogger("polysparse.sparsify")
@@ -115,7 +116,7 @@ def windows_from_documents(
     prefix = _bos_prefix(tokenizer)
     body = seqlen - len(prefix)
     if body < 1:
-        raise ValueError(f"seqlen={seqlen} leaves no room for text after BOS")
+        raise ConfigError(f"seqlen={seqlen} leaves no room for text after BOS")
     needed = nsamples * body
     separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
     order = list(range(len(documents)))
@@ -181,44 +182,6 @@ EVAL_FRACTION = 0.15
 """Share of each source's documents held out for evaluation; calibration never sees them."""
 
 
-def parse_mixture(spec: str) -> list[tuple[str, float]]:
-    """Split ``a:x=0.5,b:y=0.5`` into ``[("a:x", 0.5), ("b:y", 0.5)]``; a single spec gets weight 1.
-
-    Comma-separated pieces without a ``:`` (such as ``shots=4``) are options of the preceding component.
-    """
-    components: list[str] = []
-    for piece in spec.split(","):
-        piece = piece.strip()
-        if not piece:
-            continue
-        if ":" in piece or not components:
-            components.append(piece)
-        else:
-            components[-1] += "," + piece
-    if not components:
-        raise ValueError("empty calibration spec")
-    parsed: list[tuple[str, float]] = []
-    for component in components:
-        head, sep, weight = component.rpartition("=")
-        # ``...,shots=4`` is an option (a bare name before "="), ``...=0.5`` a weight.
-        is_option = re.fullmatch(r"[A-Za-z_]\w*", head.split(",")[-1]) is not None
-        if sep and ":" in head and "," not in weight and not is_option:
-            try:
-                value = float(weight)
-            except ValueError:
-                parsed.append((component, 1.0))
-                continue
-            if not value > 0:
-                raise ValueError(f"mixture weight must be positive in {component!r}")
-            parsed.append((head, value))
-        else:
-            parsed.append((component, 1.0))
-    if len(parsed) == 1:
-        return [(parsed[0][0], 1.0)]
-    total = sum(w for _, w in parsed)
-    return [(s, w / total) for s, w in parsed]
-
-
 def allocate(total: int, weights: Sequence[float]) -> list[int]:
     """Whole counts summing to ``total`` in the given proportions (largest remainders)."""
     raw = [total * w for w in weights]
@@ -240,46 +203,15 @@ def split_source(spec: str) -> tuple[list[Document], list[Document]]:
     return split_by_document(documents, EVAL_FRACTION, seed=0)
 
 
-TRANSLATE_PREFIX = "translate:"
 BOOK_SOURCES = ("handbook", "install-guide")
 """Parallel sources whose pages are also evaluation documents: their held-out pages never calibrate."""
 HELD_OUT_PARALLEL_SOURCES = ("gettext",)
 """Parallel sources whose catalogues are documents too: pairs of a held-out catalogue never calibrate."""
 
 
-@dataclass(frozen=True)
-class TranslateSpec:
-    """``translate:SRC->TGT:PARALLEL_SOURCE[,shots=K]`` (Kim et al. 2024: few-shot translation prompts)."""
-
-    src: str
-    tgt: str
-    source: str
-    shots: int = 4
-
-    @classmethod
-    def parse(cls, spec: str) -> TranslateSpec:
-        from polysparse.sparsify.corpora import normalize_language
-
-        if not spec.startswith(TRANSLATE_PREFIX):
-            raise ValueError(f"{spec!r} is not a translate: spec")
-        head, *options = spec[len(TRANSLATE_PREFIX) :].split(",")
-        languages, sep, source = head.partition(":")
-        src, arrow, tgt = languages.partition("->")
-        if not (sep and arrow and src and tgt and source):
-            raise ValueError(
-                f"malformed translation spec {spec!r}; expected translate:SRC->TGT:PARALLEL_SOURCE[,shots=K] "
-                "such as translate:de->en:gettext,shots=4"
-            )
-        shots = 4
-        for option in options:
-            key, _, value = option.partition("=")
-            if key.strip() != "shots" or not value.strip().isdigit() or int(value) < 1:
-                raise ValueError(f"unknown or invalid option {option!r} in {spec!r} (known: shots=K, K >= 1)")
-            shots = int(value)
-        return cls(normalize_language(src), normalize_language(tgt), source, shots)
-
-
-def translation_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> TokenWindows:
+def translation_windows(
+    spec: str | TranslatePart, tokenizer, nsamples: int, seqlen: int, seed: int = 0
+) -> TokenWindows:
     """``nsamples`` few-shot translation prompts, one padded window each (padding masked out).
 
     Pairs from a book source (handbook, installation guide) whose page is held out for evaluation in either
@@ -288,8 +220,8 @@ def translation_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: 
     """
     from polysparse.sparsify.corpora import load_parallel, pair_document_ids, translation_prompts
 
-    parsed = TranslateSpec.parse(spec)
-    pairs = load_parallel(f"{parsed.source}:{parsed.src}->{parsed.tgt}")
+    parsed = spec if isinstance(spec, TranslatePart) else TranslatePart.parse(spec)
+    pairs = load_parallel(parsed.parallel_spec)
     if parsed.source in BOOK_SOURCES:
         held_out = set()
         for lang in (parsed.src, parsed.tgt):
@@ -305,27 +237,29 @@ def translation_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: 
     prompts = translation_prompts(
         pairs, parsed.src, parsed.tgt, shots=parsed.shots, seed=seed, count=nsamples
     )
-    return windows_from_texts(tokenizer, prompts, seqlen, description=spec)
+    return windows_from_texts(tokenizer, prompts, seqlen, description=parsed.spec)
 
 
-def calibration_windows(spec: str, tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> TokenWindows:
+def calibration_windows(
+    spec: str | CalibrationSpec, tokenizer, nsamples: int, seqlen: int, seed: int = 0
+) -> TokenWindows:
     """Calibration windows for a source spec, a translation spec, or a mixture of them.
 
     Document sources give windows from the calibration side of the document split.
     """
+    spec = CalibrationSpec.parse(spec)
     parts = []
-    components = parse_mixture(spec)
-    for (component, _), count in zip(components, allocate(nsamples, [w for _, w in components])):
+    for part, count in zip(spec.parts, allocate(nsamples, [part.weight for part in spec.parts])):
         if count == 0:
             continue
-        if component.startswith(TRANSLATE_PREFIX):
-            parts.append(translation_windows(component, tokenizer, count, seqlen, seed))
+        if isinstance(part, TranslatePart):
+            parts.append(translation_windows(part, tokenizer, count, seqlen, seed))
             continue
-        calibration, _ = split_source(component)
+        calibration, _ = split_source(part.spec)
         parts.append(
-            windows_from_documents(tokenizer, calibration, count, seqlen, seed, description=component)
+            windows_from_documents(tokenizer, calibration, count, seqlen, seed, description=part.spec)
         )
-    return parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec)
+    return parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec.text)
 
 
 def evaluation_windows(spec: str, tokenizer, nwindows: int, seqlen: int, seed: int = 0) -> TokenWindows:

@@ -12,6 +12,9 @@ UPDATE_NAMES: tuple[str, ...] = ("none", "admm")
 RECONSTRUCT_NAMES: tuple[str, ...] = ("none", "blockwise")
 RECONSTRUCT_TARGETS: tuple[str, ...] = ("dense", "prefix")
 PROFILE_NAMES: tuple[str, ...] = ("uniform", "owl")
+ON_INDIVISIBLE_NAMES: tuple[str, ...] = ("skip", "error")
+OFFLOAD_NAMES: tuple[str, ...] = ("none", "cpu", "disk")
+OFFLOAD_DTYPE_NAMES: tuple[str, ...] = ("float16", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -43,8 +46,19 @@ class NMPattern:
     def sparsity(self) -> float:
         return self.n / self.m
 
+    def misfit(self, in_features: int) -> str | None:
+        """``None`` when a layer of ``in_features`` inputs takes the pattern (whole groups), else why not."""
+        if in_features % self.m:
+            return f"in_features={in_features} is not a multiple of M={self.m}"
+        return None
+
     def __str__(self) -> str:
         return f"{self.n}:{self.m}"
+
+
+SPARSE24 = NMPattern(2, 4)
+"""The pattern the 2:4 sparse format and runtime take (two of every four weights pruned): the default where a
+command prunes for the sparse runtime."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +143,11 @@ class PruneConfig:
             raise ConfigError(
                 f"SparseGPT blocksize {self.blocksize} must be a multiple of M={self.pattern.m}"
             )
-        if self.on_indivisible not in ("skip", "error"):
+        if self.on_indivisible not in ON_INDIVISIBLE_NAMES:
             raise ConfigError(f"on_indivisible must be 'skip' or 'error', got {self.on_indivisible!r}")
-        if self.offload not in ("none", "cpu", "disk"):
+        if self.offload not in OFFLOAD_NAMES:
             raise ConfigError(f"offload must be 'none', 'cpu' or 'disk', got {self.offload!r}")
-        if self.offload_dtype not in (None, "float16", "bfloat16"):
+        if self.offload_dtype is not None and self.offload_dtype not in OFFLOAD_DTYPE_NAMES:
             raise ConfigError(f"offload_dtype must be float16 or bfloat16, got {self.offload_dtype!r}")
         if self.offload_dir is not None and self.offload != "disk":
             raise ConfigError("offload_dir is only used with offload='disk'")
@@ -189,3 +203,8 @@ class PruneConfig:
         data["targets"] = list(self.targets)
         data["ignore"] = list(self.ignore)
         return data
+
+
+def prune_default(name: str) -> Any:
+    """The default of a :class:`PruneConfig` field: the one home of the CLI's and the jobs' defaults."""
+    return PruneConfig.__dataclass_fields__[name].default

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from polysparse.sparsify.calibration import TokenWindows
+from polysparse.sparsify.config import ConfigError
 from polysparse.sparsify.stats import LayerStatistics
 
 log = logging.getLogger("polysparse.sparsify")
@@ -43,7 +44,7 @@ def init_from_environment() -> bool:
 def shard_windows(windows: TokenWindows, rank: int, world: int) -> TokenWindows:
     """This rank's share of the windows."""
     if len(windows) < world:
-        raise ValueError(f"{len(windows)} calibration windows cannot be shared by {world} ranks")
+        raise ConfigError(f"{len(windows)} calibration windows cannot be shared by {world} ranks")
     return TokenWindows(
         windows.input_ids[rank::world],
         windows.attention_mask[rank::world],

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from polysparse.sparsify.config import ConfigError
+
 
 class ModelLoadError(ValueError):
     """The folder is missing, incomplete, or does not hold a causal language model."""
@@ -66,7 +68,7 @@ def parse_dtype(name: str | torch.dtype) -> str | torch.dtype:
     if isinstance(name, torch.dtype):
         return name
     if name not in _DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(_DTYPES)}")
+        raise ConfigError(f"unknown dtype {name!r}; choose one of {', '.join(_DTYPES)}")
     return _DTYPES[name]
 
 

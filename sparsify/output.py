@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 REPORT_FILE = "polysparse.json"
+"""The pruning report written beside the weights; the runtime reads it back for provenance."""
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -140,6 +141,16 @@ def atomic_output_folder(out_dir: str | Path, overwrite: bool = False) -> Iterat
             os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def package_version() -> str:
+    """The installed polysparse version (recorded in reports and checkpoints); ``unknown`` in a bare tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polysparse")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:

@@ -15,8 +15,10 @@ from torch import nn
 from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import TokenWindows
 from polysparse.sparsify.config import PruneConfig
+from polysparse.sparsify.hooks import attach_statistics
 from polysparse.sparsify.methods.owl import outlier_ratio, owl_sparsities, wanda_scores
 from polysparse.sparsify.model_graph import prunable_layers, weight_matrix
+from polysparse.sparsify.walk import sequential_blocks
 
 
 def owl_profile(
@@ -28,8 +30,6 @@ def owl_profile(
     block_loader: Any = None,
 ) -> dict[str, Any]:
     """Outlier ratio and sparsity of every decoder block of the dense ``model`` (not modified)."""
-    from polysparse.sparsify.driver import _attach_statistics, sequential_blocks
-
     ratios: list[float] = []
     _, world = distributed.rank_and_world()
     steps = sequential_blocks(
@@ -46,7 +46,7 @@ def owl_profile(
     )
     for step in steps:
         layers = prunable_layers(step.block, step.name, config.targets, config.ignore)
-        stats, select_batch, handles = _attach_statistics(step, layers, "wanda")
+        stats, select_batch, handles = attach_statistics(step, layers, "wanda")
         try:
             step.forward_batches(before_batch=select_batch)
         finally:

@@ -46,11 +46,24 @@ class SafetensorsCheckpoint:
         else:
             files = sorted(self.folder.glob("*.safetensors"))
             if not files:
-                raise FileNotFoundError(f"{self.folder} has no .safetensors files")
-            self.files = {}
-            for path in files:
-                with safe_open(str(path), framework="pt") as handle:
-                    self.files.update({key: path for key in handle.keys()})  # noqa: SIM118
+                raise StreamingUnsupportedError(f"{self.folder} has no .safetensors files")
+            self.files = self._tensor_files(files)
+
+    @classmethod
+    def of_files(cls, paths: list[Path]) -> SafetensorsCheckpoint:
+        """The tensors of exactly these files (a manifest's list rather than a folder's)."""
+        checkpoint = cls.__new__(cls)
+        checkpoint.folder = paths[0].parent if paths else Path()
+        checkpoint.files = cls._tensor_files(paths)
+        return checkpoint
+
+    @staticmethod
+    def _tensor_files(paths: list[Path]) -> dict[str, Path]:
+        files: dict[str, Path] = {}
+        for path in paths:
+            with safe_open(str(path), framework="pt") as handle:
+                files.update({key: path for key in handle.keys()})  # noqa: SIM118
+        return files
 
     def keys(self) -> set[str]:
         return set(self.files)
@@ -83,7 +96,7 @@ def parameters_on_meta() -> Iterator[None]:
 
     def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         original(module, name, param)
-        if param is not None:
+        if param is not None and not param.is_meta:
             module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
     nn.Module.register_parameter = register  # type: ignore[method-assign]

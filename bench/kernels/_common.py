@@ -1,10 +1,11 @@
-"""What every kernel benchmark shares: the command line, timers, the fallback guard and the result file.
+"""What every kernel benchmark shares: the command line, the timer, the fallback guard and the result file.
 
-Timing on a GPU excludes warm-up (compilation, autotuning, allocator growth) and synchronises before reading
-clocks: fast ops go through ``triton.testing.do_bench`` (median, L2 flushed between runs), slow ones (the
-PyTorch reference loops, seconds per call) through CUDA events around each call. On CPU, ``--smoke`` runs tiny
-shapes through Triton's interpreter with a wall clock, to prove the script end to end; those numbers mean
-nothing about speed and the file says so.
+Timing on a GPU is Triton's: ``triton.testing.do_bench`` (median, warm-up excluded, L2 flushed between runs),
+or ``do_bench_cudagraph`` for calls short enough that launch overhead would dominate (replays of a captured
+CUDA graph; ``do_bench`` where a provider cannot be captured); calls of seconds take CUDA events around whole
+calls (see :func:`timer`). On CPU, ``--smoke`` runs tiny shapes through
+Triton's interpreter with a wall clock, to prove the script end to end; those numbers mean nothing about
+speed and the file says so.
 """
 
 from __future__ import annotations
@@ -51,14 +52,18 @@ def resolve_device(requested: str | None, smoke: bool) -> torch.device:
 
 
 def timer(device: torch.device, *, fast: bool, reps: int) -> Callable[[Callable[[], Any]], float]:
-    """A function returning the median milliseconds of one call of ``fn``, warm-up excluded."""
-    if device.type == "cuda" and fast:
-        import triton.testing
+    """A function returning the median milliseconds of one call of ``fn``, warm-up excluded.
 
-        return lambda fn: float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    ``fast=False`` is for calls of seconds (the PyTorch reference loops): ``do_bench`` would first run five
+    calls to estimate the time and then its warm-up, doubling a long benchmark for no better number, so those
+    take ``reps`` calls between CUDA events after one warm-up call (``reps`` is also the repetition count of
+    a CPU smoke run).
+    """
+    if device.type == "cuda" and fast:
+        return lambda fn: cuda_ms(fn)[0]
     if device.type == "cuda":
         return lambda fn: _cuda_event_ms(fn, reps)
-    return lambda fn: _wall_ms(fn, reps)
+    return lambda fn: wall_ms(fn, reps)
 
 
 def _cuda_event_ms(fn: Callable[[], Any], reps: int) -> float:
@@ -75,7 +80,25 @@ def _cuda_event_ms(fn: Callable[[], Any], reps: int) -> float:
     return statistics.median(times)
 
 
-def _wall_ms(fn: Callable[[], Any], reps: int) -> float:
+def cuda_ms(fn: Callable[[], Any], *, graph: bool = False) -> tuple[float, str]:
+    """Median milliseconds of one call of ``fn`` on the current CUDA device, and the timer used.
+
+    ``graph=True`` replays a CUDA graph of ``fn`` (``do_bench_cudagraph``: no launch overhead, no L2 flush, so
+    ``fn`` should rotate its weights past L2 itself); a provider that cannot be captured is timed with
+    ``do_bench`` instead.
+    """
+    import triton.testing
+
+    if graph:
+        try:
+            return float(triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")), "cudagraph"
+        except Exception:  # noqa: BLE001 - any capture failure: time the same calls eagerly
+            torch.cuda.synchronize()
+    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")), "eager"
+
+
+def wall_ms(fn: Callable[[], Any], reps: int) -> float:
+    """Median wall-clock milliseconds of one call of ``fn`` over ``reps`` calls after one warm-up call."""
     fn()
     times = []
     for _ in range(reps):
@@ -91,7 +114,7 @@ def no_fallback(ops: Iterable[str]):
 
     A number the reference produced must never be reported as the kernel's.
     """
-    from polysparse.kernels._dispatch import fallback_counts
+    from polysparse.kernels.dispatch import fallback_counts
 
     ops = set(ops)
     before = Counter(fallback_counts)

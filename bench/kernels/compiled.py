@@ -249,7 +249,7 @@ def _gemv_launches(subset: str) -> list[Launch]:
 
 def _other_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24 as s24
-    from polysparse.kernels import sparsegpt_solve as sg
+    from polysparse.kernels import sparsegpt as sg
     from polysparse.kernels import topk_mask as tm
 
     launches = []

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from polysparse.bench.kernels import _common
 from polysparse.bench.report import DEFAULT_RESULTS_DIR, environment, write_json
 
 MODELS: dict[str, list[tuple[str, int, int]]] = {
@@ -114,58 +113,30 @@ def _l2_bytes(device: torch.device) -> int:
     return int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20))
 
 
-def time_cuda(calls: Sequence[Callable[[], Any]], trials: int = 7, min_calls: int = 64) -> tuple[float, str]:
-    """Median milliseconds per call over CUDA-graph replays cycling through ``calls`` (else eager loops)."""
-    per_replay = len(calls) * math.ceil(min_calls / len(calls))
+def _rotation(calls: Sequence[Callable[[], Any]], min_calls: int) -> tuple[Callable[[], None], int]:
+    """One function that runs ``calls`` in turn (at least ``min_calls`` of them), and how many it runs."""
+    count = len(calls) * math.ceil(min_calls / len(calls))
+
+    def run() -> None:
+        for i in range(count):
+            calls[i % len(calls)]()
+
+    return run, count
+
+
+def time_cuda(calls: Sequence[Callable[[], Any]], min_calls: int = 64) -> tuple[float, str]:
+    """Median milliseconds per call over CUDA-graph replays cycling through ``calls`` (else eager)."""
     for call in calls:  # warm-up: compilation, autotuning, cuBLAS/cuSPARSELt handles
         call()
     torch.cuda.synchronize()
-    run: Callable[[], None]
-    timer = "cudagraph"
-    try:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for i in range(per_replay):
-                calls[i % len(calls)]()
-        run = graph.replay
-        run()
-    except Exception:  # a provider that cannot be captured: time the same rotation eagerly
-        timer = "eager"
-
-        def run():
-            for i in range(per_replay):
-                calls[i % len(calls)]()
-
-        run()
-    torch.cuda.synchronize()
-    # enough replays per trial for ~5 ms of work, estimated from one timed replay
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    run()
-    end.record()
-    torch.cuda.synchronize()
-    replays = max(1, min(1000, int(5.0 / max(start.elapsed_time(end), 1e-3))))
-    samples = []
-    for _ in range(trials):
-        start.record()
-        for _ in range(replays):
-            run()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end) / (replays * per_replay))
-    return statistics.median(samples), timer
+    run, count = _rotation(calls, min_calls)
+    ms, timer = _common.cuda_ms(run, graph=True)
+    return ms / count, timer
 
 
 def time_cpu(calls: Sequence[Callable[[], Any]], trials: int = 3) -> tuple[float, str]:
-    for call in calls:
-        call()
-    samples = []
-    for _ in range(trials):
-        t0 = time.perf_counter()
-        for call in calls:
-            call()
-        samples.append((time.perf_counter() - t0) * 1e3 / len(calls))
-    return statistics.median(samples), "cpu-wall"
+    run, count = _rotation(calls, len(calls))
+    return _common.wall_ms(run, trials) / count, "cpu-wall"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -196,18 +167,19 @@ def _weights(k: int, n: int, dtype: torch.dtype, device: torch.device, copies: i
 def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Callable[[], Any]], str | None]:
     """One call per weight copy for ``provider``, and the configuration note (or raise if unavailable)."""
     from polysparse.kernels import sparse24 as s24
+    from polysparse.kernels import sparse24_convert as s24c
     from polysparse.kernels.sparse24_matmul import sparse24_linear
 
     if provider == "dense":
         return [lambda w=w: F.linear(x, w) for w, _, _ in weights], "cuBLAS" if x.is_cuda else "torch CPU"
     if provider.startswith("torch-"):
-        reason = s24.semi_structured_reason(x.device)
+        reason = s24c.semi_structured_reason(x.device)
         if reason is not None:
             raise RuntimeError(reason)
         backend = provider.removeprefix("torch-")
         if backend == "cusparselt" and not torch.backends.cusparselt.is_available():
             raise RuntimeError("this torch build has no cuSPARSELt")
-        sparse = [s24.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
+        sparse = [s24c.to_torch_semi_structured(v, m, backend=backend) for _, v, m in weights]
         return [lambda t=t: F.linear(x, t) for t in sparse], backend
     if provider == "triton":
         # as the runtime holds it: metadata rows 16-byte aligned (format version 2), loads vectorise
@@ -230,7 +202,7 @@ def _triton_config(x: torch.Tensor, k: int, n: int) -> str:
 
 
 def _fallbacks() -> int:
-    from polysparse.kernels._dispatch import fallback_counts
+    from polysparse.kernels.dispatch import fallback_counts
 
     return sum(count for (op, _), count in fallback_counts.items() if op in TRITON_OPS)
 
@@ -357,7 +329,7 @@ def run(
     smoke: bool = False,
 ) -> dict[str, Any]:
     """Measure, write ``sparse24_matmul[_bf16][_smoke].{json,md}`` under ``out_dir``, return the payload."""
-    from polysparse.kernels._dispatch import interpreter_enabled
+    from polysparse.kernels.dispatch import interpreter_enabled
 
     if smoke:
         device = torch.device("cpu" if interpreter_enabled() else "cuda")

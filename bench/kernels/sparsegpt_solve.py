@@ -57,7 +57,7 @@ def relative_error(weight: torch.Tensor, new_weight: torch.Tensor, X: torch.Tens
 
 
 def run(shapes: dict, blocksize: int, device: torch.device, time_ms) -> list[dict[str, Any]]:
-    from polysparse.kernels import sparsegpt_solve as sg
+    from polysparse.kernels import sparsegpt as sg
 
     results = []
     for label, (rows, cols) in shapes.items():

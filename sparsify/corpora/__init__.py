@@ -7,7 +7,7 @@ source yields :class:`Document` objects tagged with an ISO 639-1 language code. 
 windows are built from documents in :mod:`polysparse.sparsify.calibration`. Nothing here imports torch.
 """
 
-from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, ParallelPair
+from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.gettext_mo import load_parallel_pairs
 from polysparse.sparsify.corpora.hf_datasets import DatasetUnavailableError, MissingDependencyError
 from polysparse.sparsify.corpora.languages import (
@@ -31,7 +31,7 @@ from polysparse.sparsify.corpora.registry import (
     missing_corpora_hint,
     split_by_document,
 )
-from polysparse.sparsify.corpora.text_files import TextEncodingError, text_encoding
+from polysparse.sparsify.corpora.text_files import TextEncodingError, TextFormatError, text_encoding
 
 __all__ = [
     "PARALLEL_SOURCES",
@@ -42,7 +42,9 @@ __all__ = [
     "EmptyCorpusError",
     "MissingDependencyError",
     "ParallelPair",
+    "SourceSpecError",
     "TextEncodingError",
+    "TextFormatError",
     "UnknownLanguageError",
     "available_corpora",
     "known_languages",

@@ -9,6 +9,10 @@ class EmptyCorpusError(ValueError):
     """A source spec matched no usable text."""
 
 
+class SourceSpecError(ValueError):
+    """A text source spec that does not parse, or names a source or option that does not exist."""
+
+
 @dataclass(frozen=True)
 class Document:
     """One coherent piece of text (a file, a page, a record) in one language.

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from polysparse.sparsify.corpora.documents import Document, ParallelPair
+from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.languages import (
     UNDETERMINED,
     latin_script_locale,
@@ -291,7 +291,7 @@ def load_gettext_parallel(
     English original (same domain, context and message id; first locale of each language that has it)."""
     src_lang, tgt_lang = normalize_language(src_language), normalize_language(tgt_language)
     if src_lang == tgt_lang:
-        raise ValueError(f"{NAME}: source and target language are both {src_lang}")
+        raise SourceSpecError(f"{NAME}: source and target language are both {src_lang}")
     if src_lang == "en":
         return load_parallel_pairs(tgt_language, root)
     if tgt_lang == "en":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError
+from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
 from polysparse.sparsify.corpora.languages import normalize_language
 
 NAME = "hf"
@@ -37,7 +37,7 @@ def parse_hf_argument(argument: str) -> tuple[str, str | None, str, str]:
     """``DATASET[:CONFIG[:SPLIT]]:LANG`` -> (dataset, config or None, split, ISO 639-1 language)."""
     head, sep, language = argument.rpartition(":")
     if not sep or not head or not language:
-        raise ValueError(
+        raise SourceSpecError(
             f"hf:{argument}: expected hf:DATASET[:CONFIG[:SPLIT]]:LANG (e.g. hf:allenai/c4:de:train:de)"
         )
     lang = normalize_language(language)
@@ -83,7 +83,7 @@ def load_hf_documents(argument: str) -> list[Document]:
         features = getattr(dataset, "features", {}) or {}
         field = next((c for c in columns if getattr(features.get(c), "dtype", None) == "string"), None)
     if field is None:
-        raise ValueError(f"hf:{argument}: no text column among {columns}")
+        raise SourceSpecError(f"hf:{argument}: no text column among {columns}")
     prefix = f"{NAME}/{dataset_name}/{config or '-'}/{split}"
     documents = [
         Document(text=text.strip(), lang=lang, source=NAME, doc_id=f"{prefix}/{i}")

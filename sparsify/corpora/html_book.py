@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from polysparse.sparsify.corpora.documents import Document, ParallelPair
+from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.html_prose import extract_paragraphs
 from polysparse.sparsify.corpora.languages import UnknownLanguageError, locale_language, select_locales
 from polysparse.sparsify.corpora.prose import (
@@ -140,7 +140,7 @@ def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[
     src_lang, src_locales = select_locales(src_language, installed, book.name)
     tgt_lang, tgt_locales = select_locales(tgt_language, installed, book.name)
     if src_lang == tgt_lang:
-        raise ValueError(f"{book.name}: source and target language are both {src_lang}")
+        raise SourceSpecError(f"{book.name}: source and target language are both {src_lang}")
     english = english_paragraphs(book)
     english_by_page = english_pages(book)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from polysparse.sparsify.corpora.documents import EmptyCorpusError, ParallelPair
+from polysparse.sparsify.corpora.documents import EmptyCorpusError, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.gettext_mo import load_gettext_parallel
 from polysparse.sparsify.corpora.handbook import load_handbook_parallel
 from polysparse.sparsify.corpora.install_guide import load_install_guide_parallel
@@ -37,14 +37,14 @@ MIN_PROMPT_SENTENCE_CHARS = 20
 def _check_source(source: str) -> None:
     if source not in PARALLEL_SOURCES:
         known = ", ".join(sorted(PARALLEL_SOURCES))
-        raise ValueError(f"no parallel text in source {source!r}; parallel sources: {known}")
+        raise SourceSpecError(f"no parallel text in source {source!r}; parallel sources: {known}")
 
 
 def parse_parallel_spec(spec: str) -> tuple[str, str, str]:
     """``gettext:de`` -> ``("gettext", "de", "en")``; ``handbook:en->ja`` -> ``("handbook", "en", "ja")``."""
     source, sep, languages = spec.partition(":")
     if not sep or not languages:
-        raise ValueError(f"parallel spec {spec!r} is not of the form SOURCE:LANG or SOURCE:SRC->TGT")
+        raise SourceSpecError(f"parallel spec {spec!r} is not of the form SOURCE:LANG or SOURCE:SRC->TGT")
     _check_source(source)
     src, arrow, tgt = languages.partition("->")
     if not arrow:
@@ -112,7 +112,7 @@ def translation_prompts(
     no prompt holds the same pair twice). ``count=None`` gives one pass: ``len(usable) // shots`` prompts.
     """
     if shots < 1:
-        raise ValueError(f"shots must be at least 1, got {shots}")
+        raise SourceSpecError(f"shots must be at least 1, got {shots}")
     src_lang, tgt_lang = normalize_language(src_lang), normalize_language(tgt_lang)
     src_name, tgt_name = language_name(src_lang), language_name(tgt_lang)
     usable = []

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from polysparse.sparsify.corpora import gettext_mo, handbook, install_guide, manpages
-from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError
+from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
 from polysparse.sparsify.corpora.hf_datasets import load_hf_documents
 from polysparse.sparsify.corpora.html_book import installed_locales as book_locales
 from polysparse.sparsify.corpora.html_book import quick_statistics as book_statistics
@@ -37,9 +37,10 @@ def load_documents(spec: str) -> list[Document]:
     """Documents for one source spec such as ``text:corpus/*.txt:de`` or ``handbook:de``."""
     name, sep, argument = spec.partition(":")
     if not sep or not argument:
-        raise ValueError(f"source spec {spec!r} is not of the form NAME:ARGUMENT (e.g. handbook:de)")
+        raise SourceSpecError(f"source spec {spec!r} is not of the form NAME:ARGUMENT (e.g. handbook:de)")
     if name not in SOURCES:
-        raise ValueError(f"unknown source {name!r} in {spec!r}; known sources: {', '.join(sorted(SOURCES))}")
+        known = ", ".join(sorted(SOURCES))
+        raise SourceSpecError(f"unknown source {name!r} in {spec!r}; known sources: {known}")
     documents = SOURCES[name](argument)
     if not documents:
         raise EmptyCorpusError(f"{spec}: no documents")
@@ -86,7 +87,7 @@ def _source_statistics(source: str) -> tuple[dict[str, tuple[int, int]], dict[st
         return manpages.quick_statistics(), _locales_by_language(manpages.installed_locales())
     if source == "gettext":
         return gettext_mo.quick_statistics(), _locales_by_language(gettext_mo.installed_locales())
-    raise ValueError(
+    raise SourceSpecError(
         f"{source!r} is not an installed source; installed sources: {', '.join(INSTALLED_SOURCES)}"
     )
 
@@ -160,7 +161,7 @@ def missing_corpora_hint(source: str, lang: str | None = None) -> str:
         return "hf: pip install datasets, and have the dataset in the local cache when offline"
     if source == "text":
         return "text: point the spec at your own .txt or .jsonl files (text:PATH[:LANG])"
-    raise ValueError(f"unknown source {source!r}; known sources: {', '.join(sorted(SOURCES))}")
+    raise SourceSpecError(f"unknown source {source!r}; known sources: {', '.join(sorted(SOURCES))}")
 
 
 def _unit_hash(key: str, seed: int) -> float:

@@ -25,6 +25,10 @@ class TextEncodingError(ValueError):
     """A text file that does not decode in the encoding asked for."""
 
 
+class TextFormatError(ValueError):
+    """A ``.jsonl`` file whose line is not a JSON record with a string field ``text``."""
+
+
 @contextlib.contextmanager
 def text_encoding(encoding: str) -> Iterator[str]:
     """Read ``text:`` files in ``encoding`` (default UTF-8) inside the block; decoding stays strict."""
@@ -98,10 +102,10 @@ def _jsonl_texts(path: Path) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+            raise TextFormatError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
         text = record.get("text") if isinstance(record, dict) else None
         if not isinstance(text, str):
-            raise ValueError(f"{path}:{line_number}: a jsonl record needs a string field 'text'")
+            raise TextFormatError(f"{path}:{line_number}: a jsonl record needs a string field 'text'")
         texts.append(text)
     return texts
 

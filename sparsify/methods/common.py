@@ -28,11 +28,9 @@ def check_prunable(weight: torch.Tensor, config: PruneConfig) -> None:
     """Raise a clear error when ``weight`` cannot take the configured pattern or is not finite."""
     if weight.dim() != 2:
         raise ValueError(f"expected an (out x in) weight matrix, got shape {tuple(weight.shape)}")
-    if config.pattern is not None and weight.shape[1] % config.pattern.m:
-        raise ValueError(
-            f"in_features={weight.shape[1]} is not a multiple of M={config.pattern.m} "
-            f"for pattern {config.pattern}"
-        )
+    misfit = config.pattern.misfit(weight.shape[1]) if config.pattern is not None else None
+    if misfit is not None:
+        raise ValueError(f"{misfit} for pattern {config.pattern}")
     if not torch.isfinite(weight).all():
         raise NonFiniteError("NaN or Inf in the weight")
 

@@ -4,7 +4,7 @@
 weights zeroed. Damping ``lambda = percdamp * mean(diag H)`` is added to the diagonal; when the Cholesky
 factorisation fails the damping is raised tenfold, up to :data:`MAX_DAMPING_STEPS` times, and the value
 used is reported. ``Hinv`` is the upper Cholesky factor of ``H^-1``; the blocked solve itself (mask
-selection, OBS updates, lazy trailing update) runs in :mod:`polysparse.kernels.sparsegpt_solve`.
+selection, OBS updates, lazy trailing update) runs in :mod:`polysparse.kernels.sparsegpt`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from polysparse.kernels.sparsegpt_solve import sparsegpt_solve
+from polysparse.kernels.sparsegpt import sparsegpt_solve
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.methods.common import LayerResult, check_prunable
 from polysparse.sparsify.stats import LayerStatistics, NonFiniteError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from polysparse.bench.jobs import demo_job
+from polysparse.bench.demo import demo_job
 from polysparse.runtime.checkpoint import load_sparse, read_sparsity_config
 from polysparse.runtime.swap import sparse_layers
 

@@ -41,7 +41,7 @@ def test_guard_nm_mask_llama_mlp(benchmark):
 
 
 def test_guard_sparsegpt_solve_4096(benchmark):
-    from polysparse.kernels.sparsegpt_solve import sparsegpt_solve
+    from polysparse.kernels.sparsegpt import sparsegpt_solve
 
     weight = torch.randn(4096, 4096, device="cuda")
     x = torch.randn(8192, 4096, device="cuda")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from polysparse.bench.kernels import sparse24_matmul as bench
-from polysparse.kernels import _dispatch
+from polysparse.kernels import dispatch
 
 # Kernel benchmarks are kernel tests: they run the Triton path (interpreter on CPU).
 pytestmark = pytest.mark.triton_kernels
@@ -48,7 +48,7 @@ def test_bandwidth_bound_tends_to_1_78():
 
 
 def test_refuses_to_report_when_triton_cannot_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(_dispatch, "triton_reason", lambda *tensors: "forced by the test")
+    monkeypatch.setattr(dispatch, "triton_reason", lambda *tensors: "forced by the test")
     with pytest.raises(RuntimeError, match="forced by the test"):
         bench.run(tmp_path, ms=[1], smoke=True)
     assert not list(tmp_path.iterdir())

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from polysparse.kernels import sparsegpt_solve as sg
+    from polysparse.kernels import sparsegpt as sg
     from polysparse.kernels import topk_mask as tm
 
     def build(fn, types, constexprs, num_warps, **options):

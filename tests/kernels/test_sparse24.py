@@ -1,5 +1,5 @@
 """The 2:4 format: Triton (through the interpreter on CPU) against the PyTorch reference, exact round trips,
-the documented metadata layout, validation errors, and the PyTorch / compressed-tensors layouts."""
+the documented metadata layout and validation errors (the other layouts: ``test_sparse24_convert.py``)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers.seeds import stable_seed
-from polysparse.kernels import _dispatch
+from helpers.sparse24_weights import DEVICE, DTYPES, assert_bitwise, random_24
+from polysparse.kernels import dispatch
 from polysparse.kernels import sparse24 as s24
 from polysparse.kernels.topk_mask import nm_mask_reference
-
-DTYPES = [torch.float16, torch.bfloat16, torch.float32]
-# Kernels run where Triton runs: CPU tensors through the interpreter, or CUDA with POLYSPARSE_TEST_GPU=1.
-DEVICE = torch.device("cpu" if _dispatch.interpreter_enabled() else "cuda")
-
-
-def random_24(
-    rows: int, cols: int, dtype: torch.dtype, gen: torch.Generator, empty: float = 0.2
-) -> torch.Tensor:
-    """A random 2:4 weight in which a fraction of the kept weights are zero (groups with < 2 nonzeros)."""
-    w = torch.randn(rows, cols, generator=gen)
-    keep = nm_mask_reference(w, None, 2, 4)
-    keep &= torch.rand(rows, cols, generator=gen) >= empty
-    return (w * keep).to(dtype).to(DEVICE)
 
 
 def both_impls(fn, *args):
     """Run a format op through Triton (interpreter) and the reference; return both results."""
     return fn(*args, impl="triton"), fn(*args, impl="reference")
-
-
-def assert_bitwise(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert a.dtype == b.dtype and a.shape == b.shape
-    assert torch.equal(
-        a.view(torch.uint8) if a.is_floating_point() else a,
-        b.view(torch.uint8) if b.is_floating_point() else b,
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -184,13 +163,13 @@ def test_check_meta_rejects_corrupt_words():
 
 def test_unsupported_dtype_falls_back_and_is_counted():
     w = torch.zeros(4, 8, dtype=torch.float64, device=DEVICE)
-    before = _dispatch.fallback_counts[
+    before = dispatch.fallback_counts[
         ("compress_24", "dtype torch.float64 (the kernel takes fp16, bf16, fp32)")
     ]
     v, m = s24.compress_24(w)
     assert v.dtype == torch.float64
     assert (
-        _dispatch.fallback_counts[("compress_24", "dtype torch.float64 (the kernel takes fp16, bf16, fp32)")]
+        dispatch.fallback_counts[("compress_24", "dtype torch.float64 (the kernel takes fp16, bf16, fp32)")]
         == before + 1
     )
     with pytest.raises(RuntimeError, match="cannot run"):
@@ -255,134 +234,10 @@ def test_prune_scale_length_error():
         s24.prune_and_compress_24(torch.zeros(2, 8), torch.ones(3))
 
 
-# ----------------------------------------------------------------------------------------------------------
-# compressed-tensors sparse-24-bitmask
-# ----------------------------------------------------------------------------------------------------------
-
-
-def ct_decompress(compressed: torch.Tensor, bitmask: torch.Tensor, shape: list[int]) -> torch.Tensor:
-    """compressed-tensors' decompression, restated: unpack little-endian bits, scatter row-major."""
-    rows, cols = shape
-    bits = (bitmask.int().unsqueeze(-1) >> torch.arange(8, device=bitmask.device)) & 1
-    mask = bits.reshape(rows, -1)[:, :cols].bool()
-    dense = torch.zeros(rows, cols, dtype=compressed.dtype, device=compressed.device)
-    dense[mask] = compressed.flatten()
-    return dense
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 4), (7, 12), (16, 64)])
-def test_sparse24_bitmask_round_trip(dtype, shape):
-    w = random_24(*shape, dtype, torch.Generator().manual_seed(5))
-    values, meta = s24.compress_24(w)
-    compressed, bitmask, dense_shape = s24.to_sparse24_bitmask(values, meta)
-    assert dense_shape == list(shape)
-    assert bitmask.dtype == torch.uint8 and bitmask.shape == (shape[0], -(-shape[1] // 8))
-    assert compressed.shape == (shape[0], shape[1] // 2)
-    assert torch.equal(ct_decompress(compressed, bitmask, dense_shape), w)
-    v2, m2 = s24.from_sparse24_bitmask(compressed, bitmask, torch.tensor(dense_shape).reshape(-1, 1))
-    assert v2.device == m2.device == values.device
-    assert_bitwise(v2, values)
-    assert torch.equal(m2, meta)
-
-
-def test_sparse24_bitmask_matches_numpy_packbits():
-    np = pytest.importorskip("numpy")
-    w = random_24(9, 44, torch.float32, torch.Generator().manual_seed(6))
-    values, meta = s24.compress_24(w)
-    _, bitmask, _ = s24.to_sparse24_bitmask(values, meta)
-    keep = s24.keep_from_meta(meta, 44).cpu().numpy()
-    assert (bitmask.cpu().numpy() == np.packbits(keep, axis=-1, bitorder="little")).all()
-
-
-def test_sparse24_bitmask_errors():
-    values, meta = s24.compress_24(torch.zeros(3, 16, device=DEVICE))
-    compressed, bitmask, shape = s24.to_sparse24_bitmask(values, meta)
-    bad = bitmask.clone()
-    bad[2, 0] |= 0b0100  # row 2, group 0 now has three bits
-    with pytest.raises(ValueError, match=r"row 2, columns 0\.\.3 have 3 bits set"):
-        s24.from_sparse24_bitmask(compressed, bad, shape)
-    with pytest.raises(ValueError, match="compressed must have shape"):
-        s24.from_sparse24_bitmask(compressed[:, :4], bitmask, shape)
-    with pytest.raises(ValueError, match="bitmask must be uint8"):
-        s24.from_sparse24_bitmask(compressed, bitmask[:, :1], shape)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# PyTorch's CUTLASS layout (pure torch) and semi-structured tensors (CUDA)
-# ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cutlass_layout_matches_torch(dtype):
-    conv = pytest.importorskip("torch.sparse._semi_structured_conversions")
-    gen = torch.Generator().manual_seed(7)
-    # All kept weights nonzero, so PyTorch and polysparse choose the same positions.
-    w = random_24(64, 128, dtype, gen, empty=0.0).cpu()
-    values, meta = s24.compress_24(w, impl="reference")
-    packed, meta_reordered = s24.to_cutlass_layout(values, meta)
-    packed_t, meta_t = conv.sparse_semi_structured_from_dense_cutlass(w)
-    assert_bitwise(packed, packed_t)
-    assert torch.equal(meta_reordered, meta_t)
-
-
-def test_cutlass_layout_round_trip_with_partial_groups():
-    conv = pytest.importorskip("torch.sparse._semi_structured_conversions")
-    w = random_24(96, 192, torch.float16, torch.Generator().manual_seed(8), empty=0.4).cpu()
-    values, meta = s24.compress_24(w, impl="reference")
-    packed, meta_reordered = s24.to_cutlass_layout(values, meta)
-    assert torch.equal(conv.sparse_semi_structured_to_dense_cutlass(packed, meta_reordered), w)
-    v2, m2 = s24.from_cutlass_layout(packed, meta_reordered)
-    assert_bitwise(v2, values)
-    assert torch.equal(m2, meta)
-
-
-def test_cutlass_layout_shape_error():
-    values, meta = s24.compress_24(torch.zeros(16, 64, dtype=torch.float16))
-    with pytest.raises(ValueError, match="out_features % 32"):
-        s24.to_cutlass_layout(values, meta)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
-def test_torch_semi_structured_needs_cuda():
-    values, meta = s24.compress_24(torch.zeros(32, 64, dtype=torch.float16))
-    with pytest.raises(RuntimeError, match="need a CUDA device"):
-        s24.to_torch_semi_structured(values, meta)
-    assert s24.semi_structured_reason("cpu") is not None
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["cutlass", "cusparselt", "auto"])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_torch_semi_structured_round_trip_gpu(backend, dtype):
-    if s24.semi_structured_reason("cuda") is not None:
-        pytest.skip(s24.semi_structured_reason("cuda"))
-    if backend == "cusparselt" and not torch.backends.cusparselt.is_available():
-        pytest.skip("no cuSPARSELt in this torch build")
-    gen = torch.Generator().manual_seed(9)
-    w = random_24(128, 256, dtype, gen, empty=0.2).cuda()
-    values, meta = s24.compress_24(w, impl="reference")
-    t = s24.to_torch_semi_structured(values, meta, backend=backend)
-    assert torch.equal(t.to_dense(), w)
-    v2, m2 = s24.from_torch_semi_structured(t)
-    assert torch.equal(s24.decompress_24_reference(v2, m2), w)
-    if backend == "cutlass":
-        assert torch.equal(m2, meta)
-        # built by PyTorch from the dense matrix: its own positions for partial groups, the same weight
-        t_torch = torch.sparse.SparseSemiStructuredTensorCUTLASS.from_dense(w)
-        v3, m3 = s24.from_torch_semi_structured(t_torch)
-        assert torch.equal(s24.decompress_24_reference(v3, m3), w)
-    x = torch.randn(64, 256, generator=gen).to(dtype).cuda()
-    tol = 2e-3 if dtype == torch.float16 else 1.6e-2  # one output ulp: accumulation order differs
-    torch.testing.assert_close(
-        torch.nn.functional.linear(x, t), torch.nn.functional.linear(x, w), rtol=tol, atol=tol
-    )
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_format_kernels_compiled_gpu(dtype):
-    if _dispatch.interpreter_enabled():
+    if dispatch.interpreter_enabled():
         pytest.skip("set POLYSPARSE_TEST_GPU=1 to compile the kernels instead of interpreting them")
     gen = torch.Generator().manual_seed(10)
     w = random_24(1000, 4096, dtype, gen).cuda()  # large: many programs, partial last tiles

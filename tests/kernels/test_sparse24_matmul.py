@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from polysparse.kernels import _dispatch
+from polysparse.kernels import dispatch
 from polysparse.kernels import sparse24 as s24
 from polysparse.kernels import sparse24_matmul as sm
 
@@ -18,7 +18,7 @@ TOL = {torch.float16: dict(rtol=2e-3, atol=2e-3), torch.bfloat16: dict(rtol=1.6e
 
 _seed = iter(range(10_000, 1_000_000))
 # Kernels run where Triton runs: CPU tensors through the interpreter, or CUDA with POLYSPARSE_TEST_GPU=1.
-DEVICE = torch.device("cpu" if _dispatch.interpreter_enabled() else "cuda")
+DEVICE = torch.device("cpu" if dispatch.interpreter_enabled() else "cuda")
 
 
 def make_case(batch, k, n, dtype, bias):
@@ -209,9 +209,9 @@ def test_empty_batch():
 def test_unaligned_shapes_fall_back_to_reference(k, n):
     x, values, meta, b, dense = make_case((3,), k, n, torch.float16, bias=True)
     reason = f"in_features={k} and out_features={n} must be multiples of 64"
-    before = _dispatch.fallback_counts[(sm.OP_NAME, reason)]
+    before = dispatch.fallback_counts[(sm.OP_NAME, reason)]
     y = sm.sparse24_linear(x, values, meta, b)
-    assert _dispatch.fallback_counts[(sm.OP_NAME, reason)] == before + 1
+    assert dispatch.fallback_counts[(sm.OP_NAME, reason)] == before + 1
     torch.testing.assert_close(y, sm.sparse24_linear_reference(x, values, meta, b))
     with pytest.raises(RuntimeError, match="must be multiples of 64"):
         sm.sparse24_linear(x, values, meta, b, impl="triton")
@@ -278,7 +278,7 @@ def test_torch_compile_traces_the_op():
 
 
 def _need_compiled_kernels():
-    if _dispatch.interpreter_enabled():
+    if dispatch.interpreter_enabled():
         pytest.skip("set POLYSPARSE_TEST_GPU=1 to compile the kernels instead of interpreting them")
 
 

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polysparse.kernels import _dispatch
+from polysparse.kernels import dispatch
 from polysparse.kernels import topk_mask as tm
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -307,10 +307,10 @@ def test_validation_errors(call, message):
 
 def test_unsupported_inputs_fall_back_and_are_counted():
     weight = torch.randn(4, 64, dtype=torch.float64)
-    before = _dispatch.fallback_counts[("unstructured_mask", "weight dtype torch.float64 has no kernel")]
+    before = dispatch.fallback_counts[("unstructured_mask", "weight dtype torch.float64 has no kernel")]
     keep = tm.unstructured_mask(weight, prune_per_row=10)
     assert torch.equal(keep, tm.unstructured_mask_reference(weight, None, 10))
-    after = _dispatch.fallback_counts[("unstructured_mask", "weight dtype torch.float64 has no kernel")]
+    after = dispatch.fallback_counts[("unstructured_mask", "weight dtype torch.float64 has no kernel")]
     assert after == before + 1
     with pytest.raises(RuntimeError, match="cannot run here"):
         tm.unstructured_mask(weight, prune_per_row=10, impl="triton")

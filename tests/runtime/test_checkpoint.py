@@ -19,12 +19,14 @@ from polysparse.runtime.checkpoint import (
     CheckpointMismatchError,
     CorruptCheckpointError,
     NotSparse24Error,
+    SparsityMetadata,
     describe_calibration,
     export,
     load_sparse,
     read_header,
     save_sparse,
 )
+from polysparse.runtime.checkpoint import load as checkpoint_load
 from polysparse.runtime.swap import sparse_layers, sparsify_model
 
 
@@ -305,6 +307,19 @@ def test_describe_calibration(spec, language, source):
     assert describe_calibration(spec) == {"spec": spec, "language": language, "source": source}
 
 
+def test_provenance_reads_the_structured_calibration_record_and_old_spec_strings():
+    structured = {
+        "spec": "handbook:de=0.5,manpages:fr=0.5",
+        "language": "de+fr",
+        "source": "handbook+manpages",
+    }
+    parts = [{"kind": "source", "spec": "handbook:de", "weight": 0.5}]
+    recorded = SparsityMetadata.from_report({"calibration": {**structured, "parts": parts}})
+    assert (recorded.calibration_language, recorded.calibration_source) == ("de+fr", "handbook+manpages")
+    old = SparsityMetadata.from_report({"calibration": {"spec": "translate:de->en:gettext,shots=4"}})
+    assert (old.calibration_language, old.calibration_source) == ("de->en", "gettext (translation prompts)")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Loading without dense weights
 # ----------------------------------------------------------------------------------------------------------
@@ -403,7 +418,7 @@ def test_meta_of_the_wrong_shape_is_caught_before_any_data_is_read(saved_sparse,
     def no_reading(*args, **kwargs):
         raise AssertionError("tensor data was read before the metadata was validated")
 
-    monkeypatch.setattr(ckpt, "_read_tensors", no_reading)
+    monkeypatch.setattr(checkpoint_load, "read_tensors", no_reading)
     with pytest.raises(CheckpointMismatchError, match=name.replace(".", r"\.")):
         load_sparse(folder)
 

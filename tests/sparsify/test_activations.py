@@ -120,13 +120,13 @@ def test_disk_offload_keeps_the_activations_on_disk_during_the_walk(tmp_path, mo
     """While a block is pruned, its inputs are files (one per batch), not tensors held in memory."""
     windows = random_windows(n=4, length=10)
     seen = []
-    original = driver_module._attach_statistics
+    original = driver_module.attach_statistics
 
     def spy(step, layers, method):
         seen.append((len(list((tmp_path / "acts").rglob("batch-*.safetensors"))), type(step.hidden)))
         return original(step, layers, method)
 
-    monkeypatch.setattr(driver_module, "_attach_statistics", spy)
+    monkeypatch.setattr(driver_module, "attach_statistics", spy)
     config = PruneConfig(
         method="wanda", sparsity=0.5, seqlen=16, offload="disk", offload_dir=str(tmp_path / "acts")
     )
@@ -181,13 +181,13 @@ def test_disk_offload_without_a_folder_uses_a_temporary_one_and_removes_it(tmp_p
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen = []
-    original = driver_module._attach_statistics
+    original = driver_module.attach_statistics
 
     def spy(step, layers, method):
         seen.append(sorted(p.name for p in tmp_path.iterdir()))
         return original(step, layers, method)
 
-    monkeypatch.setattr(driver_module, "_attach_statistics", spy)
+    monkeypatch.setattr(driver_module, "attach_statistics", spy)
     config = PruneConfig(method="wanda", sparsity=0.5, seqlen=16, offload="disk")
     prune_model(tiny_model("llama"), config, random_windows(n=2, length=10), progress=False)
     assert seen and all(len(names) == 1 and names[0].startswith("polysparse-activations-") for names in seen)

@@ -9,10 +9,10 @@ from polysparse.sparsify.calibration import (
     allocate,
     calibration_windows,
     evaluation_windows,
-    parse_mixture,
     windows_from_documents,
     windows_from_texts,
 )
+from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.corpora import Document, EmptyCorpusError
 
 WORDS = [
@@ -69,6 +69,9 @@ def test_texts_become_right_padded_windows():
 
 
 def test_mixture_parsing_and_allocation():
+    def parse_mixture(text: str) -> list[tuple[str, float]]:
+        return [(part.spec, part.weight) for part in CalibrationSpec.parse(text).parts]
+
     assert parse_mixture("text:a.txt:de") == [("text:a.txt:de", 1.0)]
     assert parse_mixture("handbook:de=0.5,handbook:en=0.5") == [("handbook:de", 0.5), ("handbook:en", 0.5)]
     assert parse_mixture("a:x=3,b:y=1") == [("a:x", 0.75), ("b:y", 0.25)]

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from helpers.tiny_models import ARCHITECTURES, random_windows, tiny_model
-from polysparse.sparsify.driver import capture_block_inputs, sequential_blocks
 from polysparse.sparsify.model_graph import find_decoder_stack
+from polysparse.sparsify.walk import capture_block_inputs, sequential_blocks
 
 
 def dense_hidden_states(model, windows):

@@ -291,7 +291,7 @@ def test_dense_target_is_the_dense_models_own_block_output_even_past_a_dense_blo
     stack = find_decoder_stack(dense)
     x = hidden[2]
     with torch.no_grad():
-        from polysparse.sparsify.driver import capture_block_inputs
+        from polysparse.sparsify.walk import capture_block_inputs
 
         captured = capture_block_inputs(dense, stack, windows, batch_size=1)
         outs = []

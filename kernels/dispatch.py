@@ -29,6 +29,16 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "no")
 
 
+def device_reason(device: torch.device | str) -> str | None:
+    """``None`` when Triton kernels can run on ``device`` in this process, else why they cannot."""
+    device = torch.device(device)
+    if interpreter_enabled():
+        return None if device.type == "cpu" else f"TRITON_INTERPRET=1 needs CPU tensors, got {device}"
+    if device.type == "cuda":
+        return None
+    return f"{device} is not a CUDA device and TRITON_INTERPRET is not set"
+
+
 def triton_reason(*tensors: torch.Tensor) -> str | None:
     """``None`` when Triton can take these tensors, else why it cannot."""
     if interpreter_enabled():

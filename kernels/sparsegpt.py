@@ -43,7 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
-from polysparse.kernels._dispatch import Impl, choose_impl, forced_impl, interpreter_enabled
+from polysparse.kernels.dispatch import Impl, choose_impl, forced_impl, interpreter_enabled
 
 COMPILE_OPTIONS = {"enable_fp_fusion": False}
 """The block kernel is compiled without multiply-add fusion. The reference (and the original SparseGPT code)

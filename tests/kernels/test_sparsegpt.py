@@ -15,8 +15,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polysparse.kernels import _dispatch
-from polysparse.kernels import sparsegpt_solve as sg
+from polysparse.kernels import dispatch
+from polysparse.kernels import sparsegpt as sg
 from polysparse.kernels.topk_mask import nm_mask_reference
 
 POISON_BYTE = 0xA5
@@ -259,9 +259,9 @@ def test_wide_blocks_fall_back_and_are_counted():
     gen = _gen("wide")
     weight, _, hinv = _problem(2, 8, gen)
     key = ("sparsegpt_solve", f"blocksize=1024 > {sg.MAX_KERNEL_BLOCKSIZE} has no kernel")
-    before = _dispatch.fallback_counts[key]
+    before = dispatch.fallback_counts[key]
     W_new, keep = sg.sparsegpt_solve(weight, hinv, sparsity=0.5, blocksize=1024)
-    assert _dispatch.fallback_counts[key] == before + 1
+    assert dispatch.fallback_counts[key] == before + 1
     W_ref, keep_ref = sg.sparsegpt_solve_reference(weight, hinv, sparsity=0.5, blocksize=1024)
     assert torch.equal(keep, keep_ref) and torch.equal(W_new, W_ref)
     with pytest.raises(RuntimeError, match="cannot run here"):

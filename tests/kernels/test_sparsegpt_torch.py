@@ -7,7 +7,7 @@ import zlib
 import pytest
 import torch
 
-from polysparse.kernels import sparsegpt_solve as sg
+from polysparse.kernels import sparsegpt as sg
 
 
 def problem(rows, cols, seed):
