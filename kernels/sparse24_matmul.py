@@ -16,15 +16,18 @@ The dense ``[BLOCK_N, BLOCK_K]`` tile then feeds ``tl.dot`` like any other. Valu
 masked in their own units (and not masked along K at all when ``BLOCK_K`` divides K), so their loads are
 16-byte vectors that Triton's software pipeliner stages with ``cp.async`` together with the x tile.
 
-Decode (M = 1..16) is memory bound: the weight is read once and the question is only how many bytes are in
-flight. Configurations there use ``BLOCK_M = 16`` (the smallest ``tl.dot`` tile), narrow ``BLOCK_N`` and
-long ``BLOCK_K``; when the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K``
-programs that write float32 partial sums, and a second small kernel adds them in a fixed order (so results
-are deterministic), adds the bias and casts. Prefill (M in the thousands) is compute bound and uses large
-square-ish tiles with grouped tile ordering for L2 reuse; there the expansion is pure overhead over a dense
-GEMM, and the runtime should dispatch to cuBLAS or cuSPARSELt where they measure faster.
+Decode (M = 1..16) is memory bound: the weight is read once and what counts is how many bytes are in flight
+and how few instructions each byte costs. It does not use this kernel: one row of x goes to the GEMV below
+(``GEMV_MAX_M``), 2..16 rows to the tensor-core decode kernel of
+:mod:`polysparse.kernels.sparse24_decode_mma` (``DECODE_MAX_M``), which costs about half the instructions per
+KB of weight of this kernel at ``BLOCK_M = 16``. When the output has too few tiles to occupy every SM the K
+range is split over ``SPLIT_K`` programs that write float32 partial sums, and a second small kernel adds them
+in a fixed order (so results are deterministic), adds the bias and casts. Small batches (M <= 128) use
+32- and 64-row tiles; prefill (M in the thousands) is compute bound and uses large square-ish tiles with
+grouped tile ordering for L2 reuse; there the expansion is pure overhead over a dense GEMM, and the runtime
+should dispatch to cuBLAS or cuSPARSELt where they measure faster.
 
-Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 9..16 share one tuned choice), N, K and
+Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 65..128 share one tuned choice), N, K and
 ``SPLIT_K``; under ``TRITON_INTERPRET=1`` there is a single configuration. Tuning runs on the first call for
 a new key: warm up before capturing a CUDA graph.
 
@@ -46,6 +49,7 @@ import triton.language as tl
 
 from polysparse.kernels._dispatch import Impl, choose_impl, interpreter_enabled
 from polysparse.kernels.sparse24 import _check_compressed, aligned_meta, decompress_24_reference
+from polysparse.kernels.sparse24_decode_mma import sparse24_decode_mma_launch
 
 OP_NAME = "sparse24_linear"
 _ALIGN = 64
@@ -238,7 +242,7 @@ def _splitk_reduce_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Decode path (M <= GEMV_MAX_M): GEMV on the kept values, no dense tile
+# Decode path for one row (M <= GEMV_MAX_M): GEMV on the kept values, no dense tile
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -415,24 +419,10 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int, group_m: int = 8
     )
 
 
-# Decode, M <= 16: one 16-row tile; the weight stream needs many bytes in flight (long K tiles, deep
-# pipelines) and enough programs (narrow N tiles, split K).
-_DECODE = [
-    _config(16, 32, 256, 8, 4),  # 4 warps spill 20 B on sm_80 (bench/results/kernels/compiled-*)
-    _config(16, 64, 256, 4, 4),
-    _config(16, 64, 128, 4, 5),
-    _config(16, 128, 128, 4, 4),
-    _config(16, 128, 256, 8, 3),
-    # No BLOCK_K = 512 tiles: 16x32x512 (4 warps, 3 stages) spills 24-32 B on sm_90, 16x64x512 (8 warps)
-    # needs 172,032 B of shared memory with 3 stages (over an A100's 166,912 B) and spills 8-12 B with 2.
-    # smaller shared-memory footprints: more resident programs per SM instead of deeper pipelines
-    _config(16, 32, 128, 4, 3),
-    _config(16, 64, 256, 4, 3),
-]
 # Small batches, 16 < M <= 128: still mostly memory bound, the x tile grows.
 _SMALL = [
     _config(32, 64, 128, 4, 4),
-    _config(32, 128, 128, 4, 4),
+    # No 32x128x128 w4 s4: it spills on sm_80 and sm_90 (60-104 B, compiled-triton-3.6.0.md).
     _config(64, 64, 128, 4, 4),
     _config(64, 128, 64, 4, 4),
     _config(64, 128, 128, 8, 3),
@@ -451,7 +441,7 @@ _INTERPRETER = [_config(16, 64, 128, 4, 1)]
 
 
 def _configs() -> list[triton.Config]:
-    return _INTERPRETER if interpreter_enabled() else _DECODE + _SMALL + _PREFILL
+    return _INTERPRETER if interpreter_enabled() else _SMALL + _PREFILL
 
 
 def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
@@ -460,19 +450,18 @@ def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
     return kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], config.num_warps, config.num_stages
 
 
-SPILLS_ON_SM80 = frozenset(
-    {(32, 128, 128, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 128, 8, 3)}
-)
+SPILLS_ON_SM80 = frozenset({(128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 128, 8, 3)})
 """Tiles that spill registers when compiled for sm_80 (44-344 B per thread in
 ``bench/results/kernels/compiled-triton-*.md``; none on sm_90): never timed on an sm_8x GPU."""
 
 
 def _prune_configs(configs, named_args, **kwargs):
-    """Only the configurations of the call's regime are timed (decode / small batch / prefill)."""
+    """Only the configurations of the call's regime are timed (small batch / prefill; M <= 16 goes to the
+    decode kernels, and runs here only when called directly, with the small-batch tiles)."""
     if len(configs) == 1:
         return configs
     m = named_args["M"]
-    wanted = {16} if m <= 16 else {32, 64} if m <= 128 else {64, 128, 256}
+    wanted = {32, 64} if m <= 128 else {64, 128, 256}
     kept = [c for c in configs if c.kwargs["BLOCK_M"] in wanted]
     x = named_args.get("x_ptr")
     if isinstance(x, torch.Tensor) and x.is_cuda and torch.cuda.get_device_capability(x.device)[0] == 8:
@@ -500,11 +489,15 @@ _GEMV = [
 ]
 _GEMV_INTERPRETER = [triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=1, num_stages=1)]
 
-GEMV_MAX_M = 2
+GEMV_MAX_M = 1
 """Calls with at most this many rows of ``x`` take the GEMV path. From the compiled code on sm_90
-(``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~67 warp-instructions per KB of weight
-for each row of x (one program per row, the weight re-read from L2), the ``tl.dot`` path 180-300 whatever
-M <= 16 is; so the GEMV issues less up to M = 2."""
+(``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~72 warp-instructions per KB of weight
+for each row of x (one program per row, the weight re-read from L2), the tensor-core decode kernel
+(:mod:`polysparse.kernels.sparse24_decode_mma`) about 90-100 whatever M <= 16 is: the GEMV for one row."""
+
+DECODE_MAX_M = 16
+"""Calls with ``GEMV_MAX_M < M <= DECODE_MAX_M`` rows take the tensor-core decode kernel (x padded to 16
+rows); larger M the ``tl.dot`` kernel here."""
 
 
 def _gemv_flags(args) -> dict[str, bool]:
@@ -654,6 +647,40 @@ def _sparse24_gemv_triton(
     return out
 
 
+def decode_split_k(n: int, k: int, device: torch.device) -> int:
+    """K-splits for the tensor-core decode kernel (64-row tiles): about two programs per SM, each split
+    keeping >= 512 columns."""
+    tiles = triton.cdiv(n, 64)
+    split = 1
+    while split < 16 and 2 * split * tiles <= 2 * _num_sms(device) and k // (2 * split) >= 512:
+        split *= 2
+    return split
+
+
+def _sparse24_decode_triton(
+    x2d: torch.Tensor,
+    values: torch.Tensor,
+    meta: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    *,
+    split_k: int | None = None,
+    config: triton.Config | None = None,
+) -> torch.Tensor:
+    """The tensor-core decode path (M <= 16) into a preallocated ``out`` ``(M, N)``, split-K reduced here."""
+    m, k = x2d.shape
+    n = values.shape[0]
+    if m == 0:
+        return out
+    if split_k is None:
+        split_k = decode_split_k(n, k, x2d.device)
+    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
+    sparse24_decode_mma_launch(x2d, values, meta, bias, target, split_k, config=config)
+    if split_k > 1:
+        _reduce_splits(target, bias, out)
+    return out
+
+
 def _sparse24_linear_triton(
     x2d: torch.Tensor,
     values: torch.Tensor,
@@ -743,6 +770,8 @@ def _sparse24_linear_op(x, values, meta, bias, impl):
     out = torch.empty(x2d.shape[0], n, dtype=x.dtype, device=x.device)
     if x2d.shape[0] <= GEMV_MAX_M:
         _sparse24_gemv_triton(x2d, values, meta, bias, out)
+    elif x2d.shape[0] <= DECODE_MAX_M:
+        _sparse24_decode_triton(x2d, values, meta, bias, out)
     else:
         _sparse24_linear_triton(x2d, values, meta, bias, out)
     return out.reshape(*x.shape[:-1], n)
