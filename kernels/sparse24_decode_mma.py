@@ -10,9 +10,9 @@ which ``mma.sync`` takes from registers; and each group of four is expanded with
 * a group's kept pair ``(v0, v1)`` is one 32-bit word ``P`` (bytes ``v0.lo v0.hi v1.lo v1.hi``);
 * its dense columns ``(c0, c1)`` and ``(c2, c3)`` are ``prmt(P, 0, s_lo)`` and ``prmt(P, 0, s_hi)``, where
   the selectors pick ``v0``'s bytes (0, 1), ``v1``'s (2, 3) or zero bytes (4) per column;
-* the selectors depend only on the group's 4-bit nibble: a 16-entry table (:func:`prmt_selector_table`,
-  128 bytes, always in L1) gives both, so a group costs a table load and two ``prmt`` instead of a dozen
-  compares and selects.
+* the selectors depend only on the group's 4-bit nibble; a table indexed by a whole metadata byte
+  (:func:`prmt_selector_table`, 256 x 16 bytes, read through L1) gives those of two groups in one 16-byte
+  load, so a group costs half a table load and two ``prmt`` instead of a dozen compares and selects.
 
 ``prmt`` is PTX (``tl.inline_asm_elementwise``); under Triton's CPU interpreter, which cannot run PTX, the
 same selectors drive :func:`_prmt_by_shifts`, plain integer ops equal to ``prmt`` for every selector the
@@ -21,8 +21,10 @@ loads, table and indexing, and only the two ``prmt`` lines are left to the GPU t
 
 The compiled code (``python -m polysparse.bench.kernels.compiled``, ``bench/results/kernels/``) is what the
 choices here rest on: with two warps per program Triton keeps ``mma.sync`` (four warps on sm_90 give
-``wgmma``, whose A operand it routes through shared memory) and triton 3.6 (the GPU image) keeps the
-expanded tile in registers; triton 3.9 still stages it through shared memory.
+``wgmma``, whose A operand it routes through shared memory); triton 3.6 (the GPU image) then keeps the
+expanded tile in registers, 80-84 warp-instructions per KB on sm_90; triton 3.9 still stages it through
+shared memory (``st.shared`` + ``ldmatrix``), 88-89. Nothing else in the loop is per weight: x (16 rows)
+is loaded once per K tile and shared by the 128 rows of the tile.
 
 Values are read as int32 pairs and metadata as int32 words (eight groups each), both 16-byte vectors;
 ``K`` is a multiple of 64 (the wrapper's contract) and rows past ``N`` or columns past ``K`` load as zeros.
@@ -81,19 +83,17 @@ def prmt_reference(a: int, b: int, selector: int) -> int:
     return out
 
 
-@functools.cache
-def _table_values() -> tuple[int, ...]:
-    return tuple(lo | hi << 32 for lo, hi in map(prmt_selectors, range(16)))
-
-
 def prmt_selector_table(device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(16,)`` int64: entry ``nibble`` holds ``s_lo | s_hi << 32`` (:func:`prmt_selectors`)."""
+    """``(256, 2)`` int64, indexed by a metadata byte (two groups): entry ``[byte, h]`` holds ``s_lo | s_hi <<
+    32`` (:func:`prmt_selectors`) of group ``h``'s nibble ``(byte >> 4h) & 15``. 4 KB, read through L1."""
     return _cached_table(torch.device(device))
 
 
 @functools.cache
 def _cached_table(device: torch.device) -> torch.Tensor:
-    return torch.tensor(_table_values(), dtype=torch.int64, device=device)
+    per_nibble = [lo | hi << 32 for lo, hi in map(prmt_selectors, range(16))]
+    rows = [[per_nibble[byte & 0xF], per_nibble[byte >> 4]] for byte in range(256)]
+    return torch.tensor(rows, dtype=torch.int64, device=device)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -118,8 +118,12 @@ def _halves(word, BF16: tl.constexpr):
     low = (word & 0xFFFF).to(tl.int16)
     high = (word >> 16).to(tl.int16)
     if BF16:
-        return low.to(tl.bfloat16, bitcast=True), high.to(tl.bfloat16, bitcast=True)
-    return low.to(tl.float16, bitcast=True), high.to(tl.float16, bitcast=True)
+        low_h = low.to(tl.bfloat16, bitcast=True)
+        high_h = high.to(tl.bfloat16, bitcast=True)
+    else:
+        low_h = low.to(tl.float16, bitcast=True)
+        high_h = high.to(tl.float16, bitcast=True)
+    return low_h, high_h
 
 
 # Columns (c0, c1) = prmt(P, 0, s_lo) and (c2, c3) = prmt(P, 0, s_hi); $4 = P, $5 = s_lo | s_hi << 32.
@@ -137,28 +141,67 @@ _PRMT_PTX = tl.constexpr("""{
 def _prmt_asm(pair, selectors, BF16: tl.constexpr):
     """The four 16-bit columns of each group, from its pair word and selectors (two ``prmt``)."""
     if BF16:
-        return tl.inline_asm_elementwise(
+        d0, d1, d2, d3 = tl.inline_asm_elementwise(
             _PRMT_PTX, "=h,=h,=h,=h,r,l", [pair, selectors], dtype=(tl.bfloat16,) * 4, is_pure=True, pack=1
         )
-    return tl.inline_asm_elementwise(
-        _PRMT_PTX, "=h,=h,=h,=h,r,l", [pair, selectors], dtype=(tl.float16,) * 4, is_pure=True, pack=1
-    )
+    else:
+        d0, d1, d2, d3 = tl.inline_asm_elementwise(
+            _PRMT_PTX, "=h,=h,=h,=h,r,l", [pair, selectors], dtype=(tl.float16,) * 4, is_pure=True, pack=1
+        )
+    return d0, d1, d2, d3
 
 
 @triton.jit
 def _expand_24_prmt(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BF16: tl.constexpr,
                     INTERPRET: tl.constexpr):  # fmt: skip
     """Pairs ``[BLOCK_N, BLOCK_K/4]``, words ``[BLOCK_N, BLOCK_K/32]`` (int32) -> ``[BLOCK_N, BLOCK_K]``."""
-    shifts = tl.arange(0, 8) * 4
-    nib = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xF, (BLOCK_N, BLOCK_K // 4))
-    selectors = tl.load(table_ptr + nib)  # int64: s_lo | s_hi << 32, from a 128-byte table (L1)
+    G2: tl.constexpr = BLOCK_K // 8
+    shifts = tl.arange(0, 4) * 8
+    byte = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xFF, (BLOCK_N, G2))
+    selectors = tl.load(table_ptr + byte[:, :, None] * 2 + tl.arange(0, 2)[None, None, :])  # [BN, G2, 2]
+    pair = tl.reshape(pair, (BLOCK_N, G2, 2))
     if INTERPRET:
         d0, d1 = _halves(_prmt_by_shifts(pair, (selectors & 0xFFFF).to(tl.int32)), BF16)
         d2, d3 = _halves(_prmt_by_shifts(pair, (selectors >> 32).to(tl.int32)), BF16)
     else:
         d0, d1, d2, d3 = _prmt_asm(pair, selectors, BF16)
-    # join(join(d0, d2), join(d1, d3))[n, g, i, j] = d_{2i+j}; flattening (g, i, j) gives column 4g + 2i + j.
+    # join(join(d0, d2), join(d1, d3))[n, g2, h, i, j] = d_{2i+j} of group 2 g2 + h, i.e. column
+    # 8 g2 + 4h + 2i + j once flattened.
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
+
+
+@triton.jit
+def _decode_tile(
+    acc,
+    x_rows,
+    p_rows,
+    e_rows,
+    table_ptr,
+    m_mask,
+    kt,
+    K,
+    BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BF16: tl.constexpr,
+    INTERPRET: tl.constexpr,
+    MASK_K: tl.constexpr,
+):
+    """``acc[n, m] += W[n, tile kt] @ x[m, tile kt]``; ``MASK_K``: the tile reaches past K (zeros there)."""
+    k_cols = kt * BLOCK_K + tl.arange(0, BLOCK_K)
+    g = kt * (BLOCK_K // 4) + tl.arange(0, BLOCK_K // 4)
+    w_idx = kt * (BLOCK_K // 32) + tl.arange(0, BLOCK_K // 32)
+    if MASK_K:
+        x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None] & (k_cols < K)[None, :], other=0.0)
+        pair = tl.load(p_rows + g[None, :], mask=(g < K // 4)[None, :], other=0)
+        words = tl.load(e_rows + w_idx[None, :], mask=(w_idx * 32 < K)[None, :], other=0)
+    else:
+        x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None], other=0.0)
+        pair = tl.load(p_rows + g[None, :])
+        words = tl.load(e_rows + w_idx[None, :])
+    w = _expand_24_prmt(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
+    if INTERPRET:
+        return acc + tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
+    return acc + tl.dot(w, tl.trans(x))
 
 
 @triton.jit
@@ -166,7 +209,7 @@ def _sparse24_decode_mma_kernel(
     x_ptr,
     p_ptr,  # values as int32: one (v0, v1) pair per group
     meta_ptr,  # metadata as int32: eight groups per word, rows 16-byte aligned (format version 2)
-    table_ptr,  # prmt_selector_table
+    table_ptr,  # prmt_selector_table: (256, 2) int64
     bias_ptr,
     y_ptr,
     M,
@@ -190,15 +233,12 @@ def _sparse24_decode_mma_kernel(
     """Program (row tile, k-split): ``acc[n, m] = sum_k W[n, k] x[m, k]`` over its K range."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
-    G = K // 4
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    offs_g = tl.arange(0, BLOCK_K // 4)
-    offs_w = tl.arange(0, BLOCK_K // 32)
     m_mask = offs_m < M
     n_mask = offs_n < N
-    rows64 = offs_n.to(tl.int64)
+    # Rows past N read row N - 1 (their sums are never stored): the loads need no row mask.
+    rows64 = (offs_n if EVEN_N else tl.minimum(offs_n, N - 1)).to(tl.int64)
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
     p_rows = p_ptr + rows64[:, None] * stride_pn
     e_rows = meta_ptr + rows64[:, None] * (stride_en16 * 4)
@@ -208,29 +248,18 @@ def _sparse24_decode_mma_kernel(
     k_first = pid_k * tiles_per_split
     k_last = min(k_first + tiles_per_split, k_tiles)
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-    for kt in range(k_first, k_last):
-        k_cols = kt * BLOCK_K + offs_k
-        g = kt * (BLOCK_K // 4) + offs_g
-        w_idx = kt * (BLOCK_K // 32) + offs_w
-        x_mask = m_mask[:, None]
-        p_mask = n_mask[:, None]
-        e_mask = n_mask[:, None]
-        if not EVEN_K:
-            x_mask = x_mask & (k_cols < K)[None, :]
-            p_mask = p_mask & (g < G)[None, :]
-            e_mask = e_mask & (w_idx * 8 < G)[None, :]
-        x = tl.load(x_rows + k_cols[None, :], mask=x_mask, other=0.0)
-        if EVEN_N and EVEN_K:
-            pair = tl.load(p_rows + g[None, :])
-            words = tl.load(e_rows + w_idx[None, :])
-        else:
-            pair = tl.load(p_rows + g[None, :], mask=p_mask, other=0)
-            words = tl.load(e_rows + w_idx[None, :], mask=e_mask, other=0)
-        w = _expand_24_prmt(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
-        if INTERPRET:
-            acc += tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
-        else:
-            acc += tl.dot(w, tl.trans(x))
+    if EVEN_K:
+        for kt in range(k_first, k_last):
+            acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, kt, K, BLOCK_K, BLOCK_N, BF16,
+                               INTERPRET, False)  # fmt: skip
+    else:
+        # Whole tiles unmasked; the last tile of the row, partly past K, masked on its own.
+        for kt in range(k_first, min(k_last, k_tiles - 1)):
+            acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, kt, K, BLOCK_K, BLOCK_N, BF16,
+                               INTERPRET, False)  # fmt: skip
+        if (k_first < k_tiles) & (k_last == k_tiles):  # this split holds the tail (empty splits do not)
+            acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, k_tiles - 1, K, BLOCK_K,
+                               BLOCK_N, BF16, INTERPRET, True)  # fmt: skip
 
     y_ptrs = y_ptr + pid_k * stride_ys + offs_m.to(tl.int64)[None, :] * stride_ym + offs_n[:, None]
     y_mask = m_mask[None, :] & n_mask[:, None]
@@ -252,12 +281,11 @@ def _config(bn: int, bk: int, warps: int, stages: int) -> triton.Config:
 
 
 # Two warps: mma.sync on every target (four give wgmma on sm_90, whose register A operand Triton stages
-# through shared memory: 128 vs 98 warp-instructions per KB, bench/results/kernels/compiled-triton-*.md).
-CONFIGS = [
-    _config(64, 128, 2, 4),
-    _config(64, 256, 2, 3),
-    _config(32, 256, 2, 4),
-]
+# through shared memory: ~125 warp-instructions per KB instead of ~90). 128 x 64 tiles with 4 stages are the
+# one shape measured at <= 90 warp-instructions per KB on sm_90 with both triton 3.6 (80-84) and 3.9 (88-89)
+# and no spills: 64-row tiles reload x's fragments per row tile (91-106), 128 x 128 tiles spill on 3.9 and
+# 5-6 stages add address arithmetic (91 on 3.9); bench/results/kernels/compiled-triton-*.md.
+CONFIGS = [_config(128, 64, 2, 4)]
 _INTERPRETER = [_config(32, 128, 1, 1)]
 
 

@@ -19,13 +19,14 @@ masked in their own units (and not masked along K at all when ``BLOCK_K`` divide
 Decode (M = 1..16) is memory bound: the weight is read once and what counts is how many bytes are in flight
 and how few instructions each byte costs. It does not use this kernel: one row of x goes to the GEMV below
 (``GEMV_MAX_M``), 2..16 rows to the tensor-core decode kernel of
-:mod:`polysparse.kernels.sparse24_decode_mma` (``DECODE_MAX_M``), which costs about half the instructions per
-KB of weight of this kernel at ``BLOCK_M = 16``. When the output has too few tiles to occupy every SM the K
-range is split over ``SPLIT_K`` programs that write float32 partial sums, and a second small kernel adds them
-in a fixed order (so results are deterministic), adds the bias and casts. Small batches (M <= 128) use
-32- and 64-row tiles; prefill (M in the thousands) is compute bound and uses large square-ish tiles with
-grouped tile ordering for L2 reuse; there the expansion is pure overhead over a dense GEMM, and the runtime
-should dispatch to cuBLAS or cuSPARSELt where they measure faster.
+:mod:`polysparse.kernels.sparse24_decode_mma` (``DECODE_MAX_M``), which issues less than half the
+instructions per KB of weight of this kernel at ``BLOCK_M = 16`` (within the <= 90 budget on sm_90).
+When the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K`` programs that
+write float32 partial sums, and a second small kernel adds them in a fixed order (so results are
+deterministic), adds the bias and casts. Small batches (M <= 128) use 32- and 64-row tiles; prefill (M in
+the thousands) is compute bound and uses large square-ish tiles with grouped tile ordering for L2 reuse;
+there the expansion is pure overhead over a dense GEMM, and the runtime should dispatch to cuBLAS or
+cuSPARSELt where they measure faster.
 
 Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 65..128 share one tuned choice), N, K and
 ``SPLIT_K``; under ``TRITON_INTERPRET=1`` there is a single configuration. Tuning runs on the first call for
@@ -493,7 +494,7 @@ GEMV_MAX_M = 1
 """Calls with at most this many rows of ``x`` take the GEMV path. From the compiled code on sm_90
 (``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~72 warp-instructions per KB of weight
 for each row of x (one program per row, the weight re-read from L2), the tensor-core decode kernel
-(:mod:`polysparse.kernels.sparse24_decode_mma`) about 90-100 whatever M <= 16 is: the GEMV for one row."""
+(:mod:`polysparse.kernels.sparse24_decode_mma`) 80-89 whatever M <= 16 is: the GEMV for one row."""
 
 DECODE_MAX_M = 16
 """Calls with ``GEMV_MAX_M < M <= DECODE_MAX_M`` rows take the tensor-core decode kernel (x padded to 16
@@ -648,9 +649,9 @@ def _sparse24_gemv_triton(
 
 
 def decode_split_k(n: int, k: int, device: torch.device) -> int:
-    """K-splits for the tensor-core decode kernel (64-row tiles): about two programs per SM, each split
+    """K-splits for the tensor-core decode kernel (128-row tiles): about two programs per SM, each split
     keeping >= 512 columns."""
-    tiles = triton.cdiv(n, 64)
+    tiles = triton.cdiv(n, 128)
     split = 1
     while split < 16 and 2 * split * tiles <= 2 * _num_sms(device) and k // (2 * split) >= 512:
         split *= 2

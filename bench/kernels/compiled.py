@@ -115,7 +115,8 @@ def _weight_bytes(block_n: int, block_k: int, dtype: str) -> float:
 def _dot_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_matmul as sm
 
-    regimes = [("decode", sm._DECODE), ("small", sm._SMALL), ("prefill", sm._PREFILL)]
+    # M <= 16 never reaches this kernel (the GEMV and the tensor-core decode kernel take it).
+    regimes = [("small", sm._SMALL), ("prefill", sm._PREFILL)]
     launches = []
     for regime, configs in regimes:
         for index, cfg in enumerate(configs):
@@ -127,8 +128,8 @@ def _dot_launches(subset: str) -> list[Launch]:
                 # every pair compiled): one bf16 tile per regime checks that, the rest compile in fp16.
                 if dtype == "bf16" and (index != 0 or subset == "ci" and regime != "prefill"):
                     continue
-                # Decode splits K over programs (fp32 partials) on wide-enough layers, not on others.
-                splits = (4, 1) if regime == "decode" else (1,)
+                # Small batches (M <= 64) split K over programs (fp32 partials) on wide-enough layers.
+                splits = (4, 1) if regime == "small" and subset == "all" else (1,)
                 for split in splits:
                     for even_k in (True, False) if regime == "decode" and split > 1 else (True,):
                         if subset == "ci" and not even_k:
@@ -244,6 +245,61 @@ def _gemv_launches(subset: str) -> list[Launch]:
                 regime="decode",
             )
         )
+    return launches
+
+
+def _decode_mma_launches(subset: str) -> list[Launch]:
+    from polysparse.kernels import sparse24_decode_mma as dm
+
+    launches = []
+    for index, cfg in enumerate(dm.CONFIGS):
+        if subset == "ci" and index:
+            continue
+        kw = cfg.kwargs
+        for dtype in ("fp16", "bf16"):
+            for split in (4, 1):
+                # Row tiles past N (N % BLOCK_N) and a K tail (K % BLOCK_K, e.g. K = 960) are masked variants.
+                for even in (True, False) if subset == "all" else (True,):
+                    if subset == "ci" and split == 1:
+                        continue
+                    divisible = [
+                        "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_xm",
+                        "stride_pn", "stride_ys", "stride_ym",
+                    ]  # fmt: skip
+                    if even:  # K = 4096: 32 units of 16 bytes per metadata row; K = 960 gives 8
+                        divisible.append("stride_en16")
+                    launches.append(
+                        Launch(
+                            family="sparse24_matmul/decode_mma",
+                            label=(
+                                f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
+                                f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
+                            ),
+                            kernel="sparse24_decode_mma:_sparse24_decode_mma_kernel",
+                            types={
+                                "x_ptr": f"*{dtype}",
+                                "p_ptr": "*i32",
+                                "meta_ptr": "*i32",
+                                "table_ptr": "*i64",
+                                "bias_ptr": f"*{dtype}",
+                                "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
+                            },  # fmt: skip
+                            constexprs=dict(
+                                HAS_BIAS=split == 1,
+                                SPLIT_K=split,
+                                BF16=dtype == "bf16",
+                                INTERPRET=False,
+                                EVEN_N=even,
+                                EVEN_K=even,
+                                **kw,
+                            ),  # fmt: skip
+                            divisible=tuple(divisible),
+                            num_warps=cfg.num_warps,
+                            num_stages=cfg.num_stages,
+                            regime="decode",
+                            weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
+                        )
+                    )
     return launches
 
 
@@ -366,7 +422,12 @@ def launches(subset: str = "all") -> list[Launch]:
     """Every launch configuration (``"all"``) or a representative few (``"ci"``)."""
     if subset not in ("all", "ci"):
         raise ValueError(f"subset must be 'all' or 'ci', got {subset!r}")
-    return _dot_launches(subset) + _gemv_launches(subset) + _other_launches(subset)
+    return (
+        _dot_launches(subset)
+        + _gemv_launches(subset)
+        + _decode_mma_launches(subset)
+        + _other_launches(subset)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -645,6 +706,38 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+DECODE_PATHS = (("1", "sparse24_matmul/gemv"), ("2-16", "sparse24_matmul/decode_mma"))
+"""Which kernel the 2:4 linear op sends each decode batch size to (``GEMV_MAX_M``, ``DECODE_MAX_M`` in
+:mod:`polysparse.kernels.sparse24_matmul`; the test checks the two agree)."""
+
+
+def decode_by_m_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per decode batch size: the kernel it runs, its warp-instructions per KB on sm_90 over every variant
+    compiled, and whether that meets the issue's goal (<= ISSUE_GOAL_PER_KB, no spills, 16-byte loads)."""
+    lines = [
+        "| M | kernel | sm_90 warp-instr/KB | H200 issue share | sm_80 warp-instr/KB | spilling | "
+        f"<= {ISSUE_GOAL_PER_KB:.0f}/KB, no spills, 16-byte loads |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    h200 = next(g for g in GPUS if g.name == "H200")
+    for m, family in DECODE_PATHS:
+        group = [r for r in rows if r["family"] == family and "error" not in r]
+        per_kb = [(r["arch"], r["warp_instructions_per_kb"]) for r in group if r["loop_instructions"]]
+        per_arch = {arch: [v for a, v in per_kb if a == arch] for arch in (80, 90)}
+        if not per_arch[90]:
+            lines.append(f"| {m} | {family.split('/')[-1]} | - | - | - | - | not compiled |")
+            continue
+        spilling = sum(1 for r in group if (r["spill_store_bytes"] or 0) + (r["spill_load_bytes"] or 0))
+        vectors = all(r["loads_b16"] == 0 and r["loads_16B"] > 0 for r in group)
+        ok = max(per_arch[90]) <= ISSUE_GOAL_PER_KB and not spilling and vectors
+        sm80 = f"{min(per_arch[80]):.0f}-{max(per_arch[80]):.0f}" if per_arch[80] else "-"
+        share = f"{h200.issue_share(min(per_arch[90])):.0%}-{h200.issue_share(max(per_arch[90])):.0%}"
+        cells = [m, family.split("/")[-1], f"{min(per_arch[90]):.0f}-{max(per_arch[90]):.0f}", share, sm80]
+        cells += [str(spilling), "yes" if ok else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     lines = [
         f"# Compiled kernels, triton {header['triton']}",
@@ -661,6 +754,8 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     ]
     found = problems(rows)
     lines += ["## Problems", ""] + ([f"- {p}" for p in found] if found else ["None."]) + [""]
+    lines += ["## Decode per batch size: the kernel the op dispatches to", ""]
+    lines += decode_by_m_lines(rows) + [""]
     lines += ["## Summary: the 2:4 matmul per regime", ""] + summary_lines(rows) + [""]
     for family in dict.fromkeys(r["family"] for r in rows):
         lines += [f"## {family}", ""]
@@ -696,7 +791,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", choices=("all", "ci"), default="all")
     p.add_argument("--arch", default="80,90", help="compute capabilities, comma-separated (default 80,90)")
     p.add_argument("--jobs", type=int, default=1, help="parallel compiles (default 1)")
-    p.add_argument("--family", default=None, help="only launch families containing this text")
+    p.add_argument(
+        "--family",
+        default=None,
+        help="only launch families containing one of these texts (comma-separated)",
+    )
     p.add_argument("--name", default=None, help="result file stem (default compiled-triton-<version>)")
     p.add_argument("--render", type=Path, default=None, help="only re-write the .md of this result .json")
     args = p.parse_args(argv)
@@ -716,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [a for a in archs if a not in SHARED_LIMIT]
     if bad:
         p.error(f"--arch takes {sorted(SHARED_LIMIT)}, got {bad}")
-    selected = [la for la in launches(args.subset) if not args.family or args.family in la.family]
+    families = args.family.split(",") if args.family else []
+    selected = [la for la in launches(args.subset) if not families or any(f in la.family for f in families)]
     jobs = [(la, arch) for la in selected for arch in archs]
     print(f"compiling {len(jobs)} launch configurations with triton {triton.__version__}", flush=True)
     started = time.perf_counter()

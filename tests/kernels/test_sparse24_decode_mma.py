@@ -48,10 +48,11 @@ def test_prmt_reference_follows_ptx():
 
 def test_selector_table_tensor():
     table = dm.prmt_selector_table("cpu")
-    assert table.dtype == torch.int64 and table.shape == (16,)
-    for nibble in range(16):
-        s_lo, s_hi = dm.prmt_selectors(nibble)
-        assert int(table[nibble]) == s_lo | s_hi << 32
+    assert table.dtype == torch.int64 and table.shape == (256, 2)
+    for byte in range(256):
+        for h in range(2):
+            s_lo, s_hi = dm.prmt_selectors((byte >> (4 * h)) & 0xF)
+            assert int(table[byte, h]) == s_lo | s_hi << 32
     assert dm.prmt_selector_table("cpu") is table  # one table per device
 
 
@@ -70,6 +71,7 @@ def _run(m, k, n, dtype, bias, split_k, block_n, block_k):
         (2, 64, 64, 1, 32, 128),  # one tile, partly past K (K < BLOCK_K)
         (3, 192, 192, 2, 128, 128),  # a K tail in the second split; rows past N (192 % 128)
         (16, 640, 64, 4, 64, 128),  # Gemma 3's K: five tiles over four splits; 16 rows (no padding)
+        (4, 640, 128, 1, 128, 64),  # the GPU tile (128 x 64), ten K tiles
         (5, 960, 128, 4, 32, 256),  # K tail (960 % 256) and an empty split (4 tiles, 4 splits)
         (9, 256, 320, 16, 64, 128),  # more splits than tiles: the empty ones write zero partials
     ],
@@ -110,7 +112,7 @@ def test_configs_fit_the_kernel():
 def test_decode_split_heuristic(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(sm, "_num_sms", lambda device: 132)
-    assert sm.decode_split_k(4096, 4096, cpu) == 4  # 64 row tiles x 4 splits = 256 programs
-    assert sm.decode_split_k(14336, 4096, cpu) == 1  # 224 row tiles
+    assert sm.decode_split_k(4096, 4096, cpu) == 8  # 32 row tiles x 8 splits = 256 programs
+    assert sm.decode_split_k(14336, 4096, cpu) == 2  # 112 row tiles
     assert sm.decode_split_k(640, 640, cpu) == 1  # too short a K to split
     assert sm.decode_split_k(1024, 14336, cpu) == 16
