@@ -1,11 +1,12 @@
 """2:4 decode on tensor cores: ``y = x @ W^T (+ bias)`` for M <= 16, the weight as the ``mma`` A operand.
 
-The ``tl.dot`` kernel of :mod:`polysparse.kernels.sparse24_matmul` computes ``x @ W^T`` with the expanded
-weight as the B operand: Triton stores the dense tile to shared memory and reads it back with ``ldmatrix``,
-and the expansion (about eight compares and selects per group of four) costs 183-316 warp-instructions per
-KB of weight on sm_90, about twice what an H200 can issue at full bandwidth. Here the product is turned
-around, ``acc[BLOCK_N, 16] = W_tile @ x^T`` (x padded to 16 rows), so the expanded tile is the A operand,
-which ``mma.sync`` takes from registers; and each group of four is expanded with two byte permutes:
+A ``tl.dot`` formulation with the expanded weight as the B operand (``x @ W^T``, what
+:mod:`polysparse.kernels.sparse24_matmul` did before) makes Triton store the dense tile to shared memory and
+read it back, and its expansion (about eight compares and selects per group of four) cost 183-316
+warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16``, about twice what an H200 can issue at
+full bandwidth. Here the product is turned around, ``acc[BLOCK_N, 16] = W_tile @ x^T`` (x padded to 16 rows),
+so the expanded tile is the A operand, which ``mma.sync`` takes from registers; and each group of four is
+expanded with two byte permutes:
 
 * a group's kept pair ``(v0, v1)`` is one 32-bit word ``P`` (bytes ``v0.lo v0.hi v1.lo v1.hi``);
 * its dense columns ``(c0, c1)`` and ``(c2, c3)`` are ``prmt(P, 0, s_lo)`` and ``prmt(P, 0, s_hi)``, where
@@ -28,7 +29,8 @@ is loaded once per K tile and shared by the 128 rows of the tile.
 
 Values are read as int32 pairs and metadata as int32 words (eight groups each), both 16-byte vectors;
 ``K`` is a multiple of 64 (the wrapper's contract) and rows past ``N`` or columns past ``K`` load as zeros.
-Split-K writes float32 partials that the caller reduces (:func:`polysparse.kernels.sparse24_matmul`).
+Split-K writes float32 partials that the caller reduces (:mod:`polysparse.kernels.sparse24_matmul`, which
+uses the same expansion for M > 16).
 """
 
 from __future__ import annotations
@@ -193,7 +195,8 @@ def _decode_tile(
     if MASK_K:
         x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None] & (k_cols < K)[None, :], other=0.0)
         pair = tl.load(p_rows + g[None, :], mask=(g < K // 4)[None, :], other=0)
-        words = tl.load(e_rows + w_idx[None, :], mask=(w_idx * 32 < K)[None, :], other=0)
+        # Whole 16-byte units of the padded metadata row (format version 2): a mask constant per vector.
+        words = tl.load(e_rows + w_idx[None, :], mask=(w_idx < tl.cdiv(K, 128) * 4)[None, :], other=0)
     else:
         x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None], other=0.0)
         pair = tl.load(p_rows + g[None, :])

@@ -125,21 +125,21 @@ def _dot_launches(subset: str) -> list[Launch]:
             kw = cfg.kwargs
             for dtype in ("fp16", "bf16"):
                 # bf16 changes only the mma operand type of this kernel (its loop counts equal fp16's in
-                # every pair compiled): one bf16 tile per regime checks that, the rest compile in fp16.
+                # every pair compiled so far): one bf16 tile per regime checks that, the rest in fp16.
                 if dtype == "bf16" and (index != 0 or subset == "ci" and regime != "prefill"):
                     continue
                 # Small batches (M <= 64) split K over programs (fp32 partials) on wide-enough layers.
                 splits = (4, 1) if regime == "small" and subset == "all" else (1,)
                 for split in splits:
-                    for even_k in (True, False) if regime == "decode" and split > 1 else (True,):
+                    for even_k in (True, False) if regime == "small" and split > 1 else (True,):
                         if subset == "ci" and not even_k:
                             continue
                         divisible = [
-                            "x_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "K_HALF",
-                            "stride_xm", "stride_vn", "stride_ym", "stride_ys",
+                            "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K",
+                            "stride_xm", "stride_pn", "stride_ym", "stride_ys",
                         ]  # fmt: skip
                         if even_k:  # K = 4096: 32 units of 16 bytes per metadata row; K = 640 gives 5
-                            divisible += ["K_WORDS8", "stride_en16"]
+                            divisible += ["K_WORDS16", "stride_en16"]
                         launches.append(
                             Launch(
                                 family="sparse24_matmul/dot",
@@ -150,19 +150,19 @@ def _dot_launches(subset: str) -> list[Launch]:
                                 kernel="sparse24_matmul:_sparse24_matmul_kernel",
                                 types={
                                     "x_ptr": f"*{dtype}",
-                                    "v_ptr": f"*{dtype}",
-                                    "meta_ptr": "*i16",
+                                    "p_ptr": "*i32",
+                                    "meta_ptr": "*i32",
+                                    "table_ptr": "*i64",
                                     "bias_ptr": f"*{dtype}",
                                     "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
                                 },  # fmt: skip
                                 constexprs=dict(
                                     HAS_BIAS=split == 1,
                                     SPLIT_K=split,
-                                    UPCAST_DOT=False,
+                                    BF16=dtype == "bf16",
+                                    INTERPRET=False,
                                     EVEN_K=even_k,
                                     stride_xk=1,
-                                    stride_vk=1,
-                                    stride_ek=1,
                                     stride_yn=1,
                                     **kw,
                                 ),  # fmt: skip
