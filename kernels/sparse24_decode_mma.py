@@ -3,10 +3,10 @@
 A ``tl.dot`` formulation with the expanded weight as the B operand (``x @ W^T``, what
 :mod:`polysparse.kernels.sparse24_matmul` did before) makes Triton store the dense tile to shared memory and
 read it back, and its expansion (about eight compares and selects per group of four) cost 183-316
-warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16``, about twice what an H200 can issue at
-full bandwidth. Here the product is turned around, ``acc[BLOCK_N, 16] = W_tile @ x^T`` (x padded to 16 rows),
-so the expanded tile is the A operand, which ``mma.sync`` takes from registers; and each group of four is
-expanded with two byte permutes:
+warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16`` (the triton 3.9 report of commit
+6ce5bb9), up to 1.4x what an H200 can issue at full bandwidth. Here the product is turned around,
+``acc[BLOCK_N, 16] = W_tile @ x^T`` (x padded to 16 rows), so the expanded tile is the A operand, which
+``mma.sync`` takes from registers; and each group of four is expanded with two byte permutes:
 
 * a group's kept pair ``(v0, v1)`` is one 32-bit word ``P`` (bytes ``v0.lo v0.hi v1.lo v1.hi``);
 * its dense columns ``(c0, c1)`` and ``(c2, c3)`` are ``prmt(P, 0, s_lo)`` and ``prmt(P, 0, s_hi)``, where
@@ -24,11 +24,12 @@ The compiled code (``python -m polysparse.bench.kernels.compiled``, ``bench/resu
 choices here rest on: with two warps per program Triton keeps ``mma.sync`` (four warps on sm_90 give
 ``wgmma``, whose A operand it routes through shared memory); triton 3.6 (the GPU image) then keeps the
 expanded tile in registers, 80-84 warp-instructions per KB on sm_90; triton 3.9 still stages it through
-shared memory (``st.shared`` + ``ldmatrix``), 88-89. Nothing else in the loop is per weight: x (16 rows)
-is loaded once per K tile and shared by the 128 rows of the tile.
+shared memory (``st.shared`` + ``ldmatrix``), 88-89. The x tile (16 rows) is loaded once per K step and
+shared by the tile's 128 weight rows.
 
 Values are read as int32 pairs and metadata as int32 words (eight groups each), both 16-byte vectors;
-``K`` is a multiple of 64 (the wrapper's contract) and rows past ``N`` or columns past ``K`` load as zeros.
+``K`` is a multiple of 64 (the wrapper's contract); columns past ``K`` load as zeros, rows past ``N`` read
+row ``N - 1`` (no mask on the weight loads) and are not stored.
 Split-K writes float32 partials that the caller reduces (:mod:`polysparse.kernels.sparse24_matmul`, which
 uses the same expansion for M > 16).
 """

@@ -116,3 +116,22 @@ def test_decode_split_heuristic(monkeypatch):
     assert sm.decode_split_k(14336, 4096, cpu) == 2  # 112 row tiles
     assert sm.decode_split_k(640, 640, cpu) == 1  # too short a K to split
     assert sm.decode_split_k(1024, 14336, cpu) == 16
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GPU (run with POLYSPARSE_TEST_GPU=1): the prmt asm itself, which the interpreter replaces
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m,k,n", [(2, 4096, 1024), (5, 960, 192), (16, 640, 2048), (9, 14336, 4096)])
+def test_compiled_decode_kernel_gpu(m, k, n, dtype):
+    from polysparse.kernels import _dispatch
+
+    if _dispatch.interpreter_enabled():
+        pytest.skip("set POLYSPARSE_TEST_GPU=1 to compile the kernels instead of interpreting them")
+    x, values, meta, b, dense = make_case((m,), k, n, dtype, bias=True)
+    out = torch.full((m, n), float("nan"), dtype=dtype, device=DEVICE)
+    sm._sparse24_decode_triton(x, values, meta, b, out)  # autotuned configuration, default K-splits
+    torch.testing.assert_close(out, expected(x, dense, b), **TOL[dtype])
