@@ -284,11 +284,12 @@ def _config(bn: int, bk: int, warps: int, stages: int) -> triton.Config:
     return triton.Config({"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
 
 
-# Two warps: mma.sync on every target (four give wgmma on sm_90, whose register A operand Triton stages
-# through shared memory: ~125 warp-instructions per KB instead of ~90). 128 x 64 tiles with 4 stages are the
-# one shape measured at <= 90 warp-instructions per KB on sm_90 with both triton 3.6 (80-84) and 3.9 (88-89)
-# and no spills: 64-row tiles reload x's fragments per row tile (91-106), 128 x 128 tiles spill on 3.9 and
-# 5-6 stages add address arithmetic (91 on 3.9); bench/results/kernels/compiled-triton-*.md.
+# Two warps: mma.sync on every target (with four, Triton picks wgmma on sm_90 and stages the register A
+# operand through shared memory: ~120-128 warp-instructions per KB in exploratory compiles for issue 12).
+# 128 x 64 tiles with 4 stages are the one shape those compiles found at <= 90 warp-instructions per KB on
+# sm_90 with both triton 3.6 (80-84) and 3.9 (88-89) and no spills (the committed reports,
+# bench/results/kernels/compiled-triton-*.md, cover it): 64-row tiles reload x's fragments per row tile
+# (91-106), 128 x 128 tiles spill on 3.9 and 5-6 stages add address arithmetic (91 on 3.9).
 CONFIGS = [_config(128, 64, 2, 4)]
 _INTERPRETER = [_config(32, 128, 1, 1)]
 

@@ -6,9 +6,9 @@ Triton's NVIDIA backend compiles for any target without a GPU or driver (``trito
 ``GPUTarget``; ``ptxas``, ``cuobjdump`` ship in the triton wheel). For every launch configuration the host
 wrappers and autotuners can produce (every tile configuration of each autotuner and regime, with and
 without a K remainder and rows past N, split-K on and off where the wrapper uses it; both half dtypes for
-the GEMV, and for the ``tl.dot`` kernel fp16 plus one bf16 tile per regime, bf16 changing only its ``mma``
-operand type; every ``SPLIT_K > 1`` is compiled as 4, the value being one constant of the code) this
-module records:
+the GEMV and the tensor-core decode kernel, and for the ``tl.dot`` kernel fp16 plus one bf16 tile per
+regime, bf16 changing only its ``mma`` operand type; every ``SPLIT_K > 1`` is compiled as 4, the value
+being one constant of the code) this module records:
 
 * registers per thread, spill bytes (``ptxas -v``; spill stores/loads in the SASS where that log is absent),
   shared memory per program against the target's limit (A100 166,912 B, H100/H200 232,448 B);
@@ -18,6 +18,8 @@ module records:
   iteration** per warp;
 * for the 2:4 matmul kernels, **warp-instructions per KB of compressed weight streamed**:
   ``loop instructions x num_warps / (weight bytes one program reads per iteration / 1024)``;
+* per decode batch size (M = 1..16), the kernel the op dispatches it to and whether that kernel meets the
+  decode budget on sm_90 (<= 90 warp-instructions per KB, no spills, no 16-bit loads in the loop);
 * the **share of peak issue** that rate needs at full memory bandwidth:
   ``(bandwidth / 1024) x instructions per KB / peak issue``, with
   ``peak issue = SMs x 4 schedulers x boost clock`` warp-instructions per second (one instruction per
