@@ -7,24 +7,31 @@ nibble). Products accumulate in float32; the bias is added in float32; ``y`` is 
 (Under Triton's CPU interpreter, whose bf16 ``tl.dot`` is wrong, bf16 tiles are upcast to fp32 before the
 dot; bf16 products are exact in fp32, so only the GPU tests exercise the bf16 tensor-core path itself.)
 
-The kernel is a tiled GEMM (Triton tutorial 03) whose B operand is never stored dense. Per ``BLOCK_K`` step a
-program loads, for its ``BLOCK_N`` output features, ``BLOCK_K / 2`` contiguous values and ``BLOCK_K / 16``
-metadata words per row, which is 9/16 of the bytes of the dense tile, and expands them in registers: values
-split into the pairs ``(v0, v1)`` of each group, each dense column ``j`` of a group becomes ``v0`` where
-``p0 == j``, ``v1`` where ``p1 == j``, else 0, and the four columns are interleaved back with ``tl.join``.
-The dense ``[BLOCK_N, BLOCK_K]`` tile then feeds ``tl.dot`` like any other. Values and words are indexed and
-masked in their own units (and not masked along K at all when ``BLOCK_K`` divides K), so their loads are
-16-byte vectors that Triton's software pipeliner stages with ``cp.async`` together with the x tile.
+The kernel is a tiled GEMM (Triton tutorial 03) whose weight operand is never stored dense. Per ``BLOCK_K``
+step a program loads, for its ``BLOCK_N`` output features, ``BLOCK_K / 4`` int32 value pairs and
+``BLOCK_K / 32`` int32 metadata words per row, which is 9/16 of the bytes of the dense tile, and expands
+them in registers with two byte permutes per group of four columns (``prmt``, selectors from a table indexed
+by a metadata byte; :mod:`polysparse.kernels.sparse24_decode_mma` holds the expansion and its reference).
+The product is computed as ``acc[BLOCK_N, BLOCK_M] = W_tile @ x_tile^T``: the expanded tile is the ``mma``
+A operand, which ``mma.sync`` takes from registers (as the B operand it went through shared memory, and
+triton 3.6 read it back without ``ldmatrix``); the compiled evidence is in ``bench/results/kernels/``.
+Values and words are indexed and masked in their own units (and not masked along K at all when
+``BLOCK_K`` divides K), so their loads are 16-byte vectors that Triton's software pipeliner stages with
+``cp.async`` together with the x tile.
 
-Decode (M = 1..16) is memory bound: the weight is read once and the question is only how many bytes are in
-flight. Configurations there use ``BLOCK_M = 16`` (the smallest ``tl.dot`` tile), narrow ``BLOCK_N`` and
-long ``BLOCK_K``; when the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K``
-programs that write float32 partial sums, and a second small kernel adds them in a fixed order (so results
-are deterministic), adds the bias and casts. Prefill (M in the thousands) is compute bound and uses large
-square-ish tiles with grouped tile ordering for L2 reuse; there the expansion is pure overhead over a dense
-GEMM, and the runtime should dispatch to cuBLAS or cuSPARSELt where they measure faster.
+Decode (M = 1..16) is memory bound: the weight is read once and what counts is how many bytes are in flight
+and how few instructions each byte costs. It does not use this kernel: one row of x goes to the GEMV below
+(``GEMV_MAX_M``), 2..16 rows to the tensor-core decode kernel of
+:mod:`polysparse.kernels.sparse24_decode_mma` (``DECODE_MAX_M``), which issues less than half the
+instructions per KB of weight of this kernel at ``BLOCK_M = 16`` (within the <= 90 budget on sm_90).
+When the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K`` programs that
+write float32 partial sums, and a second small kernel adds them in a fixed order (so results are
+deterministic), adds the bias and casts. Small batches (M <= 128) use 32- and 64-row tiles; prefill (M in
+the thousands) is compute bound and uses large square-ish tiles with grouped tile ordering for L2 reuse;
+there the expansion is pure overhead over a dense GEMM, and the runtime should dispatch to cuBLAS or
+cuSPARSELt where they measure faster.
 
-Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 9..16 share one tuned choice), N, K and
+Autotuning is keyed on ``M_BUCKET = ceil(log2(M))`` (so M = 65..128 share one tuned choice), N, K and
 ``SPLIT_K``; under ``TRITON_INTERPRET=1`` there is a single configuration. Tuning runs on the first call for
 a new key: warm up before capturing a CUDA graph.
 
@@ -46,6 +53,11 @@ import triton.language as tl
 
 from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled
 from polysparse.kernels.sparse24 import aligned_meta, check_compressed, decompress_24_reference
+from polysparse.kernels.sparse24_decode_mma import (
+    _expand_24_prmt,
+    prmt_selector_table,
+    sparse24_decode_mma_launch,
+)
 
 OP_NAME = "sparse24_linear"
 _ALIGN = 64
@@ -67,89 +79,38 @@ def sparse24_linear_reference(
 # ----------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
-def _expand_24(v, words, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Values ``[BLOCK_N, BLOCK_K/2]`` + int32 words ``[BLOCK_N, BLOCK_K/16]`` -> ``[BLOCK_N, BLOCK_K]``."""
-    v0, v1 = tl.split(tl.reshape(v, (BLOCK_N, BLOCK_K // 4, 2)))
-    shifts = tl.arange(0, 4) * 4
-    nib = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xF, (BLOCK_N, BLOCK_K // 4))
-    p0 = nib & 3
-    p1 = nib >> 2
-    zero = tl.zeros_like(v0)
-    d0 = tl.where(p0 == 0, v0, zero)  # p1 > p0 >= 0: column 0 can only be p0
-    d1 = tl.where(p0 == 1, v0, tl.where(p1 == 1, v1, zero))
-    d2 = tl.where(p0 == 2, v0, tl.where(p1 == 2, v1, zero))
-    d3 = tl.where(p1 == 3, v1, zero)  # and column 3 only p1
-    # join(join(d0, d2), join(d1, d3))[n, g, i, j] = d_{2i+j}; flattening (g, i, j) gives column 4g + 2i + j.
-    return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
-
-
-@triton.jit
-def _load_24_tile(
-    v_rows,
-    e_rows,
-    n_mask,
-    kt,
-    K_HALF,
-    K_WORDS8,
-    stride_vk,
-    stride_ek,
-    BLOCK_K: tl.constexpr,
-    EVEN_K: tl.constexpr,
-):
-    """Compressed K-tile ``kt``: ``BLOCK_K/2`` values and ``BLOCK_K/16`` words per row, zeros where masked.
-
-    Offsets count in the units loaded (values, words) so that the masks are constant over whole vectors:
-    the loads vectorise and Triton's pipeliner can stage them with cp.async (a mask on ``2 * offs`` splits
-    them into 16-bit loads, which it cannot).
-    """
-    offs_h = kt * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)
-    offs_e = kt * (BLOCK_K // 16) + tl.arange(0, BLOCK_K // 16)
-    if EVEN_K:
-        h_mask = n_mask[:, None]
-        e_mask = n_mask[:, None]
-    else:
-        h_mask = n_mask[:, None] & (offs_h < K_HALF)[None, :]
-        # Whole 16-byte units of the padded row (format version 2): the mask is constant per vector, and
-        # the padding words past K meet values masked to zero.
-        e_mask = n_mask[:, None] & (offs_e < K_WORDS8 * 8)[None, :]
-    v = tl.load(v_rows + offs_h[None, :] * stride_vk, mask=h_mask, other=0.0)
-    words = tl.load(e_rows + offs_e[None, :] * stride_ek, mask=e_mask, other=0)
-    return v, words.to(tl.int32)
-
-
 @triton.jit(do_not_specialize=["M_BUCKET"])  # an autotuning key only: no compiled variant per value
 def _sparse24_matmul_kernel(
     x_ptr,
-    v_ptr,
-    meta_ptr,
+    p_ptr,  # values as int32: one (v0, v1) pair per group
+    meta_ptr,  # metadata as int32: eight groups per word
+    table_ptr,  # the prmt selector table (polysparse.kernels.sparse24_decode_mma.prmt_selector_table)
     bias_ptr,
     y_ptr,
     M,
     N,
     K,
-    K_HALF,  # K / 2: values per row
-    K_WORDS8,  # ceil(K / 128): metadata words per row in 16-byte units, padding included
+    K_WORDS16,  # ceil(K / 128): metadata row length in 16-byte units, padding included
     stride_xm,
     stride_xk,
-    stride_vn,
-    stride_vk,
+    stride_pn,  # in int32 pairs
     stride_en16,  # metadata row stride in 16-byte units: rows are 16-byte aligned (format version 2)
-    stride_ek,
     stride_ys,
     stride_ym,
     stride_yn,
     M_BUCKET,  # ceil(log2(M)): read only by the autotuner's key
     HAS_BIAS: tl.constexpr,
     SPLIT_K: tl.constexpr,
-    UPCAST_DOT: tl.constexpr,
+    BF16: tl.constexpr,
+    INTERPRET: tl.constexpr,  # the CPU interpreter: no PTX, dot in fp32 (its bf16 dot is wrong)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks (set by the heuristic below)
 ):
-    """Program (tile, k-split): with ``SPLIT_K == 1`` writes ``y`` (bias, cast), else fp32 partials."""
+    """Program (tile, k-split): ``acc[n, m] = sum_k W[n, k] x[m, k]``; with ``SPLIT_K == 1`` writes ``y``
+    (bias, cast), else fp32 partials."""
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -163,44 +124,51 @@ def _sparse24_matmul_kernel(
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
     m_mask = offs_m < M
     n_mask = offs_n < N
-
+    # Rows past N read row N - 1 (their sums are never stored): the weight loads need no row mask.
+    rows64 = tl.minimum(offs_n, N - 1).to(tl.int64)
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
-    v_rows = v_ptr + offs_n.to(tl.int64)[:, None] * stride_vn
-    e_rows = meta_ptr + offs_n.to(tl.int64)[:, None] * (stride_en16 * 8)
+    p_rows = p_ptr + rows64[:, None] * stride_pn
+    e_rows = meta_ptr + rows64[:, None] * (stride_en16 * 4)
 
     k_tiles = tl.cdiv(K, BLOCK_K)
     tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
     k_first = pid_k * tiles_per_split
     k_last = min(k_first + tiles_per_split, k_tiles)
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     for kt in range(k_first, k_last):
-        k0 = kt * BLOCK_K
+        k_cols = kt * BLOCK_K + tl.arange(0, BLOCK_K)
+        g = kt * (BLOCK_K // 4) + tl.arange(0, BLOCK_K // 4)
+        w_idx = kt * (BLOCK_K // 32) + tl.arange(0, BLOCK_K // 32)
+        # Offsets count in the units loaded (pairs, words) and K masks cover whole 16-byte vectors (K is a
+        # multiple of 64; metadata rows are padded to 16 bytes with zero nibbles), so the loads stay vectors
+        # that Triton's pipeliner stages with cp.async.
         if EVEN_K:
-            x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None], other=0.0)
+            x = tl.load(x_rows + k_cols[None, :] * stride_xk, mask=m_mask[:, None], other=0.0)
+            pair = tl.load(p_rows + g[None, :])
+            words = tl.load(e_rows + w_idx[None, :])
         else:
-            k_mask = ((k0 + offs_k) < K)[None, :]
-            x = tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=m_mask[:, None] & k_mask, other=0.0)
-        v, words = _load_24_tile(
-            v_rows, e_rows, n_mask, kt, K_HALF, K_WORDS8, stride_vk, stride_ek, BLOCK_K, EVEN_K
-        )
-        w = _expand_24(v, words, BLOCK_N, BLOCK_K)
-        if UPCAST_DOT:
-            # Triton's CPU interpreter computes bf16 tl.dot wrongly; bf16 products are exact in fp32.
-            acc += tl.dot(x.to(tl.float32), tl.trans(w).to(tl.float32), input_precision="ieee")
+            x_mask = m_mask[:, None] & (k_cols < K)[None, :]
+            x = tl.load(x_rows + k_cols[None, :] * stride_xk, mask=x_mask, other=0.0)
+            pair = tl.load(p_rows + g[None, :], mask=(g < K // 4)[None, :], other=0)
+            words = tl.load(e_rows + w_idx[None, :], mask=(w_idx < K_WORDS16 * 4)[None, :], other=0)
+        w = _expand_24_prmt(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
+        # The expanded tile is the A operand: mma.sync takes it from registers (the B side would store it to
+        # shared memory and read it back), see the module docstring.
+        if INTERPRET:
+            acc += tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
         else:
-            acc += tl.dot(x, tl.trans(w))
+            acc += tl.dot(w, tl.trans(x))
 
     y_ptrs = (
-        y_ptr + pid_k * stride_ys + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+        y_ptr + pid_k * stride_ys + offs_m.to(tl.int64)[None, :] * stride_ym + offs_n[:, None] * stride_yn
     )
-    y_mask = m_mask[:, None] & n_mask[None, :]
+    y_mask = m_mask[None, :] & n_mask[:, None]
     if SPLIT_K == 1:
         if HAS_BIAS:
-            acc += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+            acc += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[:, None]
         tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
     else:
         tl.store(y_ptrs, acc, mask=y_mask)
@@ -238,7 +206,7 @@ def _splitk_reduce_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Decode path (M <= GEMV_MAX_M): GEMV on the kept values, no dense tile
+# Decode path for one row (M <= GEMV_MAX_M): GEMV on the kept values, no dense tile
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -415,24 +383,11 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int, group_m: int = 8
     )
 
 
-# Decode, M <= 16: one 16-row tile; the weight stream needs many bytes in flight (long K tiles, deep
-# pipelines) and enough programs (narrow N tiles, split K).
-_DECODE = [
-    _config(16, 32, 256, 8, 4),  # 4 warps spill 20 B on sm_80 (bench/results/kernels/compiled-*)
-    _config(16, 64, 256, 4, 4),
-    _config(16, 64, 128, 4, 5),
-    _config(16, 128, 128, 4, 4),
-    _config(16, 128, 256, 8, 3),
-    # No BLOCK_K = 512 tiles: 16x32x512 (4 warps, 3 stages) spills 24-32 B on sm_90, 16x64x512 (8 warps)
-    # needs 172,032 B of shared memory with 3 stages (over an A100's 166,912 B) and spills 8-12 B with 2.
-    # smaller shared-memory footprints: more resident programs per SM instead of deeper pipelines
-    _config(16, 32, 128, 4, 3),
-    _config(16, 64, 256, 4, 3),
-]
 # Small batches, 16 < M <= 128: still mostly memory bound, the x tile grows.
 _SMALL = [
     _config(32, 64, 128, 4, 4),
-    _config(32, 128, 128, 4, 4),
+    # No 32x128x128 w4 s4: it spilled 60-104 B on sm_80 and sm_90 with the select-based expansion (the
+    # triton 3.6 report of commit 6ce5bb9), and 32x64 / 64x64 tiles cover its batch sizes.
     _config(64, 64, 128, 4, 4),
     _config(64, 128, 64, 4, 4),
     _config(64, 128, 128, 8, 3),
@@ -451,7 +406,7 @@ _INTERPRETER = [_config(16, 64, 128, 4, 1)]
 
 
 def _configs() -> list[triton.Config]:
-    return _INTERPRETER if interpreter_enabled() else _DECODE + _SMALL + _PREFILL
+    return _INTERPRETER if interpreter_enabled() else _SMALL + _PREFILL
 
 
 def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
@@ -460,19 +415,18 @@ def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
     return kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], config.num_warps, config.num_stages
 
 
-SPILLS_ON_SM80 = frozenset(
-    {(32, 128, 128, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 128, 8, 3)}
-)
-"""Tiles that spill registers when compiled for sm_80 (44-344 B per thread in
+SPILLS_ON_SM80 = frozenset({(128, 256, 64, 8, 3), (256, 128, 64, 8, 3)})
+"""Tiles that spill registers when compiled for sm_80 (28-56 B per thread with triton 3.9, none with 3.6;
 ``bench/results/kernels/compiled-triton-*.md``; none on sm_90): never timed on an sm_8x GPU."""
 
 
 def _prune_configs(configs, named_args, **kwargs):
-    """Only the configurations of the call's regime are timed (decode / small batch / prefill)."""
+    """Only the configurations of the call's regime are timed (small batch / prefill; M <= 16 goes to the
+    decode kernels, and runs here only when called directly, with the small-batch tiles)."""
     if len(configs) == 1:
         return configs
     m = named_args["M"]
-    wanted = {16} if m <= 16 else {32, 64} if m <= 128 else {64, 128, 256}
+    wanted = {32, 64} if m <= 128 else {64, 128, 256}
     kept = [c for c in configs if c.kwargs["BLOCK_M"] in wanted]
     x = named_args.get("x_ptr")
     if isinstance(x, torch.Tensor) and x.is_cuda and torch.cuda.get_device_capability(x.device)[0] == 8:
@@ -500,11 +454,15 @@ _GEMV = [
 ]
 _GEMV_INTERPRETER = [triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=1, num_stages=1)]
 
-GEMV_MAX_M = 2
+GEMV_MAX_M = 1
 """Calls with at most this many rows of ``x`` take the GEMV path. From the compiled code on sm_90
-(``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~67 warp-instructions per KB of weight
-for each row of x (one program per row, the weight re-read from L2), the ``tl.dot`` path 180-300 whatever
-M <= 16 is; so the GEMV issues less up to M = 2."""
+(``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~72 warp-instructions per KB of weight
+for each row of x (one program per row, the weight re-read from L2), the tensor-core decode kernel
+(:mod:`polysparse.kernels.sparse24_decode_mma`) 80-89 whatever M <= 16 is: the GEMV for one row."""
+
+DECODE_MAX_M = 16
+"""Calls with ``GEMV_MAX_M < M <= DECODE_MAX_M`` rows take the tensor-core decode kernel (x padded to 16
+rows); larger M the ``tl.dot`` kernel here."""
 
 
 def _gemv_flags(args) -> dict[str, bool]:
@@ -654,6 +612,40 @@ def _sparse24_gemv_triton(
     return out
 
 
+def decode_split_k(n: int, k: int, device: torch.device) -> int:
+    """K-splits for the tensor-core decode kernel (128-row tiles): about two programs per SM, each split
+    keeping >= 512 columns."""
+    tiles = triton.cdiv(n, 128)
+    split = 1
+    while split < 16 and 2 * split * tiles <= 2 * _num_sms(device) and k // (2 * split) >= 512:
+        split *= 2
+    return split
+
+
+def _sparse24_decode_triton(
+    x2d: torch.Tensor,
+    values: torch.Tensor,
+    meta: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    *,
+    split_k: int | None = None,
+    config: triton.Config | None = None,
+) -> torch.Tensor:
+    """The tensor-core decode path (M <= 16) into a preallocated ``out`` ``(M, N)``, split-K reduced here."""
+    m, k = x2d.shape
+    n = values.shape[0]
+    if m == 0:
+        return out
+    if split_k is None:
+        split_k = decode_split_k(n, k, x2d.device)
+    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
+    sparse24_decode_mma_launch(x2d, values, meta, bias, target, split_k, config=config)
+    if split_k > 1:
+        _reduce_splits(target, bias, out)
+    return out
+
+
 def _sparse24_linear_triton(
     x2d: torch.Tensor,
     values: torch.Tensor,
@@ -676,7 +668,10 @@ def _sparse24_linear_triton(
         split_k = default_split_k(m, n, k, x2d.device)
     has_bias = bias is not None
     bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
-    meta = aligned_meta(meta)  # 16-byte rows (a copy only for metadata that is not format version 2)
+    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
+        values = values.contiguous()
+    pairs = values.view(torch.int32)  # (N, K/4) (v0, v1) pairs; K % 64 == 0 keeps 16-byte aligned rows
+    words = _int32_meta(meta)  # 16-byte rows (a copy only for metadata that is not format version 2)
     if split_k == 1:
         target, stride_s = out, 0
     else:
@@ -692,28 +687,27 @@ def _sparse24_linear_triton(
         extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
     kernel[grid](
         x2d,
-        values,
-        meta,
+        pairs,
+        words,
+        prmt_selector_table(x2d.device),
         bias_arg,
         target,
         m,
         n,
         k,
-        k // 2,
         -(-k // 128),  # metadata row length in 16-byte units
         x2d.stride(0),
         x2d.stride(1),
-        values.stride(0),
-        values.stride(1),
-        meta.stride(0) // 8,
-        meta.stride(1),
+        pairs.stride(0),
+        words.stride(0) // 4,
         stride_s,
         target.stride(-2),
         target.stride(-1),
         m_bucket(m),
         HAS_BIAS=has_bias,
         SPLIT_K=split_k,
-        UPCAST_DOT=interpreter_enabled() and x2d.dtype == torch.bfloat16,
+        BF16=x2d.dtype == torch.bfloat16,
+        INTERPRET=interpreter_enabled(),
         **extra,
     )
     if split_k > 1:
@@ -749,6 +743,8 @@ def _sparse24_linear_op(x, values, meta, bias, impl):
     out = torch.empty(x2d.shape[0], n, dtype=x.dtype, device=x.device)
     if x2d.shape[0] <= GEMV_MAX_M:
         _sparse24_gemv_triton(x2d, values, meta, bias, out)
+    elif x2d.shape[0] <= DECODE_MAX_M:
+        _sparse24_decode_triton(x2d, values, meta, bias, out)
     else:
         _sparse24_linear_triton(x2d, values, meta, bias, out)
     return out.reshape(*x.shape[:-1], n)

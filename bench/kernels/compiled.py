@@ -6,9 +6,9 @@ Triton's NVIDIA backend compiles for any target without a GPU or driver (``trito
 ``GPUTarget``; ``ptxas``, ``cuobjdump`` ship in the triton wheel). For every launch configuration the host
 wrappers and autotuners can produce (every tile configuration of each autotuner and regime, with and
 without a K remainder and rows past N, split-K on and off where the wrapper uses it; both half dtypes for
-the GEMV, and for the ``tl.dot`` kernel fp16 plus one bf16 tile per regime, bf16 changing only its ``mma``
-operand type; every ``SPLIT_K > 1`` is compiled as 4, the value being one constant of the code) this
-module records:
+the GEMV and the tensor-core decode kernel, and for the ``tl.dot`` kernel fp16 plus one bf16 tile per
+regime, bf16 changing only its ``mma`` operand type; every ``SPLIT_K > 1`` is compiled as 4, the value
+being one constant of the code) this module records:
 
 * registers per thread, spill bytes (``ptxas -v``; spill stores/loads in the SASS where that log is absent),
   shared memory per program against the target's limit (A100 166,912 B, H100/H200 232,448 B);
@@ -18,6 +18,8 @@ module records:
   iteration** per warp;
 * for the 2:4 matmul kernels, **warp-instructions per KB of compressed weight streamed**:
   ``loop instructions x num_warps / (weight bytes one program reads per iteration / 1024)``;
+* per decode batch size (M = 1..16), the kernel the op dispatches it to and whether that kernel meets the
+  decode budget on sm_90 (<= 90 warp-instructions per KB, no spills, no 16-bit loads in the loop);
 * the **share of peak issue** that rate needs at full memory bandwidth:
   ``(bandwidth / 1024) x instructions per KB / peak issue``, with
   ``peak issue = SMs x 4 schedulers x boost clock`` warp-instructions per second (one instruction per
@@ -115,7 +117,8 @@ def _weight_bytes(block_n: int, block_k: int, dtype: str) -> float:
 def _dot_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_matmul as sm
 
-    regimes = [("decode", sm._DECODE), ("small", sm._SMALL), ("prefill", sm._PREFILL)]
+    # M <= 16 never reaches this kernel (the GEMV and the tensor-core decode kernel take it).
+    regimes = [("small", sm._SMALL), ("prefill", sm._PREFILL)]
     launches = []
     for regime, configs in regimes:
         for index, cfg in enumerate(configs):
@@ -124,21 +127,21 @@ def _dot_launches(subset: str) -> list[Launch]:
             kw = cfg.kwargs
             for dtype in ("fp16", "bf16"):
                 # bf16 changes only the mma operand type of this kernel (its loop counts equal fp16's in
-                # every pair compiled): one bf16 tile per regime checks that, the rest compile in fp16.
+                # every pair compiled so far): one bf16 tile per regime checks that, the rest in fp16.
                 if dtype == "bf16" and (index != 0 or subset == "ci" and regime != "prefill"):
                     continue
-                # Decode splits K over programs (fp32 partials) on wide-enough layers, not on others.
-                splits = (4, 1) if regime == "decode" else (1,)
+                # Small batches (M <= 64) split K over programs (fp32 partials) on wide-enough layers.
+                splits = (4, 1) if regime == "small" and subset == "all" else (1,)
                 for split in splits:
-                    for even_k in (True, False) if regime == "decode" and split > 1 else (True,):
+                    for even_k in (True, False) if regime == "small" and split > 1 else (True,):
                         if subset == "ci" and not even_k:
                             continue
                         divisible = [
-                            "x_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "K_HALF",
-                            "stride_xm", "stride_vn", "stride_ym", "stride_ys",
+                            "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K",
+                            "stride_xm", "stride_pn", "stride_ym", "stride_ys",
                         ]  # fmt: skip
                         if even_k:  # K = 4096: 32 units of 16 bytes per metadata row; K = 640 gives 5
-                            divisible += ["K_WORDS8", "stride_en16"]
+                            divisible += ["K_WORDS16", "stride_en16"]
                         launches.append(
                             Launch(
                                 family="sparse24_matmul/dot",
@@ -149,19 +152,19 @@ def _dot_launches(subset: str) -> list[Launch]:
                                 kernel="sparse24_matmul:_sparse24_matmul_kernel",
                                 types={
                                     "x_ptr": f"*{dtype}",
-                                    "v_ptr": f"*{dtype}",
-                                    "meta_ptr": "*i16",
+                                    "p_ptr": "*i32",
+                                    "meta_ptr": "*i32",
+                                    "table_ptr": "*i64",
                                     "bias_ptr": f"*{dtype}",
                                     "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
                                 },  # fmt: skip
                                 constexprs=dict(
                                     HAS_BIAS=split == 1,
                                     SPLIT_K=split,
-                                    UPCAST_DOT=False,
+                                    BF16=dtype == "bf16",
+                                    INTERPRET=False,
                                     EVEN_K=even_k,
                                     stride_xk=1,
-                                    stride_vk=1,
-                                    stride_ek=1,
                                     stride_yn=1,
                                     **kw,
                                 ),  # fmt: skip
@@ -244,6 +247,61 @@ def _gemv_launches(subset: str) -> list[Launch]:
                 regime="decode",
             )
         )
+    return launches
+
+
+def _decode_mma_launches(subset: str) -> list[Launch]:
+    from polysparse.kernels import sparse24_decode_mma as dm
+
+    launches = []
+    for index, cfg in enumerate(dm.CONFIGS):
+        if subset == "ci" and index:
+            continue
+        kw = cfg.kwargs
+        for dtype in ("fp16", "bf16"):
+            for split in (4, 1):
+                # Row tiles past N (N % BLOCK_N) and a K tail (K % BLOCK_K, e.g. K = 960) are masked variants.
+                for even in (True, False) if subset == "all" else (True,):
+                    if subset == "ci" and split == 1:
+                        continue
+                    divisible = [
+                        "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_xm",
+                        "stride_pn", "stride_ys", "stride_ym",
+                    ]  # fmt: skip
+                    if even:  # K = 4096: 32 units of 16 bytes per metadata row; K = 960 gives 8
+                        divisible.append("stride_en16")
+                    launches.append(
+                        Launch(
+                            family="sparse24_matmul/decode_mma",
+                            label=(
+                                f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
+                                f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
+                            ),
+                            kernel="sparse24_decode_mma:_sparse24_decode_mma_kernel",
+                            types={
+                                "x_ptr": f"*{dtype}",
+                                "p_ptr": "*i32",
+                                "meta_ptr": "*i32",
+                                "table_ptr": "*i64",
+                                "bias_ptr": f"*{dtype}",
+                                "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
+                            },  # fmt: skip
+                            constexprs=dict(
+                                HAS_BIAS=split == 1,
+                                SPLIT_K=split,
+                                BF16=dtype == "bf16",
+                                INTERPRET=False,
+                                EVEN_N=even,
+                                EVEN_K=even,
+                                **kw,
+                            ),  # fmt: skip
+                            divisible=tuple(divisible),
+                            num_warps=cfg.num_warps,
+                            num_stages=cfg.num_stages,
+                            regime="decode",
+                            weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
+                        )
+                    )
     return launches
 
 
@@ -366,7 +424,12 @@ def launches(subset: str = "all") -> list[Launch]:
     """Every launch configuration (``"all"``) or a representative few (``"ci"``)."""
     if subset not in ("all", "ci"):
         raise ValueError(f"subset must be 'all' or 'ci', got {subset!r}")
-    return _dot_launches(subset) + _gemv_launches(subset) + _other_launches(subset)
+    return (
+        _dot_launches(subset)
+        + _gemv_launches(subset)
+        + _decode_mma_launches(subset)
+        + _other_launches(subset)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -384,6 +447,7 @@ def _tool(name: str) -> str:
 _SASS_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);")
 _SASS_BRANCH = re.compile(r"\bBRA\s+(?:\S+\s+)?(?:0x)?([0-9a-f]+)\s*$")
 _PTX_LABEL = re.compile(r"^(\$L__\w+):", re.M)
+_PTX_LOAD_B16 = re.compile(r"\bld\.global(?:\.\w+)*\.(?:b16|u16|s16)\b")
 _PTX_GLOBAL_LOAD = re.compile(r"\b(?:ld\.global|cp\.async\.(?:ca|cg)|cp\.async\.bulk)")
 _SASS_GLOBAL_LOAD = re.compile(r"^(?:@!?U?P\w+\s+)?(?:LDG|LDGSTS|UTMALDG)\b")
 
@@ -522,7 +586,9 @@ def compile_launch(launch: Launch, arch: int) -> dict[str, Any]:
         # Global loads by width: 16-byte vectors (ld.global.v4.b32 / cp.async 16) against 16-bit scalars.
         "loads_16B": len(re.findall(r"\bld\.global(?:\.\w+)*\.v4\.(?:b32|u32|f32|s32)", ptx))
         + len(re.findall(r"\bcp\.async\.c[ag]\.shared\.global \[[^]]*\], \[[^]]*\], (?:16|0x10)\b", ptx)),
-        "loads_b16": len(re.findall(r"\bld\.global(?:\.\w+)*\.(?:b16|u16|s16)\b", ptx)),
+        "loads_b16": len(re.findall(_PTX_LOAD_B16, ptx)),
+        # ... of which in the main loop (the weight stream; a bias is loaded once, after it)
+        "loop_loads_b16": len(re.findall(_PTX_LOAD_B16, ptx_loop)),
         "loop_instructions": per_iteration,
         "loop_unroll": unroll,
         "loop_top_opcodes": dict(opcodes.most_common(8)),
@@ -645,6 +711,38 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+DECODE_PATHS = (("1", "sparse24_matmul/gemv"), ("2-16", "sparse24_matmul/decode_mma"))
+"""Which kernel the 2:4 linear op sends each decode batch size to (``GEMV_MAX_M``, ``DECODE_MAX_M`` in
+:mod:`polysparse.kernels.sparse24_matmul`; the test checks the two agree)."""
+
+
+def decode_by_m_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per decode batch size: the kernel it runs, its warp-instructions per KB on sm_90 over every variant
+    compiled, and whether that meets the issue's goal (<= ISSUE_GOAL_PER_KB, no spills, 16-byte loads)."""
+    lines = [
+        "| M | kernel | sm_90 warp-instr/KB | H200 issue share | sm_80 warp-instr/KB | spilling | "
+        f"<= {ISSUE_GOAL_PER_KB:.0f}/KB, no spills, 16-byte loads |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    h200 = next(g for g in GPUS if g.name == "H200")
+    for m, family in DECODE_PATHS:
+        group = [r for r in rows if r["family"] == family and "error" not in r]
+        per_kb = [(r["arch"], r["warp_instructions_per_kb"]) for r in group if r["loop_instructions"]]
+        per_arch = {arch: [v for a, v in per_kb if a == arch] for arch in (80, 90)}
+        if not per_arch[90]:
+            lines.append(f"| {m} | {family.split('/')[-1]} | - | - | - | - | not compiled |")
+            continue
+        spilling = sum(1 for r in group if (r["spill_store_bytes"] or 0) + (r["spill_load_bytes"] or 0))
+        vectors = all(r.get("loop_loads_b16", r["loads_b16"]) == 0 and r["loads_16B"] > 0 for r in group)
+        ok = max(per_arch[90]) <= ISSUE_GOAL_PER_KB and not spilling and vectors
+        sm80 = f"{min(per_arch[80]):.0f}-{max(per_arch[80]):.0f}" if per_arch[80] else "-"
+        share = f"{h200.issue_share(min(per_arch[90])):.0%}-{h200.issue_share(max(per_arch[90])):.0%}"
+        cells = [m, family.split("/")[-1], f"{min(per_arch[90]):.0f}-{max(per_arch[90]):.0f}", share, sm80]
+        cells += [str(spilling), "yes" if ok else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     lines = [
         f"# Compiled kernels, triton {header['triton']}",
@@ -661,6 +759,8 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     ]
     found = problems(rows)
     lines += ["## Problems", ""] + ([f"- {p}" for p in found] if found else ["None."]) + [""]
+    lines += ["## Decode per batch size: the kernel the op dispatches to", ""]
+    lines += decode_by_m_lines(rows) + [""]
     lines += ["## Summary: the 2:4 matmul per regime", ""] + summary_lines(rows) + [""]
     for family in dict.fromkeys(r["family"] for r in rows):
         lines += [f"## {family}", ""]
@@ -696,7 +796,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", choices=("all", "ci"), default="all")
     p.add_argument("--arch", default="80,90", help="compute capabilities, comma-separated (default 80,90)")
     p.add_argument("--jobs", type=int, default=1, help="parallel compiles (default 1)")
-    p.add_argument("--family", default=None, help="only launch families containing this text")
+    p.add_argument(
+        "--family",
+        default=None,
+        help="only launch families containing one of these texts (comma-separated)",
+    )
     p.add_argument("--name", default=None, help="result file stem (default compiled-triton-<version>)")
     p.add_argument("--render", type=Path, default=None, help="only re-write the .md of this result .json")
     args = p.parse_args(argv)
@@ -716,7 +820,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [a for a in archs if a not in SHARED_LIMIT]
     if bad:
         p.error(f"--arch takes {sorted(SHARED_LIMIT)}, got {bad}")
-    selected = [la for la in launches(args.subset) if not args.family or args.family in la.family]
+    families = args.family.split(",") if args.family else []
+    selected = [la for la in launches(args.subset) if not families or any(f in la.family for f in families)]
     jobs = [(la, arch) for la in selected for arch in archs]
     print(f"compiling {len(jobs)} launch configurations with triton {triton.__version__}", flush=True)
     started = time.perf_counter()

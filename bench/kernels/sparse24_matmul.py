@@ -65,7 +65,7 @@ MODELS: dict[str, list[tuple[str, int, int]]] = {
         ("down_proj", 2048, 640),
     ],
 }
-M_VALUES = (1, 2, 4, 16, 64, 256, 2048, 4096)  # 2 and 4: either side of the GEMV's limit
+M_VALUES = (1, 2, 4, 16, 64, 256, 2048, 4096)  # 1 | 2: the GEMV's limit; 16 | 64: the decode kernel's
 SMOKE_MODELS = {"smoke": [("tiny", 64, 64), ("odd", 192, 128)]}
 SMOKE_M = (1, 3, 17)
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -189,11 +189,19 @@ def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Calla
 
 
 def _triton_config(x: torch.Tensor, k: int, n: int) -> str:
+    """The kernel the op dispatched this M to, its tuned configuration and K-splits."""
+    from polysparse.kernels import sparse24_decode_mma as dm
     from polysparse.kernels import sparse24_matmul as sm
 
+    m = x.shape[0]
+    if m <= sm.GEMV_MAX_M:
+        best = getattr(sm._sparse24_gemv, "best_config", None)
+        return f"gemv {best}; SPLIT_K={sm.gemv_split_k(m, n, k, x.device)}"
+    if m <= sm.DECODE_MAX_M:
+        best = getattr(dm._kernel_tuned, "best_config", None)
+        return f"decode_mma {best}; SPLIT_K={sm.decode_split_k(n, k, x.device)}"
     best = getattr(sm._sparse24_matmul, "best_config", None)
-    split = sm.default_split_k(x.shape[0], n, k, x.device)
-    return f"{best}; SPLIT_K={split}"
+    return f"dot {best}; SPLIT_K={sm.default_split_k(m, n, k, x.device)}"
 
 
 # ----------------------------------------------------------------------------------------------------------

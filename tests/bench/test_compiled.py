@@ -2,10 +2,11 @@
 
 Compiles in a subprocess with the interpreter off (``ptxas`` ships in the triton wheel) for sm_80 and sm_90,
 and fails on what must not ship: a compile error, spills in a decode configuration, shared memory over the
-target's limit; and checks the decode GEMV's budget (<= 90 warp-instructions per KB of weight on sm_90,
-16-byte loads of values and metadata). The full set of configurations is the bench module's job
-(``python -m polysparse.bench.kernels.compiled``, ~20 min on two cores); the committed report for the
-installed triton must cover every configuration the autotuners hold today.
+target's limit; and checks the decode budget (<= 90 warp-instructions per KB of weight on sm_90, no spills,
+16-byte loads of values and metadata) for every kernel the op dispatches a decode batch (M = 1..16) to: the
+GEMV (M = 1) and the tensor-core decode kernel (M = 2..16). The full set of configurations is the bench
+module's job (``python -m polysparse.bench.kernels.compiled``, ~20 min on two cores); the committed report
+for the installed triton must cover every configuration the autotuners hold today.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(out / "cache")  # compile for real, not from an earlier run's binaries
-    # The decode paths (GEMV and tl.dot) where a spill or a scalar load costs most; the prefill tiles are
-    # compiled by the bench module (`make`-free: the committed report is checked below).
-    cmd = [sys.executable, "-m", "polysparse.bench.kernels.compiled", "--subset", "ci", "--family",
-           "sparse24_matmul/gemv", "--out", str(out), "--name", "gemv"]  # fmt: skip
+    # The decode kernels, where a spill or a scalar load costs most; the tl.dot tiles are compiled by the
+    # bench module (`make`-free: the committed report is checked below).
+    families = ",".join(family for _, family in compiled.DECODE_PATHS)
+    cmd = [sys.executable, "-m", "polysparse.bench.kernels.compiled", "--subset", "ci", "--family", families,
+           "--out", str(out), "--name", "decode"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    path = out / "gemv.json"
+    path = out / "decode.json"
     if not path.exists():
         pytest.fail(f"the compile report was not written:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return json.loads(path.read_text())
@@ -54,16 +56,29 @@ def test_no_compile_errors_spills_or_shared_memory_overflow(report):
     assert {r["arch"] for r in report["results"]} == {80, 90}
 
 
-def test_decode_gemv_meets_the_issue_budget_with_vector_loads(report):
-    gemv = [r for r in report["results"] if r["family"] == "sparse24_matmul/gemv"]
-    assert gemv
-    for r in gemv:
+def test_decode_paths_name_the_dispatch():
+    from polysparse.kernels import sparse24_matmul as sm
+
+    # DECODE_PATHS (what the report and the checks below cover) is the op's dispatch for M = 1..16.
+    assert sm.GEMV_MAX_M == 1 and sm.DECODE_MAX_M == 16
+    assert [m for m, _ in compiled.DECODE_PATHS] == ["1", f"{sm.GEMV_MAX_M + 1}-{sm.DECODE_MAX_M}"]
+
+
+@pytest.mark.parametrize("m,family", compiled.DECODE_PATHS)
+def test_every_decode_batch_size_meets_the_issue_budget_with_vector_loads(report, m, family):
+    rows = [r for r in report["results"] if r["family"] == family]
+    assert {r["arch"] for r in rows} == {80, 90}
+    for r in rows:
         assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, r
         assert r["shared_bytes"] <= r["shared_limit"], r
         assert r["loads_b16"] == 0, r  # no value or metadata word loaded 16 bits at a time
-        assert r["loads_16B"] >= 9, r  # eight 16-byte value loads and one metadata load per thread and step
+        # GEMV: eight 16-byte value loads and one metadata load per thread and step; the decode kernel stages
+        # values, metadata and x with 16-byte cp.async.
+        assert r["loads_16B"] >= 9, r
         if r["arch"] == 90:
             assert r["warp_instructions_per_kb"] <= compiled.ISSUE_GOAL_PER_KB, r
+    (line,) = [line for line in compiled.decode_by_m_lines(rows) if line.startswith(f"| {m} |")]
+    assert line.endswith("| yes |"), line
 
 
 def test_problems_flags_what_must_not_ship():

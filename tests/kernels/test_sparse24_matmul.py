@@ -8,34 +8,10 @@ import torch
 import torch.nn.functional as F
 import triton
 
+from helpers.sparse24_cases import DEVICE, TOL, expected, make_case, next_seed
 from polysparse.kernels import dispatch
 from polysparse.kernels import sparse24 as s24
 from polysparse.kernels import sparse24_matmul as sm
-
-# One output ulp (plus float32 accumulation-order noise near zero): the kernel and the float32 reference
-# round the same float32 sums, so they may differ only where the sum sits on a rounding boundary.
-TOL = {torch.float16: dict(rtol=2e-3, atol=2e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2)}
-
-_seed = iter(range(10_000, 1_000_000))
-# Kernels run where Triton runs: CPU tensors through the interpreter, or CUDA with POLYSPARSE_TEST_GPU=1.
-DEVICE = torch.device("cpu" if dispatch.interpreter_enabled() else "cuda")
-
-
-def make_case(batch, k, n, dtype, bias):
-    """Fresh random inputs: a pruned 2:4 weight (some kept weights zero), x, and an optional bias."""
-    gen = torch.Generator().manual_seed(next(_seed))
-    w = torch.randn(n, k, generator=gen)
-    w = w * (torch.rand(n, k, generator=gen) > 0.1)  # groups with fewer than two nonzeros too
-    values, meta = s24.prune_and_compress_24(w.to(dtype).to(DEVICE), impl="reference")
-    dense = s24.decompress_24_reference(values, meta)
-    x = torch.randn(*batch, k, generator=gen).to(dtype).to(DEVICE)
-    b = torch.randn(n, generator=gen).to(dtype).to(DEVICE) if bias else None
-    return x, values, meta, b, dense
-
-
-def expected(x, dense, b):
-    """The product in float32, rounded once to x's dtype."""
-    return F.linear(x.float(), dense.float(), None if b is None else b.float()).to(x.dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -64,7 +40,7 @@ def test_split_k_writes_every_output(dtype, split_k):
 
 @pytest.mark.parametrize(
     "config",
-    [sm._DECODE[4], sm._SMALL[3], sm._PREFILL[5]],
+    [sm._SMALL[0], sm._SMALL[3], sm._PREFILL[5]],
     ids=lambda c: "x".join(str(c.kwargs[key]) for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K")),
 )
 def test_gpu_tile_configs_in_interpreter(config):
@@ -76,21 +52,20 @@ def test_gpu_tile_configs_in_interpreter(config):
 
 
 def test_all_configs_align_with_metadata_words():
-    for config in sm._DECODE + sm._SMALL + sm._PREFILL + sm._INTERPRETER:
+    for config in sm._SMALL + sm._PREFILL + sm._INTERPRETER:
         assert config.kwargs["BLOCK_K"] % 64 == 0  # whole int16 words per tile, and K % 64 == 0 shapes
         assert config.kwargs["BLOCK_M"] >= 16 and config.kwargs["BLOCK_N"] >= 16  # tl.dot minimum
 
 
 def test_sm80_exclusions_name_real_configs():
-    keys = {sm.config_key(c) for c in sm._DECODE + sm._SMALL + sm._PREFILL}
+    keys = {sm.config_key(c) for c in sm._SMALL + sm._PREFILL}
     assert sm.SPILLS_ON_SM80.issubset(keys)
-    # Never on the decode path, and every regime keeps a configuration on an A100.
-    assert not {sm.config_key(c) for c in sm._DECODE} & sm.SPILLS_ON_SM80
+    # Every regime keeps a configuration on an A100.
     for configs in (sm._SMALL, sm._PREFILL):
         assert {sm.config_key(c) for c in configs} - sm.SPILLS_ON_SM80
 
 
-@pytest.mark.parametrize("m", [1, 4])  # the GEMV and the tl.dot path
+@pytest.mark.parametrize("m", [1, 4, 20])  # the GEMV, the tensor-core decode kernel, the tl.dot path
 def test_kernel_reads_the_metadata(m):
     x, values, meta, _, dense = make_case((m,), 64, 64, torch.float16, bias=False)
     # Move every group to another valid position pair: a different weight from the same values.
@@ -106,13 +81,13 @@ def test_kernel_reads_the_metadata(m):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Decode GEMV (M <= GEMV_MAX_M)
+# Decode GEMV (M <= GEMV_MAX_M); the tensor-core decode kernel has its own tests
 # ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("m,k", [(1, 64), (3, 192), (2, 960)])
 def test_x_pair_table_matches_reference(m, k):
-    gen = torch.Generator().manual_seed(next(_seed))
+    gen = torch.Generator().manual_seed(next_seed())
     x = torch.randn(m, k, generator=gen).to(torch.bfloat16).to(DEVICE)
     table = sm.x_pair_table(x)
     assert table.shape == (m, k // 4, 16) and table.dtype == torch.int64
@@ -157,18 +132,28 @@ def test_gemv_takes_unaligned_views():
     torch.testing.assert_close(out, expected(x, dense, b), **TOL[torch.float16])
 
 
-def test_small_batches_take_the_gemv(monkeypatch):
+def test_dispatch_by_batch_size(monkeypatch):
+    # M <= GEMV_MAX_M: the GEMV; up to DECODE_MAX_M: the tensor-core decode kernel; beyond: tl.dot.
     calls = []
-    original = sm._sparse24_gemv_triton
-    monkeypatch.setattr(
-        sm, "_sparse24_gemv_triton", lambda *a, **kw: calls.append(a[0].shape) or original(*a, **kw)
-    )
-    for rows in range(1, sm.GEMV_MAX_M + 2):
-        x, values, meta, b, dense = make_case((rows,), 128, 64, torch.float16, bias=True)
-        torch.testing.assert_close(
-            sm.sparse24_linear(x, values, meta, b, impl="triton"), expected(x, dense, b)
+    for name in ("_sparse24_gemv_triton", "_sparse24_decode_triton", "_sparse24_linear_triton"):
+        original = getattr(sm, name)
+        monkeypatch.setattr(
+            sm, name, lambda *a, _n=name, _f=original, **kw: calls.append((_n, a[0].shape[0])) or _f(*a, **kw)
         )
-    assert calls == [(rows, 128) for rows in range(1, sm.GEMV_MAX_M + 1)]
+    rows = [1, 2, 3, 16, 17]
+    for m in rows:
+        x, values, meta, b, dense = make_case((m,), 128, 64, torch.float16, bias=True)
+        torch.testing.assert_close(
+            sm.sparse24_linear(x, values, meta, b, impl="triton"), expected(x, dense, b), **TOL[torch.float16]
+        )
+    assert sm.GEMV_MAX_M == 1 and sm.DECODE_MAX_M == 16
+    assert calls == [
+        ("_sparse24_gemv_triton", 1),
+        ("_sparse24_decode_triton", 2),
+        ("_sparse24_decode_triton", 3),
+        ("_sparse24_decode_triton", 16),
+        ("_sparse24_linear_triton", 17),
+    ]
 
 
 def test_gemv_split_heuristic(monkeypatch):
@@ -284,7 +269,7 @@ def _need_compiled_kernels():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("m", [1, 2, 3, 16, 64, 300, 2048])  # 1, 2: the GEMV
+@pytest.mark.parametrize("m", [1, 2, 3, 16, 64, 300, 2048])  # 1: the GEMV, 2-16: the decode kernel
 @pytest.mark.parametrize("k,n", [(4096, 1024), (640, 2048), (2048, 640)])
 def test_compiled_kernel_gpu(m, k, n, dtype):
     _need_compiled_kernels()
