@@ -17,6 +17,7 @@ pruned prefix's inputs). The calibration windows are the study's (same source, c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import time
@@ -56,10 +57,8 @@ def block_inputs(model: torch.nn.Module, index: int, windows: TokenWindows) -> l
     try:
         with torch.no_grad():
             for input_ids, mask in windows.batches(1):
-                try:
+                with contextlib.suppress(_Stop):
                     model(input_ids=input_ids, attention_mask=mask, use_cache=False)
-                except _Stop:
-                    pass
                 seen[-1] = (*seen[-1], mask.bool())
     finally:
         handle.remove()
@@ -75,9 +74,12 @@ def block_outputs(block: torch.nn.Module, inputs: list[tuple[Any, ...]]) -> list
     return outputs
 
 
-def held_out_error(block: torch.nn.Module, inputs: list[tuple[Any, ...]], targets: list[torch.Tensor]) -> float:
+def held_out_error(
+    block: torch.nn.Module, inputs: list[tuple[Any, ...]], targets: list[torch.Tensor]
+) -> float:
     outputs = block_outputs(block, inputs)
-    return sum(masked_mse(o, t, m).item() for o, t, (_, _, m) in zip(outputs, targets, inputs)) / len(targets)
+    errors = [masked_mse(o, t, m).item() for o, t, (_, _, m) in zip(outputs, targets, inputs)]
+    return sum(errors) / len(errors)
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,7 +142,8 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
                     "load_average": os.getloadavg()[0],
                 }
                 rows.append(row)
-                print(target, steps, lr, {t: round(v, 4) for t, v in row["held_relative"].items()}, flush=True)
+                relative = {t: round(v, 4) for t, v in row["held_relative"].items()}
+                print(target, steps, lr, relative, flush=True)
     payload = {
         "plan": {
             "model": args.model,
@@ -169,8 +172,8 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(payload: dict[str, Any]) -> str:
     plan = payload["plan"]
     note = (
-        f"Block {plan['block']} of `{plan['model']}` after `{plan['recipe']}` (blocks before it pruned the same "
-        f"way, no reconstruction), reconstructed on {plan['nsamples']} x {plan['seqlen']} tokens of "
+        f"Block {plan['block']} of `{plan['model']}` after `{plan['recipe']}` (blocks before it pruned the "
+        f"same way, no reconstruction), reconstructed on {plan['nsamples']} x {plan['seqlen']} tokens of "
         f"`{plan['calib']}`; error on {plan['eval_windows']} held-out windows x {plan['eval_seqlen']} tokens "
         f"of `{plan['held_out']}`, relative to the error before reconstruction (lower is better; "
         f"before: dense {payload['held_error_before']['dense']:.4g}, prefix "
