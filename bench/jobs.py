@@ -436,7 +436,7 @@ def demo_job(
     *,
     model: str | None = None,
     lang: str = "de",
-    method: str = "wanda",
+    method: str = "sparsegpt",
     pattern: str = "2:4",
     nsamples: int = 16,
     seqlen: int = 512,
