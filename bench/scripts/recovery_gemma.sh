@@ -38,7 +38,7 @@ if [[ $STEP == all || $STEP == goals ]]; then
     --calib de --eval-langs de \
     --recipe "wanda 2:4" --recipe "wanda 2:4 +recon lr=1e-4" --recipe "wanda 2:4 +admm +recon" \
     --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --recipe "sparsegpt 2:4 +admm +recon" \
-    --recipe "sparsegpt 0.5 +owl" --recipe "sparsegpt 0.5 +admm +recon"
+    --recipe "sparsegpt 0.5 +owl"
 fi
-# Not measured yet: the mix of six languages for the best recipe,
+# Not measured yet: "sparsegpt 0.5 +admm +recon" (the 50% goal), and the mix of six languages for the best recipe,
 #   ... --name mix --calib mix --eval-langs en,de,ru,zh,ja,ar --recipe "sparsegpt 2:4 +admm +recon"
