@@ -256,15 +256,16 @@ def _demo_parser(sub) -> None:
         "demo",
         help="the main job on the embedded default, no flags needed",
         description=(
-            "Prune Gemma 3 270M (installed offline from PyPI) for German with Wanda 2:4, calibrated on the "
-            "Debian Administrator's Handbook in German; report held-out perplexity dense vs pruned in German "
-            "and English; swap in 2:4 sparse layers, check them against the pruned model, time dense vs "
-            "sparse, and save the pruned and the compressed model. Sized for minutes on a 2-core CPU."
+            "Prune Gemma 3 270M (installed offline from PyPI) for German with SparseGPT 2:4, calibrated "
+            "on the Debian Administrator's Handbook in German; report held-out perplexity dense vs pruned "
+            "in German and English; swap in 2:4 sparse layers, check them against the pruned model, time "
+            "dense vs sparse, and save the pruned and the compressed model. Sized for minutes on a 2-core "
+            "CPU."
         ),
     )
     _add_model(p, required=False)
     p.add_argument("--lang", default="de", help="language to prune for (default de)")
-    p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
+    p.add_argument("--method", choices=METHOD_NAMES, default="sparsegpt")
     p.add_argument("--pattern", default=str(SPARSE24))
     p.add_argument("--nsamples", type=int, default=16, help="calibration windows (default 16)")
     p.add_argument("--seqlen", type=int, default=512)

@@ -24,7 +24,7 @@ def demo_job(
     *,
     model: str | None = None,
     lang: str = "de",
-    method: str = "wanda",
+    method: str = "sparsegpt",
     pattern: str = str(SPARSE24),
     nsamples: int = 16,
     seqlen: int = 512,

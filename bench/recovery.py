@@ -1,7 +1,8 @@
 """Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
 A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]] [+owl]
-[steps=N] [lr=X] [m=M] [lambda=L]``, e.g. ``wanda 2:4 +recon steps=64`` or ``sparsegpt 0.5 +admm +owl``.
+[steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
+``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only the layers whose names match (a cheap partial run).
 Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
 mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
 and seed) and scored on the study's held-out evaluation windows of every language in ``--eval-langs``, so the
@@ -60,6 +61,8 @@ class Recipe:
                     settings["reconstruct_target"] = word.split("=", 1)[1]
             elif word == "+owl":
                 settings["sparsity_profile"] = "owl"
+            elif word.startswith("targets="):  # prune only the layers whose names match (a partial run)
+                settings["targets"] = (word.split("=", 1)[1],)
             elif "=" in word and word.split("=", 1)[0] in keys:
                 name, kind = keys[word.split("=", 1)[0]]
                 settings[name] = kind(word.split("=", 1)[1])

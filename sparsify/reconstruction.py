@@ -98,7 +98,8 @@ def reconstruct_block(
 
     ``hidden``, ``arguments`` (objects with ``args`` / ``kwargs``), ``token_masks`` and ``targets`` are per
     batch. Returns what happened: the block output error (masked MSE, mean over up to
-    :data:`EVAL_BATCHES` batches) before and after, the first and last training losses, seconds.
+    :data:`EVAL_BATCHES` batches) before and after, the first and last training losses, seconds, and
+    ``reverted``: training that did not lower that error is undone (the pruned weights are kept).
     """
     started = time.perf_counter()
     batches = len(hidden)
@@ -129,8 +130,10 @@ def reconstruct_block(
 
     evaluation = list(range(min(EVAL_BATCHES, batches)))
     losses: list[float] = []
+    reverted = False
     try:
         before = error(evaluation)
+        initial = [p.detach().clone() for p in params]
         optimizer = torch.optim.Adam(params, lr=settings.lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / settings.steps))
@@ -149,6 +152,11 @@ def reconstruct_block(
                         p.mul_(mask)  # Adam's update of a zero-gradient weight is 0; this makes it exact
                 losses.append(loss.item())
         after = error(evaluation)
+        if not after < before:  # never leave a block worse than pruning left it (or NaN)
+            with torch.no_grad():
+                for p, start in zip(params, initial):
+                    p.copy_(start)
+            reverted = True
     finally:
         for name, p in block.named_parameters():
             p.requires_grad_(saved_grad[name])
@@ -164,6 +172,7 @@ def reconstruct_block(
         "lr": settings.lr,
         "error_before": before,
         "error_after": after,
+        "reverted": reverted,
         "first_loss": losses[0],
         "last_loss": losses[-1],
         "seconds": time.perf_counter() - started,

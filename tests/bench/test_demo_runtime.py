@@ -39,7 +39,7 @@ def test_demo_swaps_checks_times_and_saves_compressed(handbook, tiny_model_dir, 
     report = (out / "report.md").read_text()
     assert "## Sparse runtime" in report and "## Throughput" in report
     block = read_sparsity_config(out / "compressed")
-    assert block["method"] == "wanda" and block["calibration"]["language"] == "de"
+    assert block["method"] == "sparsegpt" and block["calibration"]["language"] == "de"
     assert len(sparse_layers(load_sparse(out / "compressed"))) == 21
     written = json.loads((out / "polysparse.json").read_text())
     assert written["runtime"]["checkpoint"]["safetensors_bytes"] > 0
