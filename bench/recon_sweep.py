@@ -30,10 +30,11 @@ from polysparse.bench.recovery import Recipe
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.bench.study import StudyPlan, eval_spec
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
-from polysparse.sparsify.driver import BlockArguments, prune_model
+from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.loading import load_causal_lm
 from polysparse.sparsify.model_graph import find_decoder_stack
 from polysparse.sparsify.reconstruction import ReconstructionSettings, masked_mse, reconstruct_block
+from polysparse.sparsify.walk import BlockArguments
 
 
 class _Stop(Exception):

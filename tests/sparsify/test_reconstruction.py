@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from polysparse.sparsify.driver import BlockArguments
 from polysparse.sparsify.reconstruction import ReconstructionSettings, reconstruct_block
+from polysparse.sparsify.walk import BlockArguments
 
 
 class LinearBlock(nn.Module):
