@@ -3,9 +3,10 @@
 #   step 1: dense and magnitude 2:4 on every task (dense must be clearly above chance, magnitude near it)
 #   step 2: a reduced study with task columns (wanda 2:4; en and de; fewer items) and collect_study
 # LIMIT, TASKS, LANGS, TASK_LIMIT, STUDY_TASKS, STUDY_FLAGS and STEPS override the sizes. What has run so far
-# (bench/results/tasks/sanity-*):
-#   STEPS=1 LIMIT=60 TASKS=translation-choice:de->en:gettext,continuation-choice:de:handbook \
-#     bench/scripts/tasks_proof.sh
+# (bench/results/tasks/sanity-*, 80 items of 13 tasks, one thread):
+#   OMP_NUM_THREADS=1 STEPS=1 LIMIT=80 TASKS=translation-choice:{de,ru,zh,ja,ar}->en:gettext,\
+#   translation-choice:en->{de,ja}:gettext,continuation-choice:{en,de,ru,zh,ja,ar}:handbook \
+#     nice -n 10 bench/scripts/tasks_proof.sh       (the TASKS list written out, comma-separated)
 # Step 2 has not run yet. The full proof the issue asks for is
 #   LANGS=en,de,ru,zh,ja,ar TASK_LIMIT=500 with --method wanda|sparsegpt and --pattern 2:4 | --sparsity 0.5.
 set -euo pipefail
