@@ -11,7 +11,7 @@ mkdir -p "$out"
   echo "load before: $(uptime)"
   start=$(date +%s)
   .venv/bin/polysparse eval --model gemma-3-270m --tasks "translation-choice:de->en:gettext" --limit 500 \
-    --out "$out/timing-gemma-3-270m.json" --quiet
+    --out "$out/timing-gemma-3-270m.json" --overwrite --quiet
   end=$(date +%s)
   echo "load after: $(uptime)"
   echo "wall seconds (item building, model load and scoring): $((end - start))"
