@@ -294,13 +294,14 @@ CONFIGS = [_config(128, 64, 2, 4)]
 _INTERPRETER = [_config(32, 128, 1, 1)]
 
 
-def _flags(args) -> dict[str, bool]:
-    return {"EVEN_N": args["N"] % args["BLOCK_N"] == 0, "EVEN_K": args["K"] % args["BLOCK_K"] == 0}
+EVEN_TILES = {
+    "EVEN_N": lambda args: args["N"] % args["BLOCK_N"] == 0,
+    "EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0,
+}
+"""Triton heuristics: whether the tiles divide N and K, so the main loop needs no masks (the GEMV and the
+``tl.dot`` kernel in :mod:`polysparse.kernels.sparse24_matmul` use them too)."""
 
-
-_kernel_h = triton.heuristics(
-    {"EVEN_N": lambda a: _flags(a)["EVEN_N"], "EVEN_K": lambda a: _flags(a)["EVEN_K"]}
-)(_sparse24_decode_mma_kernel)
+_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_decode_mma_kernel)
 _kernel_tuned = triton.autotune(
     configs=_INTERPRETER if interpreter_enabled() else CONFIGS,
     key=["N", "K", "SPLIT_K"],

@@ -54,6 +54,7 @@ import triton.language as tl
 from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled
 from polysparse.kernels.sparse24 import aligned_meta, check_compressed, decompress_24_reference
 from polysparse.kernels.sparse24_decode_mma import (
+    EVEN_TILES,
     _expand_24_prmt,
     prmt_selector_table,
     sparse24_decode_mma_launch,
@@ -434,11 +435,7 @@ def _prune_configs(configs, named_args, **kwargs):
     return kept or configs
 
 
-def _even_k(args) -> bool:
-    return args["K"] % args["BLOCK_K"] == 0
-
-
-_sparse24_matmul_kernel_h = triton.heuristics({"EVEN_K": _even_k})(_sparse24_matmul_kernel)
+_sparse24_matmul_kernel_h = triton.heuristics({"EVEN_K": EVEN_TILES["EVEN_K"]})(_sparse24_matmul_kernel)
 _sparse24_matmul = triton.autotune(
     configs=_configs(),
     key=["M_BUCKET", "N", "K", "SPLIT_K"],
@@ -465,13 +462,7 @@ DECODE_MAX_M = 16
 rows); larger M the ``tl.dot`` kernel here."""
 
 
-def _gemv_flags(args) -> dict[str, bool]:
-    return {"EVEN_N": args["N"] % args["BLOCK_N"] == 0, "EVEN_K": args["K"] % args["BLOCK_K"] == 0}
-
-
-_sparse24_gemv_kernel_h = triton.heuristics(
-    {"EVEN_N": lambda a: _gemv_flags(a)["EVEN_N"], "EVEN_K": lambda a: _gemv_flags(a)["EVEN_K"]}
-)(_sparse24_gemv_kernel)
+_sparse24_gemv_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_gemv_kernel)
 _sparse24_gemv = triton.autotune(
     configs=_GEMV_INTERPRETER if interpreter_enabled() else _GEMV,
     key=["N", "K", "SPLIT_K"],
