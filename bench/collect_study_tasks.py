@@ -2,8 +2,9 @@
 :mod:`polysparse.bench.collect_study`).
 
 1. Kurz et al.: does the calibration language that wins perplexity in a language also win task accuracy
-   in it? Per task and language: whether the diagonal row (calibrated on that language) is the best
-   language-calibrated row on perplexity, on accuracy, on both; the paired bootstrap interval of the
+   in it? Accuracy is each task's own metric (``acc``; ``acc_norm`` for continuation, see
+   ``TaskSpec.metric``). Per task and language: whether the diagonal row (calibrated on that language) is
+   the best language-calibrated row on perplexity, on accuracy, on both; the paired bootstrap interval of the
    diagonal's accuracy minus the best other language row's; and Spearman's rank correlation between
    perplexity and accuracy across all calibrated rows (negative: lower perplexity goes with higher
    accuracy).
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from polysparse.bench.report import markdown_table
-from polysparse.sparsify.tasks import paired_bootstrap
+from polysparse.sparsify.tasks import paired_bootstrap, parse_task
 
 CALIBRATED = ("language", "mix", "translate")
 
@@ -49,8 +50,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return None if vx == 0 or vy == 0 else cov / (vx * vy) ** 0.5
 
 
-def _interval(a: dict, b: dict, seed: int) -> dict[str, Any]:
-    found = paired_bootstrap(a["correct"], b["correct"], seed=seed)
+def _interval(a: dict, b: dict, metric: str, seed: int) -> dict[str, Any]:
+    per_item = "correct" if metric == "acc" else "correct_norm"
+    found = paired_bootstrap(a[per_item], b[per_item], seed=seed)
     return {
         "difference": found.difference,
         "low": found.low,
@@ -72,33 +74,37 @@ def task_answers(study: dict[str, Any], *, seed: int = 0) -> list[dict[str, Any]
         calibrated = [r for r in scored if r["kind"] in CALIBRATED]
         if not calibrated:
             continue
-        entry: dict[str, Any] = {"task": name, "family": task["family"], "lang": lang}
+        # Older study JSONs do not record the metric; the task spec decides it (TaskSpec.metric).
+        metric = task.get("metric") or parse_task(name).metric
+        entry: dict[str, Any] = {"task": name, "family": task["family"], "lang": lang, "metric": metric}
         dense = next((r for r in scored if r["kind"] == "dense"), None)
         magnitude = next((r for r in scored if r["kind"] == "magnitude"), None)
         first = scored[0]["tasks"][name]
         entry.update(n=first["n"], chance=first["chance"])
-        entry["dense_acc"] = dense["tasks"][name]["acc"] if dense else None
-        entry["magnitude_acc"] = magnitude["tasks"][name]["acc"] if magnitude else None
+        entry["dense_acc"] = dense["tasks"][name][metric] if dense else None
+        entry["magnitude_acc"] = magnitude["tasks"][name][metric] if magnitude else None
         # Question 1: the diagonal.
         own = language_rows.get(lang)
         candidates = [r for r in calibrated if r["kind"] == "language" and r["perplexity"].get(lang)]
         if own is not None and name in own.get("tasks", {}) and len(candidates) > 1:
             best_ppl = min(candidates, key=lambda r: r["perplexity"][lang])
-            best_acc = max(candidates, key=lambda r: r["tasks"][name]["acc"])
+            best_acc = max(candidates, key=lambda r: r["tasks"][name][metric])
             others = [r for r in candidates if r is not own]
-            best_other = max(others, key=lambda r: r["tasks"][name]["acc"])
+            best_other = max(others, key=lambda r: r["tasks"][name][metric])
             entry.update(
-                diagonal_acc=own["tasks"][name]["acc"],
+                diagonal_acc=own["tasks"][name][metric],
                 best_ppl_calib=best_ppl["lang"],
                 best_acc_calib=best_acc["lang"],
                 diagonal_wins_ppl=best_ppl is own,
                 diagonal_wins_acc=best_acc is own,
                 best_other_calib=best_other["lang"],
-                diagonal_minus_best_other=_interval(own["tasks"][name], best_other["tasks"][name], seed),
+                diagonal_minus_best_other=_interval(
+                    own["tasks"][name], best_other["tasks"][name], metric, seed
+                ),
             )
         with_ppl = [r for r in calibrated if r["perplexity"].get(lang)]
         entry["rank_correlation_ppl_acc"] = spearman(
-            [r["perplexity"][lang] for r in with_ppl], [r["tasks"][name]["acc"] for r in with_ppl]
+            [r["perplexity"][lang] for r in with_ppl], [r["tasks"][name][metric] for r in with_ppl]
         )
         entry["rank_correlation_rows"] = len(with_ppl)
         # Question 2: translation prompts.
@@ -106,11 +112,11 @@ def task_answers(study: dict[str, Any], *, seed: int = 0) -> list[dict[str, Any]
         if prompts is not None and lang != "en":
             if english is not None and name in english.get("tasks", {}):
                 entry["translate_minus_english_calib"] = _interval(
-                    prompts["tasks"][name], english["tasks"][name], seed
+                    prompts["tasks"][name], english["tasks"][name], metric, seed
                 )
             if own is not None and name in own.get("tasks", {}):
                 entry["translate_minus_target_calib"] = _interval(
-                    prompts["tasks"][name], own["tasks"][name], seed
+                    prompts["tasks"][name], own["tasks"][name], metric, seed
                 )
         out.append(entry)
     return out
@@ -132,6 +138,7 @@ def answers_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "study",
         "task",
         "lang",
+        "metric",
         "n",
         "chance",
         "dense",
@@ -157,6 +164,7 @@ def answers_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 e["study"],
                 f"`{e['task']}`",
                 e["lang"],
+                e["metric"],
                 e["n"],
                 _fmt(e["chance"], 2),
                 _fmt(e["dense_acc"]),

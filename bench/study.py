@@ -218,7 +218,8 @@ class StudyResult:
         }
         if self.tasks:
             payload["tasks"] = [
-                {"task": t.name, "family": t.family, "lang": t.lang, "kind": t.kind} for t in self.tasks
+                {"task": t.name, "family": t.family, "lang": t.lang, "kind": t.kind, "metric": t.metric}
+                for t in self.tasks
             ]
             payload["skipped_tasks"] = self.skipped_tasks
             for entry, r in zip(payload["rows"], self.rows):
@@ -273,7 +274,8 @@ class StudyResult:
             text += (
                 "\n\n### Tasks\n\nZero-shot multiple choice on held-out text, at most "
                 f"{plan.task_limit} items per task and language (acc: the choice with the highest "
-                "log-likelihood).\n\n" + task_tables(self.rows, self.tasks, self.task_cells, langs)
+                "log-likelihood; acc_norm, for continuation: the highest per UTF-8 byte).\n\n"
+                + task_tables(self.rows, self.tasks, self.task_cells, langs)
             )
             if self.skipped_tasks:
                 text += "\n\nLeft out: " + "; ".join(

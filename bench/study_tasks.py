@@ -90,7 +90,8 @@ def task_tables(
     results: dict[tuple[str, str], dict[str, Any]],
     langs: Sequence[str],
 ) -> str:
-    """One Markdown table per task family: calibration rows x languages, ``acc ± se`` (n, chance below)."""
+    """One Markdown table per task family: calibration rows x languages, the family's metric ± se (n, chance
+    below): ``acc``, or ``acc_norm`` for continuation (:attr:`TaskSpec.metric`)."""
     families: dict[str, dict[str, TaskSpec]] = {}
     for task in tasks:
         families.setdefault(task.family, {})[task.lang] = task
@@ -101,8 +102,9 @@ def task_tables(
         ]
         best: dict[str, str] = {}
         for lang in columns:
+            metric = by_lang[lang].metric
             scored = [
-                (results[(r.label, by_lang[lang].name)]["acc"], r.label)
+                (results[(r.label, by_lang[lang].name)][metric], r.label)
                 for r in rows
                 if r.kind == "language" and (r.label, by_lang[lang].name) in results
             ]
@@ -116,7 +118,8 @@ def task_tables(
                 if cell is None:
                     cells.append("")
                     continue
-                text = f"{cell['acc']:.3f} ± {cell['acc_stderr']:.3f}"
+                metric = by_lang[lang].metric
+                text = f"{cell[metric]:.3f} ± {cell[metric + '_stderr']:.3f}"
                 cells.append(f"**{text}**" if best.get(lang) == r.label else text)
             body.append([r.label] + cells)
         footer = []
@@ -124,8 +127,9 @@ def task_tables(
             cell = next((results[k] for k in results if k[1] == by_lang[lang].name), None)
             footer.append("" if cell is None else f"n={cell['n']}, chance {cell['chance']:.2f}")
         body.append(["*items*"] + footer)
+        metric = next(iter(by_lang.values())).metric
         parts.append(
-            f"#### `{family}`: accuracy (± standard error); bold: the best language-calibrated row\n\n"
+            f"#### `{family}`: `{metric}` (± standard error); bold: the best language-calibrated row\n\n"
             + markdown_table(["calibration \\ task language"] + columns, body)
         )
     return "\n\n".join(parts)
@@ -139,7 +143,8 @@ def task_heatmaps(
     stem: Path,
     title: str,
 ) -> list[Path]:
-    """One PNG per task family: rows x languages, accuracy above chance in colour, values annotated."""
+    """One PNG per task family: rows x languages, the family's metric above chance in colour, values
+    annotated."""
     try:
         import matplotlib
 
@@ -161,8 +166,9 @@ def task_heatmaps(
             line, text = [], []
             for lang in columns:
                 cell = results.get((r.label, by_lang[lang].name))
-                line.append(float("nan") if cell is None else cell["acc"] - cell["chance"])
-                text.append("" if cell is None else f"{cell['acc']:.2f}")
+                metric = by_lang[lang].metric
+                line.append(float("nan") if cell is None else cell[metric] - cell["chance"])
+                text.append("" if cell is None else f"{cell[metric]:.2f}")
             grid.append(line)
             labels.append(text)
         fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 3.5, 0.45 * len(rows) + 1.8))
@@ -183,7 +189,7 @@ def task_heatmaps(
                     color="white" if grid[i][j] < 0.5 * max(finite) else "black",
                     fontsize=8,
                 )
-        fig.colorbar(image, ax=ax, label="accuracy - chance")
+        fig.colorbar(image, ax=ax, label=f"{next(iter(by_lang.values())).metric} - chance")
         ax.set_title(f"{title}\n{family}", fontsize=10)
         fig.tight_layout()
         slug = re.sub(r"[^A-Za-z0-9]+", "-", family).strip("-")

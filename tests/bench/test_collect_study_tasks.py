@@ -80,3 +80,30 @@ def test_collect_adds_the_task_table(tmp_path):
     assert payload["tasks"][0]["study"] == "wanda 2:4"
     text = (tmp_path / "summary.md").read_text()
     assert "## Task accuracy" in text and "`continuation-choice:de:handbook`" in text and "+0.250 [" in text
+
+
+def _with_only(study, metric):
+    """The study with the other metric's numbers wiped (zero accuracy, no item right)."""
+    other, other_items = ("acc", "correct") if metric == "acc_norm" else ("acc_norm", "correct_norm")
+    for row in study["rows"]:
+        for cell in row["tasks"].values():
+            cell[other], cell[other_items] = 0.0, [0] * len(cell[other_items])
+    return study
+
+
+def test_continuation_is_read_by_acc_norm_translation_by_acc():
+    assert parse_task("continuation-choice:de:handbook").metric == "acc_norm"
+    assert parse_task("translation-choice:de->en:gettext").metric == "acc"
+    expected = task_answers(study_json())
+    (entry,) = task_answers(_with_only(study_json(), "acc_norm"))
+    assert entry["metric"] == "acc_norm" and entry == expected[0]
+    # A study JSON written before the metric was recorded: the task spec decides it.
+    old = _with_only(study_json(), "acc_norm")
+    for task in old["tasks"]:
+        del task["metric"]
+    assert task_answers(old) == expected
+    # Read by acc instead, the wiped numbers show: the metric really is acc_norm above.
+    forced = _with_only(study_json(), "acc_norm")
+    forced["tasks"][0]["metric"] = "acc"
+    (wrong,) = task_answers(forced)
+    assert wrong["dense_acc"] == 0.0

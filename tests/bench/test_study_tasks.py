@@ -98,3 +98,25 @@ def test_study_with_tasks_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatch
     calls.clear()
     run_study(p, tmp_path / "out", quiet=True, plot=False)
     assert calls == []  # every task cell was already there
+
+
+def test_tables_read_continuation_by_acc_norm_and_translation_by_acc():
+    from polysparse.bench.study_tasks import task_tables
+    from polysparse.sparsify.tasks import parse_task
+
+    rows = study_rows(StudyPlan(model="m", langs=("en", "de")))
+    continuation = parse_task("continuation-choice:de:handbook")
+    translation = parse_task("translation-choice:de->en:gettext")
+    results = {}
+    for row in rows:
+        for task in (continuation, translation):
+            results[(row.label, task.name)] = {
+                "n": 80, "chance": 0.25, "acc": 0.111, "acc_stderr": 0.01, "acc_norm": 0.999,
+                "acc_norm_stderr": 0.02,
+            }  # fmt: skip
+    text = task_tables(rows, [continuation, translation], results, ("en", "de"))
+    family_tables = text.split("####")[1:]
+    assert "`acc_norm`" in family_tables[0] and "0.999 ± 0.020" in family_tables[0]
+    assert "0.111" not in family_tables[0]
+    assert "`acc`" in family_tables[1] and "0.111 ± 0.010" in family_tables[1]
+    assert "0.999" not in family_tables[1]
