@@ -1,7 +1,7 @@
 """Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
-A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]] [+owl]
-[steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
+A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]]
+[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
 ``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only the layers whose names match (a cheap partial run).
 Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
 mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
@@ -68,8 +68,8 @@ class Recipe:
                 settings["reconstruct"] = "blockwise"
                 if "=" in word:
                     settings["reconstruct_target"] = word.split("=", 1)[1]
-            elif word == "+owl":
-                settings["sparsity_profile"] = "owl"
+            elif word in ("+owl", "+owl-lang"):
+                settings["sparsity_profile"] = word[1:]
             elif word.startswith("targets="):  # prune only the layers whose names match (a partial run)
                 settings["targets"] = (word.split("=", 1)[1],)
             elif "=" in word and word.split("=", 1)[0] in keys:

@@ -1,4 +1,4 @@
-"""The ADMM speed benchmark's alternative schedule: with rho changed every iteration it is the library's ADMM."""
+"""The ADMM speed benchmark's alternative schedule: rho changed every iteration, it is the library's ADMM."""
 
 import torch
 

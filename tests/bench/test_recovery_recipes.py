@@ -19,6 +19,7 @@ def test_recipe_words_map_onto_the_configuration():
     assert config.targets == ("layers\\.[0-5]\\.",)
     owl = Recipe.parse("wanda 0.5 +owl m=7 lambda=0.1").config(4, 16, 0)
     assert (owl.sparsity, owl.sparsity_profile, owl.owl_m, owl.owl_lambda) == (0.5, "owl", 7.0, 0.1)
+    assert Recipe.parse("sparsegpt 0.5 +owl-lang").config(4, 16, 0).sparsity_profile == "owl-lang"
 
 
 @pytest.mark.parametrize(
