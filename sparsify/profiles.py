@@ -14,6 +14,7 @@ extra cost is one ``sum x^2`` per layer and language per batch; with one languag
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -34,6 +35,8 @@ from polysparse.sparsify.methods.owl import (
 from polysparse.sparsify.model_graph import prunable_layers, weight_matrix
 from polysparse.sparsify.stats import LayerStatistics
 from polysparse.sparsify.walk import sequential_blocks
+
+log = logging.getLogger("polysparse.sparsify")
 
 
 def language_token_masks(
@@ -78,6 +81,10 @@ def owl_profile(
     per_language = config.sparsity_profile == "owl-lang"
     languages = windows.languages if windows.languages is not None else ("unlabelled",) * len(windows)
     names = distributed.union_of_names(languages) if per_language else ["all"]
+    if per_language and len(names) == 1:
+        log.warning(
+            "owl-lang: the calibration windows have one language (%s): the profile is plain OWL", names[0]
+        )
     ratios: dict[str, list[float]] = {name: [] for name in names}
     _, world = distributed.rank_and_world()
     steps = sequential_blocks(

@@ -242,7 +242,7 @@ def rows(windows, indices):
 
 
 @pytest.mark.parametrize("languages", [None, ("de",) * 4])
-def test_language_aware_owl_with_one_language_is_plain_owl(languages):
+def test_language_aware_owl_with_one_language_is_plain_owl(languages, caplog):
     windows = random_windows(n=4, length=12, pad_last=3)
     plain_model, plain = prune("llama", windows, method="wanda", sparsity=0.5, sparsity_profile="owl")
     one = windows if languages is None else labelled(windows, languages)
@@ -251,6 +251,7 @@ def test_language_aware_owl_with_one_language_is_plain_owl(languages):
     assert lang.profile["outlier_ratio"] == plain.profile["outlier_ratio"]
     assert len(set(plain.profile["block_sparsity"])) > 1  # a real profile, not the uniform fallback
     assert lang.profile["name"] == "owl-lang" and len(lang.profile["outlier_ratio_by_language"]) == 1
+    assert "one language" in caplog.text and "plain OWL" in caplog.text
     for name, weight in layer_weights(plain_model).items():
         assert torch.equal(layer_weights(lang_model)[name], weight), name
 
