@@ -28,7 +28,7 @@ on one CPU thread, Gemma 3 270M's layers, 20 iterations (``bench/results/recover
 admm_speed.md``): against a Cholesky factorisation and inverse per iteration (``solver="cholesky"``, kept as
 the reference) a block's seven layers took 11.1 s instead of 16.0 s (1.44x), ``down_proj`` 6.3 s instead of
 10.3 s (1.65x); layers with more rows than inputs gain little (0.97-1.17x), while other engineers' jobs
-loaded the 2-core machine (load 3.1-3.8). Holding ``rho`` for 5 iterations to reuse one Cholesky inverse
+loaded the 2-core machine (load 3.2-3.8). Holding ``rho`` for 5 iterations to reuse one Cholesky inverse
 would be faster still (6.9 s) but is a different schedule (0.16% higher layer error there), so it is not
 used.
 
