@@ -189,7 +189,8 @@ def _add_recovery(p) -> None:
         "--sparsity-profile",
         choices=PROFILE_NAMES,
         default=prune_default("sparsity_profile"),
-        help="owl: per-block sparsity from outlier ratios (Yin et al. 2024), mean = --sparsity",
+        help="owl: per-block sparsity from outlier ratios (Yin et al. 2024), mean = --sparsity; owl-lang: "
+        "the largest ratio over the calibration languages of a mixed --calib",
     )
     p.add_argument(
         "--owl-m",

@@ -1,13 +1,15 @@
 """Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
-A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]] [+owl]
-[steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
+A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]]
+[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
 ``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only the layers whose names match (a cheap partial run).
 Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
 mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
 and seed) and scored on the study's held-out evaluation windows of every language in ``--eval-langs``, so the
 numbers compare with ``bench/results/study``. Cells (one per recipe, calibration and evaluation language)
-are kept in ``--cells``: an interrupted run recomputes only what is missing.
+are kept in ``--cells``: an interrupted run recomputes only what is missing. A recipe's cells are keyed on
+its *effective* settings (:func:`effective_settings`: every resolved ``PruneConfig`` field and the defaults
+of the steps it runs), not on the words it is written with, so a changed default never reuses stale cells.
 
     python -m polysparse.bench.recovery --out bench/results/recovery/gemma-3-270m \\
         --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --calib de --eval-langs de
@@ -16,6 +18,8 @@ are kept in ``--cells``: an interrupted run recomputes only what is missing.
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +34,11 @@ from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
+from polysparse.sparsify.methods.admm import admm_update
+from polysparse.sparsify.reconstruction import EVAL_BATCHES
+
+RESULT_NEUTRAL_FIELDS = ("offload", "offload_dir")
+"""``PruneConfig`` fields that do not change the pruned weights (where activations wait between blocks)."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,8 @@ class Recipe:
                 settings["reconstruct"] = "blockwise"
                 if "=" in word:
                     settings["reconstruct_target"] = word.split("=", 1)[1]
-            elif word == "+owl":
-                settings["sparsity_profile"] = "owl"
+            elif word in ("+owl", "+owl-lang"):
+                settings["sparsity_profile"] = word[1:]
             elif word.startswith("targets="):  # prune only the layers whose names match (a partial run)
                 settings["targets"] = (word.split("=", 1)[1],)
             elif "=" in word and word.split("=", 1)[0] in keys:
@@ -73,6 +82,66 @@ class Recipe:
 
     def config(self, nsamples: int, seqlen: int, seed: int) -> PruneConfig:
         return PruneConfig(nsamples=nsamples, seqlen=seqlen, seed=seed, **self.settings)
+
+
+def effective_settings(config: PruneConfig) -> dict[str, Any]:
+    """Everything that decides the weights a recipe prunes to, as JSON values: the key of its cells.
+
+    Every ``PruneConfig`` field as resolved (defaults included) but the result-neutral ones, plus the defaults
+    of the steps the driver runs that are not ``PruneConfig`` fields: the ADMM solve's keyword defaults
+    (``rho_start``, ``rho_end``, ``solver``) with ``update="admm"``, and the number of batches on which
+    reconstruction decides whether to keep its training with ``reconstruct="blockwise"``.
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS}
+    if config.update == "admm":
+        parameters = inspect.signature(admm_update).parameters.values()
+        settings["admm_defaults"] = {
+            p.name: p.default
+            for p in parameters
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("percdamp", "iterations", "start")
+        }
+    if config.reconstruct != "none":
+        settings["reconstruct_eval_batches"] = EVAL_BATCHES
+    return _as_json(settings)
+
+
+def recipe_cell_key(recipe: Recipe, config: PruneConfig, *, model: str, calib: str) -> str:
+    """The cell group of ``recipe`` pruned with ``config`` on ``calib`` windows: its text, then a hash."""
+    return cell_key(recipe.text, {"model": model, "calib": calib, "settings": effective_settings(config)})
+
+
+def legacy_cell_key(recipe: Recipe, *, model: str, calib: str, nsamples: int, seqlen: int, seed: int) -> str:
+    """The key cells had before :func:`recipe_cell_key`: the recipe's words only (kept to find old cells)."""
+    parts = {"model": model, "label": recipe.text, "calib": calib, "nsamples": nsamples, "seqlen": seqlen}
+    return cell_key(recipe.text, {**parts, "seed": seed, **recipe.settings})
+
+
+def cell_group(store: CellStore, key: str, legacy_key: str, config: PruneConfig) -> str:
+    """``key``, or the legacy group of the same recipe where its recorded configuration equals ``config``.
+
+    Cells written under the word-only key record the ``PruneConfig`` they were pruned with (``row.json``);
+    those whose record matches the current one field for field are reused, any other is left alone (a changed
+    default means a stale cell). A field the record lacks (added to ``PruneConfig`` since) matches where it
+    holds its default: new fields default to the old behaviour. The ADMM and reconstruction defaults outside
+    ``PruneConfig`` were not recorded then; they were those of the commit that wrote the cell.
+    """
+    if store.get(key, "row") is not None:
+        return key
+    legacy = store.get(legacy_key, "row")
+    recorded = legacy.get("config") if legacy is not None else None
+    if not isinstance(recorded, dict):
+        return key
+    current = _as_json(config.to_dict())
+    defaults = {name: _as_json(field.default) for name, field in PruneConfig.__dataclass_fields__.items()}
+    missing = [name for name in current if name not in recorded]
+    same = set(recorded) <= set(current) and all(recorded[name] == current[name] for name in recorded)
+    if same and all(current[name] == defaults[name] for name in missing):
+        return legacy_key
+    return key
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def load_average() -> float:
@@ -121,10 +190,16 @@ def run_recipes(
     held_out: dict[str, Any] = {}
     for recipe in [None, *recipes]:
         label = "dense" if recipe is None else recipe.text
-        parts: dict[str, Any] = {"model": model, "label": label}
-        if recipe is not None:
-            parts.update(calib=calib_spec, nsamples=nsamples, seqlen=seqlen, seed=seed, **recipe.settings)
-        key = cell_key(label, parts)
+        if recipe is None:
+            key = cell_key(label, {"model": model, "label": label})
+        else:
+            config = recipe.config(nsamples, seqlen, seed)
+            legacy = legacy_cell_key(
+                recipe, model=model, calib=calib_spec, nsamples=nsamples, seqlen=seqlen, seed=seed
+            )
+            key = cell_group(
+                store, recipe_cell_key(recipe, config, model=model, calib=calib_spec), legacy, config
+            )
         row: dict[str, Any] = {"recipe": label, "calib": None if recipe is None else calib, "perplexity": {}}
         missing = []
         for lang in eval_langs:
@@ -137,7 +212,6 @@ def run_recipes(
         if missing or info is None:
             lm, tokenizer = load_causal_lm(model_path, "auto")
             if recipe is not None:
-                config = recipe.config(nsamples, seqlen, seed)
                 windows = calibration_windows(calib_spec, tokenizer, nsamples, seqlen, seed)
                 load_before, started = load_average(), time.perf_counter()
                 report = prune_model(lm, config, windows, progress=not quiet)
@@ -147,6 +221,7 @@ def run_recipes(
                     "load_average_after": load_average(),
                     "sparsity": report.sparsity,
                     "config": config.to_dict(),
+                    "effective_settings": effective_settings(config),
                     "calibration": windows.summary(),
                     "blocks": report.blocks,
                     "sparsity_profile": report.profile,

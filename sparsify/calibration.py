@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -30,6 +30,9 @@ class TokenWindows:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     description: str = ""
+    languages: tuple[str, ...] | None = None
+    """The calibration language of every window (the part of a mixed spec it came from), where known: what
+    the language-aware OWL profile groups statistics by. It does not enter the fingerprint."""
 
     def __post_init__(self) -> None:
         if self.input_ids.dim() != 2 or self.input_ids.shape != self.attention_mask.shape:
@@ -39,6 +42,8 @@ class TokenWindows:
             )
         if self.input_ids.shape[0] == 0:
             raise EmptyCorpusError(f"no token windows ({self.description or 'empty calibration set'})")
+        if self.languages is not None and len(self.languages) != self.input_ids.shape[0]:
+            raise ValueError(f"{len(self.languages)} window languages for {self.input_ids.shape[0]} windows")
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -74,10 +79,12 @@ class TokenWindows:
         def pad(t: torch.Tensor, value: int) -> torch.Tensor:
             return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
 
+        labelled = all(p.languages is not None for p in parts)
         return TokenWindows(
             input_ids=torch.cat([pad(p.input_ids, 0) for p in parts]),
             attention_mask=torch.cat([pad(p.attention_mask, 0) for p in parts]),
             description=description or " + ".join(p.description for p in parts),
+            languages=tuple(lang for p in parts for lang in p.languages) if labelled else None,
         )
 
     def summary(self) -> dict:
@@ -245,7 +252,8 @@ def calibration_windows(
 ) -> TokenWindows:
     """Calibration windows for a source spec, a translation spec, or a mixture of them.
 
-    Document sources give windows from the calibration side of the document split.
+    Document sources give windows from the calibration side of the document split. Every window is labelled
+    with its part's language (``de``, ``de->en`` for translation prompts; the spec where it names none).
     """
     spec = CalibrationSpec.parse(spec)
     parts = []
@@ -253,12 +261,13 @@ def calibration_windows(
         if count == 0:
             continue
         if isinstance(part, TranslatePart):
-            parts.append(translation_windows(part, tokenizer, count, seqlen, seed))
-            continue
-        calibration, _ = split_source(part.spec)
-        parts.append(
-            windows_from_documents(tokenizer, calibration, count, seqlen, seed, description=part.spec)
-        )
+            windows = translation_windows(part, tokenizer, count, seqlen, seed)
+        else:
+            calibration, _ = split_source(part.spec)
+            windows = windows_from_documents(
+                tokenizer, calibration, count, seqlen, seed, description=part.spec
+            )
+        parts.append(replace(windows, languages=(part.language or part.spec,) * len(windows)))
     return parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec.text)
 
 

@@ -11,7 +11,8 @@ METHOD_NAMES: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
 UPDATE_NAMES: tuple[str, ...] = ("none", "admm")
 RECONSTRUCT_NAMES: tuple[str, ...] = ("none", "blockwise")
 RECONSTRUCT_TARGETS: tuple[str, ...] = ("dense", "prefix")
-PROFILE_NAMES: tuple[str, ...] = ("uniform", "owl")
+PROFILE_NAMES: tuple[str, ...] = ("uniform", "owl", "owl-lang")
+OWL_PROFILES: tuple[str, ...] = ("owl", "owl-lang")
 ON_INDIVISIBLE_NAMES: tuple[str, ...] = ("skip", "error")
 OFFLOAD_NAMES: tuple[str, ...] = ("none", "cpu", "disk")
 OFFLOAD_DTYPE_NAMES: tuple[str, ...] = ("float16", "bfloat16")
@@ -81,7 +82,9 @@ class PruneConfig:
     (``dense``) or the dense block's outputs on the pruned prefix's inputs (``prefix``); see
     :mod:`polysparse.sparsify.reconstruction`. ``sparsity_profile="owl"`` gives each block its own
     unstructured sparsity from its outlier ratio (Yin et al., 2024; ``owl_m``, ``owl_lambda``), averaging
-    to ``sparsity``; see :mod:`polysparse.sparsify.methods.owl`.
+    to ``sparsity``; see :mod:`polysparse.sparsify.methods.owl`. ``"owl-lang"`` takes each block's outlier
+    ratio per calibration language of a mixed spec and keeps the largest, so that no language's outliers
+    decide less than they would alone (:mod:`polysparse.sparsify.profiles`).
     """
 
     method: Method = "wanda"
@@ -109,7 +112,7 @@ class PruneConfig:
     # (bench/results/recovery/gemma-3-270m/recon_sweep_b*.md).
     reconstruct_lr: float = 3e-4
     reconstruct_target: Literal["dense", "prefix"] = "dense"
-    sparsity_profile: Literal["uniform", "owl"] = "uniform"
+    sparsity_profile: Literal["uniform", "owl", "owl-lang"] = "uniform"
     owl_m: float = 5.0
     owl_lambda: float = 0.08
 
@@ -177,11 +180,11 @@ class PruneConfig:
             raise ConfigError(f"owl_m (a multiple of the mean score) must be positive, got {self.owl_m!r}")
         if not (isinstance(self.owl_lambda, (int, float)) and 0.0 < self.owl_lambda < 1.0):
             raise ConfigError(f"owl_lambda must lie strictly between 0 and 1, got {self.owl_lambda!r}")
-        if self.sparsity_profile == "owl":
+        if self.sparsity_profile in OWL_PROFILES:
             if self.pattern is not None:
                 raise ConfigError(
-                    "sparsity_profile='owl' needs unstructured sparsity: an N:M pattern is the same in every "
-                    "layer, leaving no room for per-layer sparsities"
+                    f"sparsity_profile={self.sparsity_profile!r} needs unstructured sparsity: an N:M "
+                    "pattern is the same in every layer, leaving no room for per-layer sparsities"
                 )
             # OWL's block sparsities span 2 * lambda around the target: they stay within target +- 2 lambda.
             low, high = self.target_sparsity - 2 * self.owl_lambda, self.target_sparsity + 2 * self.owl_lambda

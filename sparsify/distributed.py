@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -49,6 +51,7 @@ def shard_windows(windows: TokenWindows, rank: int, world: int) -> TokenWindows:
         windows.input_ids[rank::world],
         windows.attention_mask[rank::world],
         f"{windows.description} (rank {rank} of {world})",
+        languages=windows.languages[rank::world] if windows.languages is not None else None,
     )
 
 
@@ -75,6 +78,15 @@ def broadcast_from_first(tensor: torch.Tensor) -> torch.Tensor:
     """Rank 0's tensor on every rank (in place)."""
     dist.broadcast(tensor, src=0)
     return tensor
+
+
+def union_of_names(names: Sequence[str]) -> list[str]:
+    """The sorted union of ``names`` over all ranks (each rank may hold only some of them)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return sorted(set(names))
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sorted(set(names)))
+    return sorted(set().union(*gathered))
 
 
 def barrier() -> None:

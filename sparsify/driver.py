@@ -217,7 +217,7 @@ def prune_model(
             checkpoint_dir = Path(checkpoint_dir) / f"rank-{rank}"
 
     block_sparsity: list[float] | None = None
-    if config.sparsity_profile == "owl":
+    if config.sparsity_profile != "uniform":  # owl, owl-lang
         # On the dense model, before a resumed run loads its pruned blocks: the same profile every time.
         from polysparse.sparsify.profiles import owl_profile
 

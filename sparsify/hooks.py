@@ -8,7 +8,7 @@ Used by the pruning driver (:func:`polysparse.sparsify.driver.prune_model`) and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -23,19 +23,25 @@ log = logging.getLogger("polysparse.sparsify")
 
 
 def attach_statistics(
-    step: BlockStep, layers: dict[str, nn.Module], method: str, hessian: bool = False
+    step: BlockStep,
+    layers: dict[str, nn.Module],
+    method: str,
+    hessian: bool = False,
+    token_masks: Sequence[torch.Tensor] | None = None,
 ) -> tuple[dict[str, LayerStatistics], Callable[[int], None], list[Any]]:
     """Forward hooks that feed each layer's inputs, minus padding, into its accumulator.
 
     ``hessian=True``: every layer also accumulates ``X^T X`` (the ADMM update needs it after any method).
+    ``token_masks`` (one per batch, like ``step.token_masks``) count only some tokens, e.g. one language's.
     """
+    masks = step.token_masks if token_masks is None else token_masks
     stats: dict[str, LayerStatistics] = {}
     handles = []
     current: dict[str, torch.Tensor] = {}
     warned: set[str] = set()
 
     def select_batch(i: int) -> None:
-        current["mask"] = step.token_masks[i]
+        current["mask"] = masks[i]
         current["shared"] = {}  # layers fed the same tensor in this batch share its sums
 
     for name, layer in layers.items():

@@ -28,6 +28,21 @@ def test_prune_with_admm_reconstruction_and_owl(tiny_model_dir, german_text, tmp
     assert sum(blocks) / len(blocks) == pytest.approx(0.5)
 
 
+def test_prune_with_the_language_aware_owl_profile(tiny_model_dir, german_text, tmp_path):
+    out = tmp_path / "pruned"
+    code = run(
+        "prune", "--model", tiny_model_dir, "--method", "wanda", "--sparsity", 0.5,
+        "--calib", f"text:{german_text}:de=0.5,text:{german_text}:fr=0.5", "--nsamples", 4, "--seqlen", 32,
+        "--sparsity-profile", "owl-lang", "--out", out, "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    profile = json.loads((out / "polysparse.json").read_text())["sparsity_profile"]
+    assert profile["name"] == "owl-lang" and profile["windows_by_language"] == {"de": 2, "fr": 2}
+    assert sorted(profile["outlier_ratio_by_language"]) == ["de", "fr"]
+    blocks = profile["block_sparsity"]
+    assert sum(blocks) / len(blocks) == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [

@@ -8,9 +8,11 @@ import torch
 from helpers.tiny_models import random_windows, tiny_model
 from polysparse.sparsify import PruneConfig, find_decoder_stack, prune_model
 from polysparse.sparsify import driver as driver_module
+from polysparse.sparsify.calibration import TokenWindows
 from polysparse.sparsify.config import ConfigError
-from polysparse.sparsify.methods.owl import outlier_ratio, owl_sparsities
+from polysparse.sparsify.methods.owl import combine_language_ratios, outlier_ratio, owl_sparsities
 from polysparse.sparsify.model_graph import prunable_layers, weight_matrix
+from polysparse.sparsify.profiles import language_token_masks
 from polysparse.sparsify.reconstruction import masked_mse
 
 
@@ -231,6 +233,78 @@ def test_owl_profile_prunes_each_block_to_its_sparsity():
         assert entry["pruned"] == int(blocks[block] * in_features) * entry["shape"][0], entry["name"]
 
 
+def labelled(windows, languages):
+    return TokenWindows(windows.input_ids, windows.attention_mask, "labelled", languages=tuple(languages))
+
+
+def rows(windows, indices):
+    return TokenWindows(windows.input_ids[indices], windows.attention_mask[indices], "subset")
+
+
+@pytest.mark.parametrize("languages", [None, ("de",) * 4])
+def test_language_aware_owl_with_one_language_is_plain_owl(languages, caplog):
+    windows = random_windows(n=4, length=12, pad_last=3)
+    plain_model, plain = prune("llama", windows, method="wanda", sparsity=0.5, sparsity_profile="owl")
+    one = windows if languages is None else labelled(windows, languages)
+    lang_model, lang = prune("llama", one, method="wanda", sparsity=0.5, sparsity_profile="owl-lang")
+    assert lang.profile["block_sparsity"] == plain.profile["block_sparsity"]
+    assert lang.profile["outlier_ratio"] == plain.profile["outlier_ratio"]
+    assert len(set(plain.profile["block_sparsity"])) > 1  # a real profile, not the uniform fallback
+    assert lang.profile["name"] == "owl-lang" and len(lang.profile["outlier_ratio_by_language"]) == 1
+    assert "one language" in caplog.text and "plain OWL" in caplog.text
+    for name, weight in layer_weights(plain_model).items():
+        assert torch.equal(layer_weights(lang_model)[name], weight), name
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_language_aware_owl_takes_each_languages_ratio_and_keeps_the_largest(batch_size):
+    """Per language the ratios equal plain OWL on that language's windows alone; the profile is their max.
+
+    Languages alternate so that batches of 3 mix them (each batch's mask is split by window).
+    """
+    windows = random_windows(n=6, length=12, pad_last=4)
+    g = torch.Generator().manual_seed(5)
+    de = torch.randint(3, 200, (3, 11), generator=g)  # a narrower vocabulary: other outlier features
+    windows.input_ids[0::2, 1:] = de
+    languages = ["de", "ja"] * 3
+    settings = {"method": "wanda", "sparsity": 0.5, "owl_lambda": 0.1, "batch_size": batch_size}
+    model, report = prune("llama", labelled(windows, languages), sparsity_profile="owl-lang", **settings)
+    profile = report.profile
+    by_language = profile["outlier_ratio_by_language"]
+    assert sorted(by_language) == ["de", "ja"] and profile["windows_by_language"] == {"de": 3, "ja": 3}
+    for lang, indices in (("de", [0, 2, 4]), ("ja", [1, 3, 5])):
+        _, alone = prune("llama", rows(windows, indices), sparsity_profile="owl", **settings)
+        assert by_language[lang] == pytest.approx(alone.profile["outlier_ratio"], abs=1e-9), lang
+    assert profile["outlier_ratio"] == [max(a, b) for a, b in zip(by_language["de"], by_language["ja"])]
+    assert by_language["de"] != by_language["ja"]
+    blocks = profile["block_sparsity"]
+    assert sum(blocks) / len(blocks) == pytest.approx(0.5, abs=1e-12)
+    assert all(0.5 - 2 * 0.1 - 1e-12 <= s <= 0.5 + 2 * 0.1 + 1e-12 for s in blocks)
+    assert blocks == pytest.approx(owl_sparsities(profile["outlier_ratio"], 0.5, 0.1))
+    for entry in report.layers:
+        block = int(entry["name"].split(".")[2])
+        assert entry["pruned"] == int(blocks[block] * entry["shape"][1]) * entry["shape"][0], entry["name"]
+
+
+def test_language_token_masks_split_every_batch_by_window():
+    masks = [
+        torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool),
+        torch.tensor([[1, 0, 0]], dtype=torch.bool),
+    ]
+    split = language_token_masks(masks, ["en", "de", "en"], ["de", "en"])
+    assert [m.tolist() for m in split["en"]] == [[[1, 1, 0], [0, 0, 0]], [[1, 0, 0]]]
+    assert [m.tolist() for m in split["de"]] == [[[0, 0, 0], [1, 1, 1]], [[0, 0, 0]]]
+    with pytest.raises(ValueError, match="2 window languages for 3 windows"):
+        language_token_masks(masks, ["en", "de"], ["de", "en"])
+
+
+def test_combine_language_ratios_keeps_the_largest_per_block():
+    assert combine_language_ratios({"de": [0.1, 0.3, 0.2], "ja": [0.2, 0.1, 0.2]}) == [0.2, 0.3, 0.2]
+    assert combine_language_ratios({"de": [0.1, 0.3]}) == [0.1, 0.3]
+    with pytest.raises(ValueError, match="different numbers of blocks"):
+        combine_language_ratios({"de": [0.1], "ja": [0.1, 0.2]})
+
+
 @pytest.mark.parametrize(
     "settings,message",
     [
@@ -247,6 +321,8 @@ def test_owl_profile_prunes_each_block_to_its_sparsity():
         ({"owl_m": 0}, "owl_m"),
         ({"sparsity_profile": "owl", "owl_lambda": 0.3}, "outside \\(0, 1\\); choose owl_lambda < 0.25"),
         ({"sparsity_profile": "owl", "sparsity": None, "pattern": "2:4"}, "needs unstructured sparsity"),
+        ({"sparsity_profile": "owl-lang", "sparsity": None, "pattern": "2:4"}, "needs unstructured sparsity"),
+        ({"sparsity_profile": "owl-lang", "owl_lambda": 0.3}, "choose owl_lambda < 0.25"),
         ({"sparsity_profile": "linear"}, "sparsity_profile must be one of uniform, owl"),
     ],
 )
