@@ -11,8 +11,9 @@ from polysparse.bench.assets import DEFAULT_MODEL, resolve_model
 from polysparse.bench.jobs import evaluate_specs
 from polysparse.bench.report import environment, markdown_table, say, say_speedups, write_json
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
-from polysparse.sparsify.calibration_spec import CalibrationSpec
+from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart
 from polysparse.sparsify.config import SPARSE24, PruneConfig
+from polysparse.sparsify.corpora import SourceSpec
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
@@ -48,8 +49,9 @@ def demo_job(
     if out_dir.exists() and not (out_dir / REPORT_FILE).exists():
         raise OutputExistsError(f"{out_dir} exists and is not a polysparse output; choose another --out")
     model = model or DEFAULT_MODEL
-    calib = CalibrationSpec.parse(f"handbook:{lang}")
-    eval_specs = [f"handbook:{lang}"] + ([] if lang == "en" else ["handbook:en"])
+    handbook = SourceSpec.of("handbook", lang)
+    calib = CalibrationSpec.of([SourcePart(handbook)])
+    eval_specs = [handbook] + ([] if lang == "en" else [SourceSpec.of("handbook", "en")])
     say(f"[1/7] preparing {model} (offline)", quiet)
     model_path = resolve_model(model)
     lm, tokenizer = load_causal_lm(model_path, dtype)
@@ -144,7 +146,9 @@ def demo_job(
     return payload
 
 
-def _demo_runtime(lm, tokenizer, *, spec: str, seqlen: int, bench: dict, quiet: bool) -> dict[str, Any]:
+def _demo_runtime(
+    lm, tokenizer, *, spec: SourceSpec, seqlen: int, bench: dict, quiet: bool
+) -> dict[str, Any]:
     """Steps 5 and 6 of the demo: swap in sparse layers and check parity, then time dense vs sparse."""
     import copy
 
@@ -182,7 +186,7 @@ def _demo_runtime(lm, tokenizer, *, spec: str, seqlen: int, bench: dict, quiet: 
     dense_one = perplexity(dense_ref, window).perplexity
     sparse_one = perplexity(sparse, window).perplexity
     summary["parity"] = {
-        "spec": spec,
+        "spec": str(spec),
         "windows": 1,
         "pruned_dense_ppl": dense_one,
         "sparse_ppl": sparse_one,

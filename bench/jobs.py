@@ -27,7 +27,7 @@ from polysparse.sparsify.checkpointing import (
     clear_work_folder,
 )
 from polysparse.sparsify.config import SPARSE24, ConfigError, PruneConfig
-from polysparse.sparsify.corpora import text_encoding
+from polysparse.sparsify.corpora import SourceSpec, text_encoding
 from polysparse.sparsify.driver import (
     calibrated_steps,
     needs_calibration,
@@ -287,12 +287,13 @@ def _should_stream(model_path: Path, stream: str) -> bool:
     return False
 
 
-def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[str]:
-    specs = list(data)
+def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[SourceSpec]:
+    """The parsed sources to evaluate: each ``--data`` spec, and ``--source`` in each of ``--langs``."""
+    specs = [SourceSpec.parse(spec) for spec in data]
     if langs:
         if not source:
             raise ConfigError("--langs needs --source (e.g. --source handbook --langs en,de)")
-        specs += [f"{source}:{lang.strip()}" for lang in langs.split(",") if lang.strip()]
+        specs += [SourceSpec.of(source, lang.strip()) for lang in langs.split(",") if lang.strip()]
     elif source:
         raise ConfigError("--source needs --langs")
     if not specs:
@@ -300,7 +301,7 @@ def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[
     return specs
 
 
-def evaluate_specs(lm, tokenizer, specs: list[str], windows: int, seqlen: int, seed: int, quiet: bool):
+def evaluate_specs(lm, tokenizer, specs: list[SourceSpec], windows: int, seqlen: int, seed: int, quiet: bool):
     """Perplexity of ``lm`` on the held-out windows of each spec.
 
     Every spec's windows are built before the first forward pass, so a language without text fails at once
@@ -311,7 +312,7 @@ def evaluate_specs(lm, tokenizer, specs: list[str], windows: int, seqlen: int, s
     for spec, held_out in held_out_windows.items():
         result = perplexity(lm, held_out, progress=not quiet, description=f"ppl {spec}")
         _say(f"  {spec}: perplexity {result.perplexity:.3f} ({result.tokens} tokens)", quiet)
-        results.append({"spec": spec, **result.to_dict()})
+        results.append({"spec": str(spec), **result.to_dict()})
     return results
 
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.languages import (
     UNDETERMINED,
+    Language,
     latin_script_locale,
     locale_language,
-    normalize_language,
     select_locales,
 )
 from polysparse.sparsify.corpora.prose import has_letters, lacks_native_script
@@ -248,12 +248,12 @@ class _Message:
     tgt: str
 
 
-def _messages(language: str, root: str | None) -> tuple[str, tuple[_Message, ...]]:
+def _messages(language: str | Language, root: str | None) -> tuple[str, tuple[_Message, ...]]:
     return _cached_messages(language, str(locale_root(root)))
 
 
 @lru_cache(maxsize=8)
-def _cached_messages(language: str, root: str) -> tuple[str, tuple[_Message, ...]]:
+def _cached_messages(language: str | Language, root: str) -> tuple[str, tuple[_Message, ...]]:
     base = Path(root)
     lang, locales = select_locales(language, installed_locales(root), NAME)
     messages = []
@@ -269,7 +269,7 @@ def _cached_messages(language: str, root: str) -> tuple[str, tuple[_Message, ...
     return lang, tuple(messages)
 
 
-def load_parallel_pairs(language: str, root: str | None = None) -> list[ParallelPair]:
+def load_parallel_pairs(language: str | Language, root: str | None = None) -> list[ParallelPair]:
     """English -> ``language`` message pairs, grouped per catalogue (locale, then domain), deduplicated.
 
     ``pair_id`` is ``gettext/<locale>/<domain>#<index of the message in the catalogue>``.
@@ -285,11 +285,12 @@ def load_parallel_pairs(language: str, root: str | None = None) -> list[Parallel
 
 
 def load_gettext_parallel(
-    src_language: str, tgt_language: str, root: str | None = None
+    src_language: str | Language, tgt_language: str | Language, root: str | None = None
 ) -> list[ParallelPair]:
     """Message pairs between two languages: English with another directly, two others through the shared
     English original (same domain, context and message id; first locale of each language that has it)."""
-    src_lang, tgt_lang = normalize_language(src_language), normalize_language(tgt_language)
+    src_language, tgt_language = Language.of(src_language), Language.of(tgt_language)
+    src_lang, tgt_lang = src_language.code, tgt_language.code
     if src_lang == tgt_lang:
         raise SourceSpecError(f"{NAME}: source and target language are both {src_lang}")
     if src_lang == "en":
@@ -315,7 +316,7 @@ def load_gettext_parallel(
     return pairs
 
 
-def load_gettext_documents(language: str, root: str | None = None) -> list[Document]:
+def load_gettext_documents(language: str | Language, root: str | None = None) -> list[Document]:
     """One document per catalogue in ``language``: its kept translations, one message per line."""
     lang, messages = _messages(language, root)
     grouped: dict[tuple[str, str], list[str]] = {}

@@ -28,7 +28,12 @@ from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.html_prose import extract_paragraphs
-from polysparse.sparsify.corpora.languages import UnknownLanguageError, locale_language, select_locales
+from polysparse.sparsify.corpora.languages import (
+    Language,
+    UnknownLanguageError,
+    locale_language,
+    select_locales,
+)
 from polysparse.sparsify.corpora.prose import (
     NEAR_COPY_RATIO,
     ParagraphFilter,
@@ -111,7 +116,7 @@ def _near_english(paragraphs: tuple[str, ...], english: tuple[str, ...] | None) 
     return [near_copy(p, e) for p, e in zip(paragraphs, english, strict=True)]
 
 
-def book_documents(book: HtmlBook, language: str) -> list[Document]:
+def book_documents(book: HtmlBook, language: str | Language) -> list[Document]:
     """The documents of one language (``de``, ``de-DE``, ``German``, ``zh-TW``); see the module rules."""
     lang, locales = select_locales(language, installed_locales(book), book.name)
     english = english_paragraphs(book) if lang != "en" else frozenset()
@@ -134,7 +139,9 @@ def book_documents(book: HtmlBook, language: str) -> list[Document]:
     return documents
 
 
-def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[ParallelPair]:
+def book_parallel(
+    book: HtmlBook, src_language: str | Language, tgt_language: str | Language
+) -> list[ParallelPair]:
     """Paragraph pairs of two languages aligned by page and paragraph order where counts match."""
     installed = installed_locales(book)
     src_lang, src_locales = select_locales(src_language, installed, book.name)

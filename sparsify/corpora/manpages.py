@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document
-from polysparse.sparsify.corpora.languages import NON_LATIN_SCRIPT, locale_language, select_locales
+from polysparse.sparsify.corpora.languages import NON_LATIN_SCRIPT, Language, locale_language, select_locales
 from polysparse.sparsify.corpora.prose import ParagraphFilter
 from polysparse.sparsify.corpora.roff import roff_paragraphs
 
@@ -126,7 +126,7 @@ def _english_page(base: str, page: str) -> frozenset[str]:
     return frozenset()
 
 
-def load_manpage_documents(language: str, root: str | None = None) -> list[Document]:
+def load_manpage_documents(language: str | Language, root: str | None = None) -> list[Document]:
     """One document per man page in ``language`` (``de``, ``zh_TW``, ``Japanese``); see the module rules."""
     base = man_root(root)
     lang, locales = select_locales(language, installed_locales(root), NAME)
