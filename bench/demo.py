@@ -12,7 +12,7 @@ from polysparse.bench.jobs import evaluate_specs
 from polysparse.bench.report import environment, markdown_table, say, say_speedups, write_json
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart
-from polysparse.sparsify.config import SPARSE24, PruneConfig
+from polysparse.sparsify.config import SPARSE24, PruneConfig, prune_default
 from polysparse.sparsify.corpora import SourceSpec
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
@@ -36,9 +36,9 @@ def demo_job(
     bench_prompt: str = "32",
     bench_new_tokens: int = 8,
     bench_repeats: int = 2,
-    update: str = "none",
-    reconstruct: str = "none",
-    reconstruct_steps: int = 32,
+    update: str = prune_default("update"),
+    reconstruct: str = prune_default("reconstruct"),
+    reconstruct_steps: int = prune_default("reconstruct_steps"),
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,

@@ -19,77 +19,22 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.plans import StudyInputError, StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart, TranslatePart
-from polysparse.sparsify.config import SPARSE24, PruneConfig
 from polysparse.sparsify.corpora import (
     EmptyCorpusError,
     Language,
     ParallelSpec,
     SourceSpec,
     UnknownLanguageError,
-    normalize_language,
 )
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
 
 log = logging.getLogger("polysparse.bench")
-
-
-class StudyInputError(ValueError):
-    """A study that cannot run as asked: a language without text, or another study's tables in ``out``."""
-
-
-@dataclass(frozen=True)
-class StudyPlan:
-    """Everything that determines a study's numbers; cells are keyed by the parts that affect them."""
-
-    model: str
-    langs: tuple[str, ...]
-    method: str = "wanda"
-    sparsity: float | None = None
-    pattern: str | None = str(SPARSE24)
-    calib_source: str = "handbook"
-    eval_source: str = "install-guide"
-    mix: bool = True
-    translate_source: str | None = "gettext"
-    shots: int = 4
-    nsamples: int = 32
-    seqlen: int = 512
-    eval_windows: int = 8
-    eval_seqlen: int = 256
-    seed: int = 0
-    dtype: str = "auto"
-    tasks: tuple[str, ...] = ()
-    task_limit: int = 500
-
-    def __post_init__(self) -> None:
-        from polysparse.bench.study_tasks import validate_specs
-
-        object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in self.langs))
-        if len(set(self.langs)) != len(self.langs) or not self.langs:
-            raise StudyInputError(f"give distinct languages, got {self.langs}")
-        self.prune_config()  # validates method, sparsity / pattern
-        object.__setattr__(self, "tasks", tuple(t.strip() for t in self.tasks if t.strip()))
-        if self.task_limit < 1:
-            raise StudyInputError(f"--task-limit must be at least 1, got {self.task_limit}")
-        validate_specs(self.tasks, self.langs)
-
-    def prune_config(self, method: str | None = None) -> PruneConfig:
-        return PruneConfig(
-            method=method or self.method,
-            sparsity=self.sparsity,
-            pattern=self.pattern,
-            nsamples=self.nsamples,
-            seqlen=self.seqlen,
-            seed=self.seed,
-        )
-
-    @property
-    def sparsity_label(self) -> str:
-        return self.prune_config().sparsity_label
 
 
 @dataclass(frozen=True)

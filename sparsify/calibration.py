@@ -233,7 +233,9 @@ def translation_windows(
             if lang.iso != "en":  # English message ids are no document
                 held_out_ids |= {d.doc_id for d in split_source(SourceSpec.of(part.source, lang))[1]}
         pairs = [p for p in pairs if not any(d in held_out_ids for d in pair_document_ids(p.pair_id))]
-    prompts = translation_prompts(pairs, part.src, part.tgt, shots=part.shots, seed=seed, count=nsamples)
+    prompts = translation_prompts(
+        pairs, part.parallel.src, part.parallel.tgt, shots=part.shots, seed=seed, count=nsamples
+    )
     return windows_from_texts(tokenizer, prompts, seqlen, description=part.spec)
 
 

@@ -15,7 +15,7 @@ from polysparse.sparsify.corpora.documents import EmptyCorpusError, ParallelPair
 from polysparse.sparsify.corpora.gettext_mo import load_gettext_parallel
 from polysparse.sparsify.corpora.handbook import load_handbook_parallel
 from polysparse.sparsify.corpora.install_guide import load_install_guide_parallel
-from polysparse.sparsify.corpora.languages import Language, language_name, normalize_language
+from polysparse.sparsify.corpora.languages import Language, language_name
 from polysparse.sparsify.corpora.prose import normalize_space
 from polysparse.sparsify.corpora.specs import ParallelSpec
 
@@ -90,8 +90,8 @@ def _oriented(pairs: Sequence[ParallelPair], src_lang: str, tgt_lang: str) -> li
 
 def translation_prompts(
     pairs: Sequence[ParallelPair],
-    src_lang: str,
-    tgt_lang: str,
+    src_lang: str | Language,
+    tgt_lang: str | Language,
     shots: int = 4,
     seed: int = 0,
     count: int | None = None,
@@ -109,7 +109,7 @@ def translation_prompts(
     """
     if shots < 1:
         raise SourceSpecError(f"shots must be at least 1, got {shots}")
-    src_lang, tgt_lang = normalize_language(src_lang), normalize_language(tgt_lang)
+    src_lang, tgt_lang = Language.of(src_lang).code, Language.of(tgt_lang).code
     src_name, tgt_name = language_name(src_lang), language_name(tgt_lang)
     usable = []
     for src, tgt in _oriented(pairs, src_lang, tgt_lang):
