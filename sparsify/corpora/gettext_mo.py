@@ -38,6 +38,7 @@ from polysparse.sparsify.corpora.languages import (
     Language,
     latin_script_locale,
     locale_language,
+    locales_by_language,
     select_locales,
 )
 from polysparse.sparsify.corpora.prose import has_letters, lacks_native_script
@@ -362,13 +363,11 @@ def _translated_bytes(path: Path) -> int:
 @lru_cache(maxsize=4)
 def _quick_statistics(base: str) -> dict[str, tuple[int, int]]:
     stats: dict[str, tuple[int, int]] = {}
-    for locale in installed_locales(base):
-        parsed = locale_language(locale)
-        if parsed is None or "@" in parsed[1]:
-            continue
-        sizes = [size for size in map(_translated_bytes, _catalogue_files(Path(base), locale)) if size]
-        docs, size = stats.get(parsed[0], (0, 0))
-        stats[parsed[0]] = (docs + len(sizes), size + sum(sizes))
+    for lang, locales in locales_by_language(installed_locales(base)).items():
+        for locale in locales:
+            sizes = [size for size in map(_translated_bytes, _catalogue_files(Path(base), locale)) if size]
+            docs, size = stats.get(lang, (0, 0))
+            stats[lang] = (docs + len(sizes), size + sum(sizes))
     return {lang: value for lang, value in stats.items() if value[0]}
 
 

@@ -421,6 +421,20 @@ class Language:
         return self.written
 
 
+def locales_by_language(locales: Iterable[str]) -> dict[str, list[str]]:
+    """A source's locale folders grouped by ISO 639-1 code, in the order given: the languages a source has.
+
+    Folders that are no known language (``ast``, ``C``) are left out, and so are those with an
+    ``@modifier`` (``sr@latin``): they are read only when asked for by name (:func:`select_locales`).
+    """
+    grouped: dict[str, list[str]] = {}
+    for locale in locales:
+        parsed = locale_language(locale)
+        if parsed is not None and "@" not in parsed[1]:
+            grouped.setdefault(parsed[0], []).append(locale)
+    return grouped
+
+
 def select_locales(requested: str | Language, installed: Iterable[str], source: str) -> tuple[str, list[str]]:
     """The installed locale folders that serve a requested language, and its ISO 639-1 code.
 

@@ -17,7 +17,12 @@ from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, So
 from polysparse.sparsify.corpora.hf_datasets import load_hf_documents
 from polysparse.sparsify.corpora.html_book import installed_locales as book_locales
 from polysparse.sparsify.corpora.html_book import quick_statistics as book_statistics
-from polysparse.sparsify.corpora.languages import Language, language_name, locale_language, normalize_language
+from polysparse.sparsify.corpora.languages import (
+    Language,
+    language_name,
+    locales_by_language,
+    normalize_language,
+)
 from polysparse.sparsify.corpora.text_files import load_text_documents
 
 if TYPE_CHECKING:
@@ -83,12 +88,7 @@ class CorpusInfo:
 
 
 def _locales_by_language(locales: list[str]) -> dict[str, tuple[str, ...]]:
-    grouped: dict[str, list[str]] = {}
-    for locale in locales:
-        parsed = locale_language(locale)
-        if parsed is not None and "@" not in parsed[1]:
-            grouped.setdefault(parsed[0], []).append(locale)
-    return {lang: tuple(found) for lang, found in grouped.items()}
+    return {lang: tuple(found) for lang, found in locales_by_language(locales).items()}
 
 
 def _source_statistics(source: str) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, ...]]]:
