@@ -34,11 +34,11 @@ from polysparse.sparsify.config import (
 from polysparse.sparsify.output import package_version
 
 
-def study_default(name: str) -> Any:
+def _study_default(name: str) -> Any:
     return plan_default(StudyPlan, name)
 
 
-def throughput_default(name: str) -> Any:
+def _throughput_default(name: str) -> Any:
     return plan_default(ThroughputPlan, name)
 
 
@@ -340,13 +340,13 @@ def _study_parser(sub) -> None:
     )
     _add_model(p)
     p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,de,ru,zh,ja,ar")
-    p.add_argument("--method", choices=METHOD_NAMES, default=study_default("method"))
+    p.add_argument("--method", choices=METHOD_NAMES, default=_study_default("method"))
     group = p.add_mutually_exclusive_group()
     group.add_argument("--sparsity", type=float)
     group.add_argument(
-        "--pattern", help=f"N:M pattern (default {study_default('pattern')} without --sparsity)"
+        "--pattern", help=f"N:M pattern (default {_study_default('pattern')} without --sparsity)"
     )
-    calib_source, eval_source = study_default("calib_source"), study_default("eval_source")
+    calib_source, eval_source = _study_default("calib_source"), _study_default("eval_source")
     p.add_argument(
         "--calib-source", default=calib_source, help=f"document source for calibration ({calib_source})"
     )
@@ -358,11 +358,11 @@ def _study_parser(sub) -> None:
     p.add_argument("--no-mix", action="store_true", help="leave out the equal-mixture row")
     p.add_argument(
         "--translate-source",
-        default=study_default("translate_source"),
+        default=_study_default("translate_source"),
         help="parallel source for X->English translation-prompt rows ('none' to leave them out)",
     )
     for option in ("shots", "nsamples", "seqlen", "eval_windows", "eval_seqlen", "seed"):
-        p.add_argument(f"--{option.replace('_', '-')}", type=int, default=study_default(option))
+        p.add_argument(f"--{option.replace('_', '-')}", type=int, default=_study_default(option))
     p.add_argument("--out", required=True, help="folder for the tables and heatmap")
     p.add_argument("--cells", help="folder of finished cells to resume from (default OUT/cells)")
     p.add_argument("--no-plot", action="store_true")
@@ -375,8 +375,8 @@ def _study_parser(sub) -> None:
     p.add_argument(
         "--task-limit",
         type=int,
-        default=study_default("task_limit"),
-        help=f"items per task and language (default {study_default('task_limit')})",
+        default=_study_default("task_limit"),
+        help=f"items per task and language (default {_study_default('task_limit')})",
     )
     _add_quiet(p)
 
@@ -401,7 +401,7 @@ def _bench_parser(sub) -> None:
         "--model", required=True, help="sparse checkpoint (polysparse export/save) or 2:4-pruned folder"
     )
     p.add_argument("--dense", help="dense reference folder (default: the same weights decompressed)")
-    batch, prompt = (_sizes(throughput_default(name)) for name in ("batch_sizes", "prompt_lengths"))
+    batch, prompt = (_sizes(_throughput_default(name)) for name in ("batch_sizes", "prompt_lengths"))
     p.add_argument("--batch", default=batch, help=f"comma-separated batch sizes (default {batch})")
     p.add_argument("--prompt", default=prompt, help=f"comma-separated prompt lengths (default {prompt})")
     for option, what in (
@@ -409,16 +409,16 @@ def _bench_parser(sub) -> None:
         ("repeats", "timed runs per variant and size"),
         ("warmup", "untimed runs per variant and size"),
     ):
-        default = throughput_default(option)
+        default = _throughput_default(option)
         p.add_argument(
             f"--{option.replace('_', '-')}", type=int, default=default, help=f"{what} (default {default})"
         )
     p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
     p.add_argument("--dispatch", help="kernel benchmark JSON with a dispatch_table (default: bench/results)")
-    p.add_argument("--cache", choices=CACHE_KINDS, default=throughput_default("cache"), help="KV cache kind")
+    p.add_argument("--cache", choices=CACHE_KINDS, default=_throughput_default("cache"), help="KV cache kind")
     p.add_argument("--device", help="device (default: cuda if present, else cpu)")
     p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
-    p.add_argument("--seed", type=int, default=throughput_default("seed"))
+    p.add_argument("--seed", type=int, default=_throughput_default("seed"))
     p.add_argument("--out", help="output folder (default bench/results/throughput)")
     p.add_argument("--no-plot", action="store_true")
     _add_quiet(p)
