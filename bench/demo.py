@@ -154,12 +154,8 @@ def _demo_runtime(
 
     import torch
 
-    from polysparse.bench.throughput import (
-        DEFAULT_DISPATCH_FILE,
-        ThroughputPlan,
-        benchmark_models,
-        parse_sizes,
-    )
+    from polysparse.bench.plans import ThroughputPlan, parse_sizes
+    from polysparse.bench.throughput import DEFAULT_DISPATCH_FILE, benchmark_models
     from polysparse.runtime.linear import DispatchTable
     from polysparse.runtime.swap import sparsify_model
 

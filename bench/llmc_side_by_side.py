@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec
+from polysparse.bench.study import eval_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.evaluate import perplexity

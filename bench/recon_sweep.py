@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.recovery import Recipe
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec, language_spec
+from polysparse.bench.study import eval_spec, language_spec
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.loading import load_causal_lm

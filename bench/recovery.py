@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec, language_spec, mix_spec
+from polysparse.bench.study import eval_spec, language_spec, mix_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
 from polysparse.sparsify.driver import prune_model

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from polysparse.bench import study as study_module
-from polysparse.bench.study import StudyPlan, run_study, study_rows
+from polysparse.bench.plans import StudyPlan
+from polysparse.bench.study import run_study, study_rows
 
 
 def plan(model_dir, **overrides):
