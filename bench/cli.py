@@ -5,7 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
+from polysparse.bench.plans import (
+    CACHE_KINDS,
+    EVAL_SEQLEN,
+    EVAL_WINDOWS,
+    SEED,
+    TASK_BATCH_SIZE,
+    TASK_LIMIT,
+    StudyPlan,
+    ThroughputPlan,
+    plan_default,
+)
+from polysparse.runtime.backends import BACKENDS
 from polysparse.sparsify.config import (
     METHOD_NAMES,
     OFFLOAD_DTYPE_NAMES,
@@ -19,6 +32,18 @@ from polysparse.sparsify.config import (
     prune_default,
 )
 from polysparse.sparsify.output import package_version
+
+
+def _study_default(name: str) -> Any:
+    return plan_default(StudyPlan, name)
+
+
+def _throughput_default(name: str) -> Any:
+    return plan_default(ThroughputPlan, name)
+
+
+def _sizes(sizes: tuple[int, ...]) -> str:
+    return ",".join(str(size) for size in sizes)
 
 
 def _add_model(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -224,9 +249,16 @@ def _eval_parser(sub) -> None:
     )
     p.add_argument("--source", help="with --langs: the source to take every language from (e.g. handbook)")
     p.add_argument("--langs", help="comma-separated languages, with --source")
-    p.add_argument("--windows", type=int, default=32, help="windows per source (default 32)")
-    p.add_argument("--seqlen", type=int, default=512, help="tokens per window, BOS included (default 512)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--windows", type=int, default=EVAL_WINDOWS, help=f"windows per source (default {EVAL_WINDOWS})"
+    )
+    p.add_argument(
+        "--seqlen",
+        type=int,
+        default=EVAL_SEQLEN,
+        help=f"tokens per window, BOS included (default {EVAL_SEQLEN})",
+    )
+    p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--device", help="device to evaluate on (default: cuda if present, else cpu)")
     p.add_argument("--out", help="write JSON here (and Markdown beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -238,11 +270,16 @@ def _eval_parser(sub) -> None:
         "install-guide), "
         "continuation-choice:LANG:SOURCE, file:PATH.jsonl",
     )
-    p.add_argument("--limit", type=int, help="items per task (default 500)")
+    p.add_argument("--limit", type=int, help=f"items per task (default {TASK_LIMIT})")
     p.add_argument(
         "--dump-items", metavar="PATH.jsonl", help="write the tasks' items here (task-file format)"
     )
-    p.add_argument("--batch-size", type=int, default=8, help="task items per forward pass (default 8)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=TASK_BATCH_SIZE,
+        help=f"task items per forward pass (default {TASK_BATCH_SIZE})",
+    )
     p.add_argument(
         "--lm-eval",
         metavar="TASKS",
@@ -284,7 +321,12 @@ def _demo_parser(sub) -> None:
         default=prune_default("reconstruct"),
         help="block-wise reconstruction",
     )
-    p.add_argument("--reconstruct-steps", type=int, default=32, help="Adam steps per block (default 32)")
+    p.add_argument(
+        "--reconstruct-steps",
+        type=int,
+        default=prune_default("reconstruct_steps"),
+        help=f"Adam steps per block (default {prune_default('reconstruct_steps')})",
+    )
     _add_quiet(p)
 
 
@@ -299,28 +341,29 @@ def _study_parser(sub) -> None:
     )
     _add_model(p)
     p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,de,ru,zh,ja,ar")
-    p.add_argument("--method", choices=METHOD_NAMES, default="wanda")
+    p.add_argument("--method", choices=METHOD_NAMES, default=_study_default("method"))
     group = p.add_mutually_exclusive_group()
     group.add_argument("--sparsity", type=float)
-    group.add_argument("--pattern")
-    p.add_argument("--calib-source", default="handbook", help="document source for calibration (handbook)")
+    group.add_argument(
+        "--pattern", help=f"N:M pattern (default {_study_default('pattern')} without --sparsity)"
+    )
+    calib_source, eval_source = _study_default("calib_source"), _study_default("eval_source")
+    p.add_argument(
+        "--calib-source", default=calib_source, help=f"document source for calibration ({calib_source})"
+    )
     p.add_argument(
         "--eval-source",
-        default="install-guide",
-        help="document source for evaluation (install-guide; falls back per language)",
+        default=eval_source,
+        help=f"document source for evaluation ({eval_source}; falls back per language)",
     )
     p.add_argument("--no-mix", action="store_true", help="leave out the equal-mixture row")
     p.add_argument(
         "--translate-source",
-        default="gettext",
+        default=_study_default("translate_source"),
         help="parallel source for X->English translation-prompt rows ('none' to leave them out)",
     )
-    p.add_argument("--shots", type=int, default=4)
-    p.add_argument("--nsamples", type=int, default=32)
-    p.add_argument("--seqlen", type=int, default=512)
-    p.add_argument("--eval-windows", type=int, default=8)
-    p.add_argument("--eval-seqlen", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    for option in ("shots", "nsamples", "seqlen", "eval_windows", "eval_seqlen", "seed"):
+        p.add_argument(f"--{option.replace('_', '-')}", type=int, default=_study_default(option))
     p.add_argument("--out", required=True, help="folder for the tables and heatmap")
     p.add_argument("--cells", help="folder of finished cells to resume from (default OUT/cells)")
     p.add_argument("--no-plot", action="store_true")
@@ -330,7 +373,12 @@ def _study_parser(sub) -> None:
         help="task columns; X stands for each study language: translation-choice:X->en:gettext,"
         "translation-choice:en->X:gettext,continuation-choice:X:handbook",
     )
-    p.add_argument("--task-limit", type=int, default=500, help="items per task and language (default 500)")
+    p.add_argument(
+        "--task-limit",
+        type=int,
+        default=_study_default("task_limit"),
+        help=f"items per task and language (default {_study_default('task_limit')})",
+    )
     _add_quiet(p)
 
 
@@ -354,17 +402,24 @@ def _bench_parser(sub) -> None:
         "--model", required=True, help="sparse checkpoint (polysparse export/save) or 2:4-pruned folder"
     )
     p.add_argument("--dense", help="dense reference folder (default: the same weights decompressed)")
-    p.add_argument("--batch", default="1,8,16", help="comma-separated batch sizes (default 1,8,16)")
-    p.add_argument("--prompt", default="128,2048", help="comma-separated prompt lengths (default 128,2048)")
-    p.add_argument("--new-tokens", type=int, default=128, help="tokens generated per sequence (default 128)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant and size (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs per variant and size (default 1)")
-    p.add_argument("--backend", choices=("auto", "triton", "torch", "dense"), default="auto")
+    batch, prompt = (_sizes(_throughput_default(name)) for name in ("batch_sizes", "prompt_lengths"))
+    p.add_argument("--batch", default=batch, help=f"comma-separated batch sizes (default {batch})")
+    p.add_argument("--prompt", default=prompt, help=f"comma-separated prompt lengths (default {prompt})")
+    for option, what in (
+        ("new_tokens", "tokens generated per sequence"),
+        ("repeats", "timed runs per variant and size"),
+        ("warmup", "untimed runs per variant and size"),
+    ):
+        default = _throughput_default(option)
+        p.add_argument(
+            f"--{option.replace('_', '-')}", type=int, default=default, help=f"{what} (default {default})"
+        )
+    p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
     p.add_argument("--dispatch", help="kernel benchmark JSON with a dispatch_table (default: bench/results)")
-    p.add_argument("--cache", choices=("dynamic", "static"), default="dynamic", help="KV cache kind")
+    p.add_argument("--cache", choices=CACHE_KINDS, default=_throughput_default("cache"), help="KV cache kind")
     p.add_argument("--device", help="device (default: cuda if present, else cpu)")
     p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=_throughput_default("seed"))
     p.add_argument("--out", help="output folder (default bench/results/throughput)")
     p.add_argument("--no-plot", action="store_true")
     _add_quiet(p)

@@ -11,8 +11,9 @@ from polysparse.bench.assets import DEFAULT_MODEL, resolve_model
 from polysparse.bench.jobs import evaluate_specs
 from polysparse.bench.report import environment, markdown_table, say, say_speedups, write_json
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
-from polysparse.sparsify.calibration_spec import CalibrationSpec
-from polysparse.sparsify.config import SPARSE24, PruneConfig
+from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart
+from polysparse.sparsify.config import SPARSE24, PruneConfig, prune_default
+from polysparse.sparsify.corpora import SourceSpec
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
@@ -35,9 +36,9 @@ def demo_job(
     bench_prompt: str = "32",
     bench_new_tokens: int = 8,
     bench_repeats: int = 2,
-    update: str = "none",
-    reconstruct: str = "none",
-    reconstruct_steps: int = 32,
+    update: str = prune_default("update"),
+    reconstruct: str = prune_default("reconstruct"),
+    reconstruct_steps: int = prune_default("reconstruct_steps"),
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,
@@ -48,8 +49,9 @@ def demo_job(
     if out_dir.exists() and not (out_dir / REPORT_FILE).exists():
         raise OutputExistsError(f"{out_dir} exists and is not a polysparse output; choose another --out")
     model = model or DEFAULT_MODEL
-    calib = CalibrationSpec.parse(f"handbook:{lang}")
-    eval_specs = [f"handbook:{lang}"] + ([] if lang == "en" else ["handbook:en"])
+    handbook = SourceSpec.of("handbook", lang)
+    calib = CalibrationSpec.of([SourcePart(handbook)])
+    eval_specs = [handbook] + ([] if lang == "en" else [SourceSpec.of("handbook", "en")])
     say(f"[1/7] preparing {model} (offline)", quiet)
     model_path = resolve_model(model)
     lm, tokenizer = load_causal_lm(model_path, dtype)
@@ -144,18 +146,16 @@ def demo_job(
     return payload
 
 
-def _demo_runtime(lm, tokenizer, *, spec: str, seqlen: int, bench: dict, quiet: bool) -> dict[str, Any]:
+def _demo_runtime(
+    lm, tokenizer, *, spec: SourceSpec, seqlen: int, bench: dict, quiet: bool
+) -> dict[str, Any]:
     """Steps 5 and 6 of the demo: swap in sparse layers and check parity, then time dense vs sparse."""
     import copy
 
     import torch
 
-    from polysparse.bench.throughput import (
-        DEFAULT_DISPATCH_FILE,
-        ThroughputPlan,
-        benchmark_models,
-        parse_sizes,
-    )
+    from polysparse.bench.plans import ThroughputPlan, parse_sizes
+    from polysparse.bench.throughput import DEFAULT_DISPATCH_FILE, benchmark_models
     from polysparse.runtime.linear import DispatchTable
     from polysparse.runtime.swap import sparsify_model
 
@@ -182,7 +182,7 @@ def _demo_runtime(lm, tokenizer, *, spec: str, seqlen: int, bench: dict, quiet: 
     dense_one = perplexity(dense_ref, window).perplexity
     sparse_one = perplexity(sparse, window).perplexity
     summary["parity"] = {
-        "spec": spec,
+        "spec": str(spec),
         "windows": 1,
         "pruned_dense_ppl": dense_one,
         "sparse_ppl": sparse_one,

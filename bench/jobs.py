@@ -7,13 +7,26 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from polysparse.bench.assets import resolve_model
+from polysparse.bench.plans import (
+    EVAL_SEQLEN,
+    EVAL_WINDOWS,
+    SEED,
+    TASK_BATCH_SIZE,
+    TASK_LIMIT,
+    StudyPlan,
+    ThroughputPlan,
+    parse_sizes,
+    plan_default,
+)
 from polysparse.bench.report import environment, markdown_table, say_speedups, write_json
 from polysparse.bench.report import say as _say
 from polysparse.bench.user_errors import USER_ERRORS
+from polysparse.runtime.backends import BACKENDS
 from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import (
     EVAL_FRACTION,
@@ -26,8 +39,8 @@ from polysparse.sparsify.checkpointing import (
     WorkFolderLock,
     clear_work_folder,
 )
-from polysparse.sparsify.config import SPARSE24, ConfigError, PruneConfig
-from polysparse.sparsify.corpora import text_encoding
+from polysparse.sparsify.config import SPARSE24, ConfigError, PruneConfig, prune_default
+from polysparse.sparsify.corpora import SourceSpec, text_encoding
 from polysparse.sparsify.driver import (
     calibrated_steps,
     needs_calibration,
@@ -55,37 +68,37 @@ def prune_job(
     *,
     model: str,
     out: str,
-    method: str = "wanda",
-    sparsity: float | None = None,
-    pattern: str | None = None,
+    method: str = prune_default("method"),
+    sparsity: float | None = prune_default("sparsity"),
+    pattern: str | None = prune_default("pattern"),
     calib: str | None = None,
-    nsamples: int = 128,
-    seqlen: int = 2048,
-    seed: int = 0,
-    batch_size: int = 1,
-    targets: list[str] | tuple[str, ...] = (),
-    ignore: list[str] | tuple[str, ...] = (),
-    blocksize: int = 128,
-    percdamp: float = 0.01,
-    device: str | None = None,
-    on_indivisible: str = "skip",
+    nsamples: int = prune_default("nsamples"),
+    seqlen: int = prune_default("seqlen"),
+    seed: int = prune_default("seed"),
+    batch_size: int = prune_default("batch_size"),
+    targets: list[str] | tuple[str, ...] = prune_default("targets"),
+    ignore: list[str] | tuple[str, ...] = prune_default("ignore"),
+    blocksize: int = prune_default("blocksize"),
+    percdamp: float = prune_default("percdamp"),
+    device: str | None = prune_default("device"),
+    on_indivisible: str = prune_default("on_indivisible"),
     dtype: str = "auto",
     overwrite: bool = False,
     no_checkpoint: bool = False,
     stream: str = "auto",
-    offload: str = "none",
-    offload_dtype: str | None = None,
-    offload_dir: str | None = None,
+    offload: str = prune_default("offload"),
+    offload_dtype: str | None = prune_default("offload_dtype"),
+    offload_dir: str | None = prune_default("offload_dir"),
     encoding: str = "utf-8",
-    update: str = "none",
-    admm_iterations: int = 20,
-    reconstruct: str = "none",
-    reconstruct_steps: int = 32,
-    reconstruct_lr: float = 1e-4,
-    reconstruct_target: str = "dense",
-    sparsity_profile: str = "uniform",
-    owl_m: float = 5.0,
-    owl_lambda: float = 0.08,
+    update: str = prune_default("update"),
+    admm_iterations: int = prune_default("admm_iterations"),
+    reconstruct: str = prune_default("reconstruct"),
+    reconstruct_steps: int = prune_default("reconstruct_steps"),
+    reconstruct_lr: float = prune_default("reconstruct_lr"),
+    reconstruct_target: str = prune_default("reconstruct_target"),
+    sparsity_profile: str = prune_default("sparsity_profile"),
+    owl_m: float = prune_default("owl_m"),
+    owl_lambda: float = prune_default("owl_lambda"),
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
@@ -287,12 +300,13 @@ def _should_stream(model_path: Path, stream: str) -> bool:
     return False
 
 
-def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[str]:
-    specs = list(data)
+def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[SourceSpec]:
+    """The parsed sources to evaluate: each ``--data`` spec, and ``--source`` in each of ``--langs``."""
+    specs = [SourceSpec.parse(spec) for spec in data]
     if langs:
         if not source:
             raise ConfigError("--langs needs --source (e.g. --source handbook --langs en,de)")
-        specs += [f"{source}:{lang.strip()}" for lang in langs.split(",") if lang.strip()]
+        specs += [SourceSpec.of(source, lang.strip()) for lang in langs.split(",") if lang.strip()]
     elif source:
         raise ConfigError("--source needs --langs")
     if not specs:
@@ -300,7 +314,7 @@ def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[
     return specs
 
 
-def evaluate_specs(lm, tokenizer, specs: list[str], windows: int, seqlen: int, seed: int, quiet: bool):
+def evaluate_specs(lm, tokenizer, specs: list[SourceSpec], windows: int, seqlen: int, seed: int, quiet: bool):
     """Perplexity of ``lm`` on the held-out windows of each spec.
 
     Every spec's windows are built before the first forward pass, so a language without text fails at once
@@ -311,7 +325,7 @@ def evaluate_specs(lm, tokenizer, specs: list[str], windows: int, seqlen: int, s
     for spec, held_out in held_out_windows.items():
         result = perplexity(lm, held_out, progress=not quiet, description=f"ppl {spec}")
         _say(f"  {spec}: perplexity {result.perplexity:.3f} ({result.tokens} tokens)", quiet)
-        results.append({"spec": spec, **result.to_dict()})
+        results.append({"spec": str(spec), **result.to_dict()})
     return results
 
 
@@ -321,9 +335,9 @@ def eval_job(
     data: list[str] | tuple[str, ...] = (),
     source: str | None = None,
     langs: str | None = None,
-    windows: int = 32,
-    seqlen: int = 512,
-    seed: int = 0,
+    windows: int = EVAL_WINDOWS,
+    seqlen: int = EVAL_SEQLEN,
+    seed: int = SEED,
     device: str | None = None,
     dtype: str = "auto",
     out: str | None = None,
@@ -333,13 +347,13 @@ def eval_job(
     tasks: str | None = None,
     limit: int | None = None,
     dump_items: str | None = None,
-    batch_size: int = 8,
+    batch_size: int = TASK_BATCH_SIZE,
     lm_eval: str | None = None,
 ) -> dict[str, Any]:
     """Perplexity per source spec on held-out windows, and multiple-choice task accuracy (``tasks``, see
     :mod:`polysparse.bench.tasks_eval`; ``lm_eval``, see :mod:`polysparse.bench.lm_eval_bridge`); JSON and
     Markdown when ``out`` is given. Every source and task is checked before the model loads."""
-    from polysparse.bench.tasks_eval import DEFAULT_LIMIT, prepare_tasks, score_tasks, tasks_markdown
+    from polysparse.bench.tasks_eval import prepare_tasks, score_tasks, tasks_markdown
 
     specs = (
         _eval_specs(list(data), source, langs) if (data or source or langs or not (tasks or lm_eval)) else []
@@ -349,9 +363,7 @@ def eval_job(
     check_device(device)
     if limit is not None and not (tasks or lm_eval):
         raise ConfigError("--limit applies to --tasks or --lm-eval")
-    prepared = (
-        prepare_tasks(tasks, limit=DEFAULT_LIMIT if limit is None else limit, seed=seed) if tasks else []
-    )
+    prepared = prepare_tasks(tasks, limit=TASK_LIMIT if limit is None else limit, seed=seed) if tasks else []
     if dump_items and not prepared:
         raise ConfigError("--dump-items needs --tasks")
     if lm_eval:
@@ -422,32 +434,32 @@ def study_job(
     model: str,
     langs: str,
     out: str,
-    method: str = "wanda",
+    method: str = plan_default(StudyPlan, "method"),
     sparsity: float | None = None,
     pattern: str | None = None,
-    calib_source: str = "handbook",
-    eval_source: str = "install-guide",
-    no_mix: bool = False,
-    translate_source: str | None = "gettext",
-    shots: int = 4,
-    nsamples: int = 32,
-    seqlen: int = 512,
-    eval_windows: int = 8,
-    eval_seqlen: int = 256,
-    seed: int = 0,
-    dtype: str = "auto",
+    calib_source: str = plan_default(StudyPlan, "calib_source"),
+    eval_source: str = plan_default(StudyPlan, "eval_source"),
+    no_mix: bool = not plan_default(StudyPlan, "mix"),
+    translate_source: str | None = plan_default(StudyPlan, "translate_source"),
+    shots: int = plan_default(StudyPlan, "shots"),
+    nsamples: int = plan_default(StudyPlan, "nsamples"),
+    seqlen: int = plan_default(StudyPlan, "seqlen"),
+    eval_windows: int = plan_default(StudyPlan, "eval_windows"),
+    eval_seqlen: int = plan_default(StudyPlan, "eval_seqlen"),
+    seed: int = plan_default(StudyPlan, "seed"),
+    dtype: str = plan_default(StudyPlan, "dtype"),
     cells: str | None = None,
     no_plot: bool = False,
     quiet: bool = False,
     tasks: str | None = None,
-    task_limit: int = 500,
+    task_limit: int = plan_default(StudyPlan, "task_limit"),
 ) -> dict[str, Any]:
     """The calibration x evaluation matrix; see :mod:`polysparse.bench.study` (task columns:
-    :mod:`polysparse.bench.study_tasks`)."""
-    from polysparse.bench.study import StudyPlan, check_study_inputs, output_stem, run_study
+    :mod:`polysparse.bench.study_tasks`). Neither ``sparsity`` nor ``pattern``: the plan's pattern (2:4)."""
+    from polysparse.bench.study import check_study_inputs, output_stem, run_study
 
     if sparsity is None and pattern is None:
-        pattern = str(SPARSE24)
+        pattern = plan_default(StudyPlan, "pattern")
     plan = StudyPlan(
         model=model,
         langs=tuple(lang.strip() for lang in langs.split(",") if lang.strip()),
@@ -507,23 +519,23 @@ def bench_job(
     *,
     model: str,
     dense: str | None = None,
-    batch: str | list[int] = "1,8,16",
-    prompt: str | list[int] = "128,2048",
-    new_tokens: int = 128,
-    repeats: int = 3,
-    warmup: int = 1,
-    backend: str = "auto",
+    batch: str | Sequence[int] = plan_default(ThroughputPlan, "batch_sizes"),
+    prompt: str | Sequence[int] = plan_default(ThroughputPlan, "prompt_lengths"),
+    new_tokens: int = plan_default(ThroughputPlan, "new_tokens"),
+    repeats: int = plan_default(ThroughputPlan, "repeats"),
+    warmup: int = plan_default(ThroughputPlan, "warmup"),
+    backend: str = BACKENDS[0],
     dispatch: str | None = None,
-    cache: str = "dynamic",
+    cache: str = plan_default(ThroughputPlan, "cache"),
     device: str | None = None,
     dtype: str = "auto",
-    seed: int = 0,
+    seed: int = plan_default(ThroughputPlan, "seed"),
     out: str | None = None,
     no_plot: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Dense vs sparse throughput; see :mod:`polysparse.bench.throughput`."""
-    from polysparse.bench.throughput import ThroughputPlan, parse_sizes, run_throughput
+    from polysparse.bench.throughput import run_throughput
 
     plan = ThroughputPlan(
         batch_sizes=parse_sizes(batch),

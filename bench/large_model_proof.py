@@ -42,7 +42,7 @@ def build_model(folder: Path, config: dict = CONFIG) -> int:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from polysparse.sparsify.corpora import load_documents
+    from polysparse.sparsify.corpora import SourceSpec, load_documents
 
     if (folder / "config.json").exists():
         return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
@@ -61,7 +61,7 @@ def build_model(folder: Path, config: dict = CONFIG) -> int:
         vocab_size=4096, special_tokens=["<pad>", "<s>", "</s>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )  # fmt: skip
-    tok.train_from_iterator([d.text for d in load_documents("handbook:en")[:40]], trainer)
+    tok.train_from_iterator([d.text for d in load_documents(SourceSpec.parse("handbook:en"))[:40]], trainer)
     PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
     ).save_pretrained(folder)

@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec
+from polysparse.bench.study import eval_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
+from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
 
@@ -31,7 +33,7 @@ def export_windows(model: str, calib: str, nsamples: int, seqlen: int, seed: int
     from polysparse.bench.assets import resolve_model
 
     _, tokenizer = load_causal_lm(resolve_model(model), "auto")
-    windows = calibration_windows(calib, tokenizer, nsamples, seqlen, seed)
+    windows = calibration_windows(CalibrationSpec.parse(calib), tokenizer, nsamples, seqlen, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"input_ids": windows.input_ids, "attention_mask": windows.attention_mask}, out)
 
@@ -91,7 +93,8 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
         cells.append(f"{before:.1f} / {after:.1f}" if before is not None else "-")
         body.append(cells)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "side-by-side.json", {"rows": rows, "eval": specs, "environment": environment()})
+    evaluated_on = {lang: str(spec) for lang, spec in specs.items()}
+    write_json(out / "side-by-side.json", {"rows": rows, "eval": evaluated_on, "environment": environment()})
     note = (
         "Both tools calibrated on the same token windows; perplexity on the study's held-out windows "
         f"({', '.join(f'`{s}`' for s in specs.values())}, 4 x 256 tokens). Wall: load, calibrate, prune "

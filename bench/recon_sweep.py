@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.recovery import Recipe
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec
+from polysparse.bench.study import eval_spec, language_spec
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.loading import load_causal_lm
@@ -88,7 +89,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
 
     plan = StudyPlan(model=args.model, langs=(args.lang,), nsamples=args.nsamples, seqlen=args.seqlen)
     dense, tokenizer = load_causal_lm(resolve_model(args.model), "auto")
-    calib_spec = f"{plan.calib_source}:{args.lang}"
+    calib_spec = language_spec(plan.calib_source, args.lang)
     calib = calibration_windows(calib_spec, tokenizer, args.nsamples, args.seqlen, 0)
     held_spec = eval_spec(plan, args.lang)[0]
     held = evaluation_windows(held_spec, tokenizer, args.eval_windows, args.eval_seqlen, 0)
@@ -150,10 +151,10 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             "model": args.model,
             "block": args.block,
             "recipe": recipe.text,
-            "calib": calib_spec,
+            "calib": str(calib_spec),
             "nsamples": args.nsamples,
             "seqlen": args.seqlen,
-            "held_out": held_spec,
+            "held_out": str(held_spec),
             "eval_windows": args.eval_windows,
             "eval_seqlen": args.eval_seqlen,
         },

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import StudyPlan, eval_spec, mix_spec
+from polysparse.bench.study import eval_spec, language_spec, mix_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
 from polysparse.sparsify.driver import prune_model
@@ -181,7 +182,7 @@ def run_recipes(
         eval_seqlen=eval_seqlen,
         seed=seed,
     )
-    calib_spec = mix_spec(calib_source, langs) if calib == "mix" else f"{calib_source}:{calib}"
+    calib_spec = mix_spec(calib_source, langs) if calib == "mix" else language_spec(calib_source, calib)
     store = CellStore(cells)
     model_path = resolve_model(model)
     specs = {lang: eval_spec(plan, lang)[0] for lang in eval_langs}
@@ -195,15 +196,15 @@ def run_recipes(
         else:
             config = recipe.config(nsamples, seqlen, seed)
             legacy = legacy_cell_key(
-                recipe, model=model, calib=calib_spec, nsamples=nsamples, seqlen=seqlen, seed=seed
+                recipe, model=model, calib=str(calib_spec), nsamples=nsamples, seqlen=seqlen, seed=seed
             )
             key = cell_group(
-                store, recipe_cell_key(recipe, config, model=model, calib=calib_spec), legacy, config
+                store, recipe_cell_key(recipe, config, model=model, calib=str(calib_spec)), legacy, config
             )
         row: dict[str, Any] = {"recipe": label, "calib": None if recipe is None else calib, "perplexity": {}}
         missing = []
         for lang in eval_langs:
-            cell = store.get(key, f"{specs[lang].replace(':', '_')}-{eval_key}")
+            cell = store.get(key, f"{str(specs[lang]).replace(':', '_')}-{eval_key}")
             if cell is None:
                 missing.append(lang)
             else:
@@ -232,8 +233,8 @@ def run_recipes(
                 if spec not in held_out:
                     held_out[spec] = evaluation_windows(spec, tokenizer, eval_windows, eval_seqlen, seed)
                 value = perplexity(lm, held_out[spec]).to_dict()
-                value.update(row=label, eval_spec=spec)
-                store.put(key, f"{spec.replace(':', '_')}-{eval_key}", value)
+                value.update(row=label, eval_spec=str(spec))
+                store.put(key, f"{str(spec).replace(':', '_')}-{eval_key}", value)
                 row["perplexity"][lang] = value["perplexity"]
             del lm
         row.update(info or {})
@@ -247,10 +248,10 @@ def run_recipes(
     payload = {
         "plan": {
             "model": model,
-            "calib": calib_spec,
+            "calib": str(calib_spec),
             "nsamples": nsamples,
             "seqlen": seqlen,
-            "eval": {lang: specs[lang] for lang in eval_langs},
+            "eval": {lang: str(specs[lang]) for lang in eval_langs},
             "eval_windows": eval_windows,
             "eval_seqlen": eval_seqlen,
             "seed": seed,

@@ -19,69 +19,22 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.plans import StudyInputError, StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
-from polysparse.sparsify.config import SPARSE24, PruneConfig
-from polysparse.sparsify.corpora import EmptyCorpusError, UnknownLanguageError, normalize_language
+from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart, TranslatePart
+from polysparse.sparsify.corpora import (
+    EmptyCorpusError,
+    Language,
+    ParallelSpec,
+    SourceSpec,
+    UnknownLanguageError,
+)
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
 
 log = logging.getLogger("polysparse.bench")
-
-
-class StudyInputError(ValueError):
-    """A study that cannot run as asked: a language without text, or another study's tables in ``out``."""
-
-
-@dataclass(frozen=True)
-class StudyPlan:
-    """Everything that determines a study's numbers; cells are keyed by the parts that affect them."""
-
-    model: str
-    langs: tuple[str, ...]
-    method: str = "wanda"
-    sparsity: float | None = None
-    pattern: str | None = str(SPARSE24)
-    calib_source: str = "handbook"
-    eval_source: str = "install-guide"
-    mix: bool = True
-    translate_source: str | None = "gettext"
-    shots: int = 4
-    nsamples: int = 32
-    seqlen: int = 512
-    eval_windows: int = 8
-    eval_seqlen: int = 256
-    seed: int = 0
-    dtype: str = "auto"
-    tasks: tuple[str, ...] = ()
-    task_limit: int = 500
-
-    def __post_init__(self) -> None:
-        from polysparse.bench.study_tasks import validate_specs
-
-        object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in self.langs))
-        if len(set(self.langs)) != len(self.langs) or not self.langs:
-            raise StudyInputError(f"give distinct languages, got {self.langs}")
-        self.prune_config()  # validates method, sparsity / pattern
-        object.__setattr__(self, "tasks", tuple(t.strip() for t in self.tasks if t.strip()))
-        if self.task_limit < 1:
-            raise StudyInputError(f"--task-limit must be at least 1, got {self.task_limit}")
-        validate_specs(self.tasks, self.langs)
-
-    def prune_config(self, method: str | None = None) -> PruneConfig:
-        return PruneConfig(
-            method=method or self.method,
-            sparsity=self.sparsity,
-            pattern=self.pattern,
-            nsamples=self.nsamples,
-            seqlen=self.seqlen,
-            seed=self.seed,
-        )
-
-    @property
-    def sparsity_label(self) -> str:
-        return self.prune_config().sparsity_label
 
 
 @dataclass(frozen=True)
@@ -91,8 +44,19 @@ class Row:
     label: str
     kind: str  # dense | magnitude | language | mix | translate
     method: str | None = None
-    calib: str | None = None
+    calib: CalibrationSpec | None = None
     lang: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row for ``study-*.json``: the calibration spec as its text."""
+        calib = None if self.calib is None else str(self.calib)
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "method": self.method,
+            "calib": calib,
+            "lang": self.lang,
+        }
 
     def key(self, plan: StudyPlan) -> str:
         """File-system key: everything that changes this row's model."""
@@ -103,23 +67,45 @@ class Row:
             parts["sparsity"] = plan.prune_config().to_dict()
             parts["sparsity"] = {k: parts["sparsity"][k] for k in ("sparsity", "pattern")}
             if self.calib is not None:
-                parts.update(calib=self.calib, nsamples=plan.nsamples, seqlen=plan.seqlen, seed=plan.seed)
-            if self.kind == "translate" and self.calib and ":gettext" in self.calib:
+                parts.update(
+                    calib=str(self.calib), nsamples=plan.nsamples, seqlen=plan.seqlen, seed=plan.seed
+                )
+            if self.kind == "translate" and self.calib and _gettext_prompts(self.calib):
                 parts["held_out_catalogues_excluded"] = True  # prompts changed when this rule came in
         return cell_key(self.label, parts)
 
 
-def mix_spec(source: str, langs: tuple[str, ...] | list[str]) -> str:
+def _gettext_prompts(calib: CalibrationSpec) -> bool:
+    return any(isinstance(part, TranslatePart) and part.source == "gettext" for part in calib.parts)
+
+
+def source_in(source: str, lang: str) -> SourceSpec:
+    """``source`` in one of the plan's languages (ISO 639-1 codes, normalised by :class:`StudyPlan`)."""
+    return SourceSpec.of(source, Language.iso_code(lang))
+
+
+def language_spec(source: str, lang: str | Language) -> CalibrationSpec:
+    """The calibration spec of ``source`` in one language (the study's language rows)."""
+    return CalibrationSpec.of([SourcePart(SourceSpec.of(source, lang))])
+
+
+def mix_spec(source: str, langs: tuple[str, ...] | list[str]) -> CalibrationSpec:
     """The calibration spec of an equal mixture of ``source`` in every language (the study's mix row)."""
-    share = 1.0 / len(langs)
-    return ",".join(f"{source}:{lang}={share:.6g}" for lang in langs)
+    return CalibrationSpec.of([SourcePart(source_in(source, lang), 1.0 / len(langs)) for lang in langs])
+
+
+def translate_spec(plan: StudyPlan, lang: str) -> CalibrationSpec:
+    """The calibration spec of few-shot ``lang`` -> English prompts (the study's translation rows)."""
+    assert plan.translate_source is not None
+    return CalibrationSpec.of([TranslatePart.of(lang, "en", plan.translate_source, plan.shots)])
 
 
 def study_rows(plan: StudyPlan) -> list[Row]:
     method = plan.method
     rows = [Row("dense", "dense"), Row(f"magnitude {plan.sparsity_label}", "magnitude", "magnitude")]
     for lang in plan.langs:
-        rows.append(Row(f"{method} calib={lang}", "language", method, f"{plan.calib_source}:{lang}", lang))
+        spec = language_spec(plan.calib_source, Language.iso_code(lang))
+        rows.append(Row(f"{method} calib={lang}", "language", method, spec, lang))
     if plan.mix and len(plan.langs) > 1:
         spec = mix_spec(plan.calib_source, plan.langs)
         rows.append(Row(f"{method} calib=mix({'+'.join(plan.langs)})", "mix", method, spec))
@@ -127,16 +113,16 @@ def study_rows(plan: StudyPlan) -> list[Row]:
         for lang in plan.langs:
             if lang == "en":
                 continue
-            spec = f"translate:{lang}->en:{plan.translate_source},shots={plan.shots}"
+            spec = translate_spec(plan, lang)
             rows.append(Row(f"{method} calib=translate {lang}->en", "translate", method, spec, lang))
     return rows
 
 
-def eval_spec(plan: StudyPlan, lang: str) -> tuple[str, bool]:
+def eval_spec(plan: StudyPlan, lang: str) -> tuple[SourceSpec, bool]:
     """The evaluation source for a language, and whether it had to fall back to the calibration source."""
     from polysparse.sparsify.corpora import load_documents
 
-    preferred = f"{plan.eval_source}:{lang}"
+    preferred = source_in(plan.eval_source, lang)
     try:
         if len(load_documents(preferred)) >= 2:
             return preferred, False
@@ -149,14 +135,14 @@ def eval_spec(plan: StudyPlan, lang: str) -> tuple[str, bool]:
         lang,
         plan.calib_source,
     )
-    return f"{plan.calib_source}:{lang}", True
+    return source_in(plan.calib_source, lang), True
 
 
 @dataclass
 class StudyResult:
     plan: StudyPlan
     rows: list[Row]
-    eval_specs: dict[str, tuple[str, bool]]
+    eval_specs: dict[str, tuple[SourceSpec, bool]]
     cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     row_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: list[Any] = field(default_factory=list)  # TaskSpec, in order
@@ -205,10 +191,12 @@ class StudyResult:
     def to_dict(self) -> dict[str, Any]:
         payload = {
             "plan": asdict(self.plan),
-            "eval_sources": {lang: {"spec": s, "fallback": f} for lang, (s, f) in self.eval_specs.items()},
+            "eval_sources": {
+                lang: {"spec": str(s), "fallback": f} for lang, (s, f) in self.eval_specs.items()
+            },
             "rows": [
                 {
-                    **asdict(r),
+                    **r.to_dict(),
                     "perplexity": {lang: self.ppl(r, lang) for lang in self.plan.langs},
                     **self.row_info.get(r.label, {}),
                 }
@@ -307,7 +295,7 @@ def check_study_inputs(plan: StudyPlan, out: str | Path) -> None:
     problems = []
     for lang in plan.langs:
         try:
-            load_documents(f"{plan.calib_source}:{lang}")
+            load_documents(source_in(plan.calib_source, lang))
         except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError) as error:
             problems.append(f"calibration {plan.calib_source}:{lang}: {error}")
             continue
@@ -319,7 +307,10 @@ def check_study_inputs(plan: StudyPlan, out: str | Path) -> None:
             problems.append(f"evaluation {spec}: {error}")
         if plan.translate_source and lang != "en":
             try:
-                if not load_parallel(f"{plan.translate_source}:{lang}->en"):
+                parallel = ParallelSpec.of(
+                    plan.translate_source, Language.iso_code(lang), Language.iso_code("en")
+                )
+                if not load_parallel(parallel):
                     problems.append(f"translation {plan.translate_source}:{lang}->en: no parallel pairs")
             except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError, ValueError) as error:
                 problems.append(f"translation {plan.translate_source}:{lang}->en: {error}")
@@ -383,7 +374,7 @@ def run_study(
         key = row.key(plan)
         missing = []
         for lang in plan.langs:
-            cell = store.get(key, f"{specs[lang][0].replace(':', '_')}-{eval_key}")
+            cell = store.get(key, f"{str(specs[lang][0]).replace(':', '_')}-{eval_key}")
             if cell is None:
                 missing.append(lang)
             else:
@@ -421,8 +412,8 @@ def run_study(
                     spec, tokenizer, plan.eval_windows, plan.eval_seqlen, plan.seed
                 )
             value = perplexity(model, held_out[spec]).to_dict()
-            value.update(row=row.label, eval_spec=spec)
-            store.put(key, f"{spec.replace(':', '_')}-{eval_key}", value)
+            value.update(row=row.label, eval_spec=str(spec))
+            store.put(key, f"{str(spec).replace(':', '_')}-{eval_key}", value)
             result.cells[(row.label, lang)] = value
             bar.update(1)
         for task, items in missing_tasks:

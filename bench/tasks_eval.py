@@ -9,16 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from polysparse.bench.plans import TASK_LIMIT
 from polysparse.bench.report import markdown_table
 from polysparse.sparsify.tasks import Item, TaskError, TaskSpec, build_items, evaluate_task, parse_tasks
 
-DEFAULT_LIMIT = 500
-"""Items per task unless ``--limit`` says otherwise (gettext gives thousands per language; 500 x 4 choices
-score in minutes on a 2-core CPU, see README)."""
-
 
 def prepare_tasks(
-    specs: str | Sequence[str], *, limit: int | None = DEFAULT_LIMIT, seed: int = 0
+    specs: str | Sequence[str], *, limit: int | None = TASK_LIMIT, seed: int = 0
 ) -> list[tuple[TaskSpec, list[Item]]]:
     """Every task's items, validated; raises :class:`TaskError` (a user error) before anything runs."""
     if limit is not None and limit < 1:

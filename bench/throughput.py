@@ -18,8 +18,8 @@ import copy
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.plans import BenchSetupError, ThroughputPlan
 from polysparse.bench.report import DEFAULT_RESULTS_DIR, environment, markdown_table, write_json
 from polysparse.runtime.checkpoint import checkpoint_summary, is_sparse_checkpoint, load_sparse
 from polysparse.runtime.linear import BACKENDS, DispatchTable, backend_runs, reset_backend_runs
@@ -38,46 +39,6 @@ log = logging.getLogger("polysparse.bench")
 DEFAULT_DISPATCH_FILE = DEFAULT_RESULTS_DIR / "kernels" / "sparse24_matmul.json"
 DEFAULT_OUT = DEFAULT_RESULTS_DIR / "throughput"
 VARIANTS = ("dense", "sparse")
-
-
-class BenchSetupError(ValueError):
-    """The models cannot be benchmarked as asked (no 2:4 layers, prompt too long, bad sizes)."""
-
-
-@dataclass(frozen=True)
-class ThroughputPlan:
-    """What to measure. Sizes are per call: ``batch`` sequences of ``prompt`` tokens, ``new_tokens`` each."""
-
-    batch_sizes: tuple[int, ...] = (1, 8, 16)
-    prompt_lengths: tuple[int, ...] = (128, 2048)
-    new_tokens: int = 128
-    repeats: int = 3
-    warmup: int = 1
-    cache: str = "dynamic"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("batch_sizes", "prompt_lengths"):
-            values = tuple(int(v) for v in getattr(self, name))
-            if not values or min(values) < 1:
-                raise BenchSetupError(f"{name} must be positive integers, got {values}")
-            object.__setattr__(self, name, values)
-        if self.new_tokens < 2:
-            raise BenchSetupError("new_tokens must be at least 2 (one prefill token, one decode step)")
-        if self.repeats < 1 or self.warmup < 0:
-            raise BenchSetupError("repeats must be >= 1 and warmup >= 0")
-        if self.cache not in ("dynamic", "static"):
-            raise BenchSetupError(f"cache must be dynamic or static, got {self.cache!r}")
-
-
-def parse_sizes(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"1,8,16"`` -> ``(1, 8, 16)``."""
-    if not isinstance(text, str):
-        return tuple(int(v) for v in text)
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise BenchSetupError(f"expected comma-separated integers, got {text!r}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -443,11 +404,14 @@ def benchmark_models(
     }
 
 
+_DEFAULT_PLAN = ThroughputPlan()
+
+
 def run_throughput(
     *,
     model: str | Path,
     dense: str | Path | None = None,
-    plan: ThroughputPlan = ThroughputPlan(),
+    plan: ThroughputPlan = _DEFAULT_PLAN,
     backend: str = "auto",
     device: str | None = None,
     dtype: str = "auto",

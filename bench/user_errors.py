@@ -6,8 +6,7 @@ inside the library still shows its traceback.
 
 from __future__ import annotations
 
-from polysparse.bench.study import StudyInputError
-from polysparse.bench.throughput import BenchSetupError
+from polysparse.bench.plans import BenchSetupError, StudyInputError
 from polysparse.runtime.checkpoint import CheckpointError
 from polysparse.sparsify.checkpointing import (
     CorruptCheckpointError,

@@ -437,6 +437,10 @@ def _decompress24_kernel(
         tl.store(w_row + (cols + j) * stride_wc, d, mask=mask)
 
 
+JIT_KERNELS = {"compress24": _compress24_kernel, "decompress24": _decompress24_kernel}
+"""This module's ``@triton.jit`` kernels by role (what ``bench/kernels/compiled.py`` compiles)."""
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Host wrappers
 # ----------------------------------------------------------------------------------------------------------

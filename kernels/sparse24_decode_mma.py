@@ -307,6 +307,15 @@ _kernel_tuned = triton.autotune(
     key=["N", "K", "SPLIT_K"],
 )(_kernel_h)
 
+JIT_KERNELS = {"decode_mma": _sparse24_decode_mma_kernel}
+"""This module's ``@triton.jit`` kernel (what ``bench/kernels/compiled.py`` compiles; configurations in
+:data:`CONFIGS`)."""
+
+
+def tuned_config() -> triton.Config | None:
+    """The configuration the autotuner chose at its last tuning (None before)."""
+    return getattr(_kernel_tuned, "best_config", None)
+
 
 def sparse24_decode_mma_launch(
     x2d: torch.Tensor,

@@ -385,7 +385,7 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int, group_m: int = 8
 
 
 # Small batches, 16 < M <= 128: still mostly memory bound, the x tile grows.
-_SMALL = [
+SMALL_CONFIGS = [
     _config(32, 64, 128, 4, 4),
     # No 32x128x128 w4 s4: it spilled 60-104 B on sm_80 and sm_90 with the select-based expansion (the
     # triton 3.6 report of commit 6ce5bb9), and 32x64 / 64x64 tiles cover its batch sizes.
@@ -394,7 +394,7 @@ _SMALL = [
     _config(64, 128, 128, 8, 3),
 ]
 # Prefill, M > 128: compute bound, tutorial-03-style tiles.
-_PREFILL = [
+PREFILL_CONFIGS = [
     _config(128, 128, 64, 8, 3),
     _config(128, 256, 64, 8, 3),
     _config(256, 128, 64, 8, 3),
@@ -407,7 +407,7 @@ _INTERPRETER = [_config(16, 64, 128, 4, 1)]
 
 
 def _configs() -> list[triton.Config]:
-    return _INTERPRETER if interpreter_enabled() else _SMALL + _PREFILL
+    return _INTERPRETER if interpreter_enabled() else SMALL_CONFIGS + PREFILL_CONFIGS
 
 
 def config_key(config: triton.Config) -> tuple[int, int, int, int, int]:
@@ -444,7 +444,7 @@ _sparse24_matmul = triton.autotune(
 
 
 # The decode GEMV: a thread per row and 128 columns per step; the program's rows are one warp's multiple.
-_GEMV = [
+GEMV_CONFIGS = [
     triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=1),
     triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=2, num_stages=1),
     triton.Config({"BLOCK_N": 256, "BLOCK_K": 128}, num_warps=8, num_stages=1),
@@ -464,9 +464,26 @@ rows); larger M the ``tl.dot`` kernel here."""
 
 _sparse24_gemv_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_gemv_kernel)
 _sparse24_gemv = triton.autotune(
-    configs=_GEMV_INTERPRETER if interpreter_enabled() else _GEMV,
+    configs=_GEMV_INTERPRETER if interpreter_enabled() else GEMV_CONFIGS,
     key=["N", "K", "SPLIT_K"],
 )(_sparse24_gemv_kernel_h)
+
+JIT_KERNELS = {
+    "dot": _sparse24_matmul_kernel,
+    "gemv": _sparse24_gemv_kernel,
+    "x_pair_table": _x_pair_table_kernel,
+    "splitk_reduce": _splitk_reduce_kernel,
+}
+"""This module's ``@triton.jit`` kernels by role: what ``bench/kernels/compiled.py`` compiles ahead of time
+(the tuned configurations are :data:`SMALL_CONFIGS` and :data:`PREFILL_CONFIGS` for ``dot``,
+:data:`GEMV_CONFIGS` for ``gemv``)."""
+
+_TUNED = {"dot": _sparse24_matmul, "gemv": _sparse24_gemv}
+
+
+def tuned_config(kernel: str) -> triton.Config | None:
+    """The configuration the autotuner of ``"dot"`` or ``"gemv"`` chose at its last tuning (None before)."""
+    return getattr(_TUNED[kernel], "best_config", None)
 
 
 def m_bucket(m: int) -> int:
@@ -547,6 +564,34 @@ def _int32_meta(meta: torch.Tensor) -> torch.Tensor:
     return meta.view(torch.int32)  # K % 64 == 0: whole int32 words per row
 
 
+def _weight_operands(
+    values: torch.Tensor, meta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The compressed weight as the GEMV and ``tl.dot`` kernels read it: ``(values, pairs, words)``, where
+    ``values`` is realigned by a copy when its rows are not contiguous 16-byte multiples, ``pairs`` views it
+    as ``(N, K/4)`` int32 (v0, v1) pairs (K % 64 == 0 keeps 16-byte aligned rows) and ``words`` is the
+    metadata as int32 words with 16-byte rows (:func:`_int32_meta`)."""
+    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
+        values = values.contiguous()
+    return values, values.view(torch.int32), _int32_meta(meta)
+
+
+def _split_k_target(out: torch.Tensor, split_k: int) -> torch.Tensor:
+    """Where a kernel writes: ``out`` itself, or ``(split_k, M, N)`` fp32 partial sums for
+    :func:`_finish_split_k` to reduce into it."""
+    if split_k == 1:
+        return out
+    m, n = out.shape
+    return torch.empty(split_k, m, n, dtype=torch.float32, device=out.device)
+
+
+def _finish_split_k(target: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+    """``out``, with the partial sums of a split-K launch (and the bias) reduced into it."""
+    if target is not out:
+        _reduce_splits(target, bias, out)
+    return out
+
+
 def _sparse24_gemv_triton(
     x2d: torch.Tensor,
     values: torch.Tensor,
@@ -565,11 +610,8 @@ def _sparse24_gemv_triton(
     if split_k is None:
         split_k = gemv_split_k(m, n, k, x2d.device)
     table = x_pair_table(x2d)
-    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
-        values = values.contiguous()
-    pairs = values.view(torch.int32)  # (N, K/4) (v0, v1) pairs; K % 64 == 0 keeps 16-byte aligned rows
-    words = _int32_meta(meta)
-    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
+    values, pairs, words = _weight_operands(values, meta)
+    target = _split_k_target(out, split_k)
     has_bias = bias is not None
 
     def grid(meta_args):
@@ -598,9 +640,7 @@ def _sparse24_gemv_triton(
         BF16=x2d.dtype == torch.bfloat16,
         **extra,
     )
-    if split_k > 1:
-        _reduce_splits(target, bias, out)
-    return out
+    return _finish_split_k(target, bias, out)
 
 
 def decode_split_k(n: int, k: int, device: torch.device) -> int:
@@ -630,11 +670,9 @@ def _sparse24_decode_triton(
         return out
     if split_k is None:
         split_k = decode_split_k(n, k, x2d.device)
-    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
+    target = _split_k_target(out, split_k)
     sparse24_decode_mma_launch(x2d, values, meta, bias, target, split_k, config=config)
-    if split_k > 1:
-        _reduce_splits(target, bias, out)
-    return out
+    return _finish_split_k(target, bias, out)
 
 
 def _sparse24_linear_triton(
@@ -659,15 +697,9 @@ def _sparse24_linear_triton(
         split_k = default_split_k(m, n, k, x2d.device)
     has_bias = bias is not None
     bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
-    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
-        values = values.contiguous()
-    pairs = values.view(torch.int32)  # (N, K/4) (v0, v1) pairs; K % 64 == 0 keeps 16-byte aligned rows
-    words = _int32_meta(meta)  # 16-byte rows (a copy only for metadata that is not format version 2)
-    if split_k == 1:
-        target, stride_s = out, 0
-    else:
-        target = torch.empty(split_k, m, n, dtype=torch.float32, device=x2d.device)
-        stride_s = target.stride(0)
+    _, pairs, words = _weight_operands(values, meta)
+    target = _split_k_target(out, split_k)
+    stride_s = target.stride(0) if split_k > 1 else 0
 
     def grid(meta_args):
         return triton.cdiv(m, meta_args["BLOCK_M"]) * triton.cdiv(n, meta_args["BLOCK_N"]), split_k
@@ -701,9 +733,7 @@ def _sparse24_linear_triton(
         INTERPRET=interpreter_enabled(),
         **extra,
     )
-    if split_k > 1:
-        _reduce_splits(target, bias, out)
-    return out
+    return _finish_split_k(target, bias, out)
 
 
 def sparse24_linear_unsupported(dtype: torch.dtype, out_features: int, in_features: int) -> str | None:

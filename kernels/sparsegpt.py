@@ -273,6 +273,10 @@ def _sparsegpt_block_kernel(
     tl.store(k_ptrs, tl.where(prune, 0, 1).to(tl.uint8), mask=tile_ok)
 
 
+JIT_KERNELS = {"sparsegpt_block": _sparsegpt_block_kernel}
+"""This module's ``@triton.jit`` kernel (what ``bench/kernels/compiled.py`` compiles)."""
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Launchers (no validation: the wrapper below checks first; tests call these to write into given buffers)
 # ----------------------------------------------------------------------------------------------------------

@@ -256,6 +256,10 @@ def _nm_mask_kernel(
         tl.store(w_ptrs, zeros, mask=valid & prune)
 
 
+JIT_KERNELS = {"unstructured_mask": _unstructured_mask_kernel, "nm_mask": _nm_mask_kernel}
+"""This module's ``@triton.jit`` kernels by role (what ``bench/kernels/compiled.py`` compiles)."""
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Launchers (no validation: the wrappers below check first; tests call these to write into given buffers)
 # ----------------------------------------------------------------------------------------------------------

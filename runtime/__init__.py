@@ -2,76 +2,51 @@
 
 Depends on :mod:`polysparse.kernels`, and reads what :mod:`polysparse.sparsify` writes through sparsify's
 output helpers (the report file, the atomic output folder, safetensors folders, the meta-device builder).
+
+Names are imported on first use (``from polysparse.runtime import sparsify_model`` works as ever), so the
+torch-free :mod:`polysparse.runtime.backends` is importable without torch (the command line's choices).
 """
 
-from polysparse.runtime.checkpoint import (
-    CheckpointError,
-    CheckpointExistsError,
-    CheckpointMismatchError,
-    CorruptCheckpointError,
-    NotSparse24Error,
-    SparsityMetadata,
-    checkpoint_summary,
-    export,
-    is_sparse_checkpoint,
-    load_sparse,
-    read_sparsity_config,
-    save_sparse,
-)
-from polysparse.runtime.linear import (
-    BACKENDS,
-    DispatchTable,
-    Sparse24Linear,
-    backend_runs,
-    reset_backend_runs,
-    select_backend,
-)
-from polysparse.runtime.swap import (
-    SwapReport,
-    densify_model,
-    is_24,
-    set_backend,
-    sparse_layers,
-    sparsify_model,
-)
-from polysparse.runtime.timing import (
-    GenerationTiming,
-    PeakMemory,
-    Spread,
-    synchronize,
-    time_generation,
-    weight_bytes_per_step,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BACKENDS",
-    "CheckpointError",
-    "CheckpointExistsError",
-    "CheckpointMismatchError",
-    "CorruptCheckpointError",
-    "DispatchTable",
-    "GenerationTiming",
-    "NotSparse24Error",
-    "PeakMemory",
-    "Sparse24Linear",
-    "SparsityMetadata",
-    "Spread",
-    "SwapReport",
-    "checkpoint_summary",
-    "backend_runs",
-    "densify_model",
-    "export",
-    "is_24",
-    "is_sparse_checkpoint",
-    "load_sparse",
-    "read_sparsity_config",
-    "reset_backend_runs",
-    "save_sparse",
-    "select_backend",
-    "set_backend",
-    "sparse_layers",
-    "sparsify_model",
-    "synchronize",
-    "time_generation",
-    "weight_bytes_per_step",
-]
+_EXPORTS = {
+    "BACKENDS": "backends",
+    "CheckpointError": "checkpoint",
+    "CheckpointExistsError": "checkpoint",
+    "CheckpointMismatchError": "checkpoint",
+    "CorruptCheckpointError": "checkpoint",
+    "DispatchTable": "linear",
+    "GenerationTiming": "timing",
+    "NotSparse24Error": "checkpoint",
+    "PeakMemory": "timing",
+    "Sparse24Linear": "linear",
+    "SparsityMetadata": "checkpoint",
+    "Spread": "timing",
+    "SwapReport": "swap",
+    "backend_runs": "linear",
+    "checkpoint_summary": "checkpoint",
+    "densify_model": "swap",
+    "export": "checkpoint",
+    "is_24": "swap",
+    "is_sparse_checkpoint": "checkpoint",
+    "load_sparse": "checkpoint",
+    "read_sparsity_config": "checkpoint",
+    "reset_backend_runs": "linear",
+    "save_sparse": "checkpoint",
+    "select_backend": "linear",
+    "set_backend": "swap",
+    "sparse_layers": "swap",
+    "sparsify_model": "swap",
+    "synchronize": "timing",
+    "time_generation": "timing",
+    "weight_bytes_per_step": "timing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"polysparse.runtime.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'polysparse.runtime' has no attribute {name!r}")

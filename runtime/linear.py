@@ -47,11 +47,10 @@ from polysparse.kernels import (
     sparse24_linear_unsupported,
     to_torch_semi_structured,
 )
+from polysparse.runtime.backends import BACKENDS, Backend
 
 log = logging.getLogger("polysparse.runtime")
 
-Backend = Literal["auto", "triton", "torch", "dense"]
-BACKENDS: tuple[str, ...] = ("auto", "triton", "torch", "dense")
 Layout = Literal["linear", "conv1d"]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)

@@ -18,7 +18,7 @@ import torch
 
 from polysparse.sparsify.calibration_spec import CalibrationSpec, TranslatePart
 from polysparse.sparsify.config import ConfigError
-from polysparse.sparsify.corpora import Document, EmptyCorpusError
+from polysparse.sparsify.corpora import Document, EmptyCorpusError, SourceSpec
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -198,8 +198,8 @@ def allocate(total: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
-def split_source(spec: str) -> tuple[list[Document], list[Document]]:
-    """(calibration, evaluation) documents of one source spec. The split does not depend on the
+def split_source(spec: SourceSpec) -> tuple[list[Document], list[Document]]:
+    """(calibration, evaluation) documents of one parsed source spec. The split does not depend on the
     calibration seed, so every run holds out the same documents."""
     from polysparse.sparsify.corpora import load_documents, split_by_document
 
@@ -217,7 +217,7 @@ HELD_OUT_PARALLEL_SOURCES = ("gettext",)
 
 
 def translation_windows(
-    spec: str | TranslatePart, tokenizer, nsamples: int, seqlen: int, seed: int = 0
+    part: TranslatePart, tokenizer, nsamples: int, seqlen: int, seed: int = 0
 ) -> TokenWindows:
     """``nsamples`` few-shot translation prompts, one padded window each (padding masked out).
 
@@ -227,35 +227,33 @@ def translation_windows(
     """
     from polysparse.sparsify.corpora import load_parallel, pair_document_ids, translation_prompts
 
-    parsed = spec if isinstance(spec, TranslatePart) else TranslatePart.parse(spec)
-    pairs = load_parallel(parsed.parallel_spec)
-    if parsed.source in BOOK_SOURCES:
+    pairs = load_parallel(part.parallel)
+    if part.source in BOOK_SOURCES:
         held_out = set()
-        for lang in (parsed.src, parsed.tgt):
-            _, evaluation = split_source(f"{parsed.source}:{lang}")
+        for lang in (part.parallel.src, part.parallel.tgt):
+            _, evaluation = split_source(SourceSpec.of(part.source, lang))
             held_out |= {d.doc_id.rsplit("/", 1)[-1] for d in evaluation}
         pairs = [p for p in pairs if p.pair_id.rsplit("/", 1)[-1].split("#")[0] not in held_out]
-    elif parsed.source in HELD_OUT_PARALLEL_SOURCES:
+    elif part.source in HELD_OUT_PARALLEL_SOURCES:
         held_out_ids: set[str] = set()
-        for lang in (parsed.src, parsed.tgt):
-            if lang != "en":  # English message ids are no document
-                held_out_ids |= {d.doc_id for d in split_source(f"{parsed.source}:{lang}")[1]}
+        for lang in (part.parallel.src, part.parallel.tgt):
+            if lang.iso != "en":  # English message ids are no document
+                held_out_ids |= {d.doc_id for d in split_source(SourceSpec.of(part.source, lang))[1]}
         pairs = [p for p in pairs if not any(d in held_out_ids for d in pair_document_ids(p.pair_id))]
     prompts = translation_prompts(
-        pairs, parsed.src, parsed.tgt, shots=parsed.shots, seed=seed, count=nsamples
+        pairs, part.parallel.src, part.parallel.tgt, shots=part.shots, seed=seed, count=nsamples
     )
-    return windows_from_texts(tokenizer, prompts, seqlen, description=parsed.spec)
+    return windows_from_texts(tokenizer, prompts, seqlen, description=part.spec)
 
 
 def calibration_windows(
-    spec: str | CalibrationSpec, tokenizer, nsamples: int, seqlen: int, seed: int = 0
+    spec: CalibrationSpec, tokenizer, nsamples: int, seqlen: int, seed: int = 0
 ) -> TokenWindows:
-    """Calibration windows for a source spec, a translation spec, or a mixture of them.
+    """Calibration windows for a parsed calibration spec: a source, a translation spec, or a mixture.
 
     Document sources give windows from the calibration side of the document split. Every window is labelled
     with its part's language (``de``, ``de->en`` for translation prompts; the spec where it names none).
     """
-    spec = CalibrationSpec.parse(spec)
     parts = []
     for part, count in zip(spec.parts, allocate(nsamples, [part.weight for part in spec.parts])):
         if count == 0:
@@ -263,7 +261,7 @@ def calibration_windows(
         if isinstance(part, TranslatePart):
             windows = translation_windows(part, tokenizer, count, seqlen, seed)
         else:
-            calibration, _ = split_source(part.spec)
+            calibration, _ = split_source(part.parsed)
             windows = windows_from_documents(
                 tokenizer, calibration, count, seqlen, seed, description=part.spec
             )
@@ -271,8 +269,10 @@ def calibration_windows(
     return parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec.text)
 
 
-def evaluation_windows(spec: str, tokenizer, nwindows: int, seqlen: int, seed: int = 0) -> TokenWindows:
-    """Held-out evaluation windows for one source spec (documents never used for calibration)."""
+def evaluation_windows(
+    spec: SourceSpec, tokenizer, nwindows: int, seqlen: int, seed: int = 0
+) -> TokenWindows:
+    """Held-out evaluation windows for one parsed source spec (documents never used for calibration)."""
     _, evaluation = split_source(spec)
     if not evaluation:
         raise EmptyCorpusError(f"{spec} has no held-out documents to evaluate on (it is a single document)")

@@ -9,11 +9,12 @@ Grammar (what ``--calib`` takes)::
                                                         translate:de->en:gettext,shots=4
 
 Comma-separated pieces without a ``:`` (``shots=4``) are options of the part before them. Weights are
-normalised to sum to 1 (a single part weighs 1). :meth:`CalibrationSpec.parse` checks the grammar only; which
-sources and languages exist here is the loaders' question, and they answer it with the installed languages
-listed. The spec's language(s) are normalised once here, for the report (``polysparse.json`` records
-:meth:`CalibrationSpec.to_dict`); a document source's argument goes to its loader as written, since a
-locale variant (``zh-TW``) narrows what the loader reads.
+normalised to sum to 1 (a single part weighs 1). :meth:`CalibrationSpec.parse` checks the grammar only;
+which sources and languages exist here is the loaders' question, and they answer it with the installed
+languages listed. Languages are normalised once here: a document part holds its parsed
+:class:`~polysparse.sparsify.corpora.SourceSpec` (whose language keeps a locale variant such as ``zh-TW``,
+which narrows what the loader reads), and ``polysparse.json`` records :meth:`CalibrationSpec.to_dict`.
+Code that builds a spec (the study's rows) does so from parts (:meth:`CalibrationSpec.of`), never from text.
 
 Pure Python: importable without torch.
 """
@@ -21,47 +22,42 @@ Pure Python: importable without torch.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from polysparse.sparsify.corpora.documents import SourceSpecError
-from polysparse.sparsify.corpora.languages import UnknownLanguageError, normalize_language
+from polysparse.sparsify.corpora.languages import Language, normalize_language
+from polysparse.sparsify.corpora.specs import ParallelSpec, SourceSpec
 
 TRANSLATE_PREFIX = "translate:"
 DEFAULT_SHOTS = 4
 
 
-def _language(code: str) -> str:
-    """ISO 639-1 code of ``code`` for the record, or ``code`` as written when it is no known language (the
-    loader will refuse it with the installed languages listed)."""
-    try:
-        return normalize_language(code)
-    except UnknownLanguageError:
-        return code
-
-
 @dataclass(frozen=True)
 class SourcePart:
-    """Documents of one source: ``spec`` (``NAME:ARGUMENT``, as written) goes to the source's loader."""
+    """Documents of one source: the parsed ``NAME:ARGUMENT`` (which the loaders take) and its weight."""
 
-    spec: str
+    parsed: SourceSpec
     weight: float = 1.0
 
     @property
+    def spec(self) -> str:
+        """The part as written (``handbook:de``)."""
+        return str(self.parsed)
+
+    @property
     def source(self) -> str:
-        return self.spec.partition(":")[0]
+        return self.parsed.source
 
     @property
     def argument(self) -> str:
-        return self.spec.partition(":")[2]
+        return self.parsed.argument
 
     @property
     def language(self) -> str | None:
         """The part's language for the record, ``None`` where the spec names none (``text:notes.txt``)."""
-        if self.source in ("text", "hf"):
-            head, sep, last = self.argument.rpartition(":")
-            return _language(last) if sep and head else None
-        return _language(self.argument) if self.argument else None
+        return self.parsed.record_language
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,9 +87,21 @@ class TranslatePart:
         return f"{self.src}->{self.tgt}"
 
     @property
+    def parallel(self) -> ParallelSpec:
+        """The aligned pairs the prompts are built from (``gettext:de->en``; languages already normalised)."""
+        return ParallelSpec(self.source, Language.iso_code(self.src), Language.iso_code(self.tgt))
+
+    @property
     def parallel_spec(self) -> str:
-        """The spec of the aligned pairs the prompts are built from (``gettext:de->en``)."""
-        return f"{self.source}:{self.src}->{self.tgt}"
+        """:attr:`parallel` as text, for humans."""
+        return str(self.parallel)
+
+    @classmethod
+    def of(
+        cls, src: str, tgt: str, source: str, shots: int = DEFAULT_SHOTS, weight: float = 1.0
+    ) -> TranslatePart:
+        """The part for ISO 639-1 codes ``src`` -> ``tgt`` (already normalised); its text is rendered."""
+        return cls(f"{TRANSLATE_PREFIX}{src}->{tgt}:{source},shots={shots}", src, tgt, source, shots, weight)
 
     @classmethod
     def parse(cls, text: str, weight: float = 1.0) -> TranslatePart:
@@ -148,10 +156,22 @@ class CalibrationSpec:
         parts = tuple(
             TranslatePart.parse(component, weight)
             if component.startswith(TRANSLATE_PREFIX)
-            else SourcePart(component, weight)
+            else SourcePart(SourceSpec.parse(component), weight)
             for component, weight in weighted
         )
         return cls(parts, text)
+
+    @classmethod
+    def of(cls, parts: Sequence[CalibrationPart]) -> CalibrationSpec:
+        """A spec built from parsed parts, weights normalised to sum to 1 (a single part weighs 1); its
+        text (``handbook:de=0.5,handbook:en=0.5``) is rendered for humans and records."""
+        if not parts:
+            raise SourceSpecError("empty calibration spec")
+        if len(parts) == 1:
+            return cls((replace(parts[0], weight=1.0),), parts[0].spec)
+        total = sum(part.weight for part in parts)
+        weighted = tuple(replace(part, weight=part.weight / total) for part in parts)
+        return cls(weighted, ",".join(f"{part.spec}={part.weight:.6g}" for part in weighted))
 
     @property
     def language(self) -> str | None:

@@ -21,7 +21,7 @@ from torch import nn
 from polysparse.sparsify import distributed
 from polysparse.sparsify.activations import ActivationStore
 from polysparse.sparsify.calibration import TokenWindows
-from polysparse.sparsify.checkpointing import PruneCheckpoint, run_fingerprint
+from polysparse.sparsify.checkpointing import PruneCheckpoint, ResumeState, run_fingerprint
 from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.hooks import attach_statistics
 from polysparse.sparsify.methods import METHODS, admm_refine
@@ -194,20 +194,70 @@ def prune_model(
     ``block_loader`` (see :mod:`polysparse.sparsify.streaming`) blocks live in memory only for their own
     step; their pruned weights are then only in ``checkpoint_dir``, which is required.
     """
+    _check_run(config, windows, checkpoint_dir, block_loader)
+    skipped = check_pattern_fits(model, config)
+    check_something_to_prune(model, config, skipped)
+    calibration = windows.summary() if windows is not None else {"windows": 0}
+    report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
+    windows, checkpoint_dir = _rank_share(report, windows, checkpoint_dir)
+    block_sparsity = _block_sparsity(model, config, windows, report, progress, block_loader)
+    checkpoint, resume = _restore(model, config, report, checkpoint_dir, block_loader)
+    blocks = len(find_decoder_stack(model).blocks)
+    run = _BlockRun(
+        config=config,
+        report=report,
+        left_dense={entry["name"] for entry in skipped},
+        block_sparsity=block_sparsity,
+        blocks=blocks,
+        world=distributed.rank_and_world()[1],
+        dense_stream=_resumed_dense_stream(config, resume, blocks, checkpoint_dir),
+    )
+    start = resume.next_block if resume is not None else 0
+    steps = sequential_blocks(
+        model,
+        windows,
+        device=config.device,
+        batch_size=config.batch_size,
+        progress=progress,
+        description=f"{config.method} {config.sparsity_label}",
+        start=start,
+        start_hidden=resume.hidden if resume is not None else None,
+        after_block=lambda step, next_inputs: run.finish_block(step, next_inputs, checkpoint),
+        block_loader=block_loader,
+        offload=config.offload,
+        offload_dtype=config.offload_dtype,
+        offload_dir=_offload_dir(config, checkpoint_dir),
+    )
+    started = time.perf_counter()
+    run.block_started = started
+    for step in steps:
+        run.prune_block(step)
+    report.seconds = time.perf_counter() - started + sum(b.get("seconds", 0.0) for b in report.blocks[:start])
+    return report
+
+
+def _check_run(
+    config: PruneConfig,
+    windows: TokenWindows | None,
+    checkpoint_dir: str | Path | None,
+    block_loader: BlockLoader | None,
+) -> None:
+    """Refuse a run that cannot start: streaming without a checkpoint folder, calibration steps without
+    windows, windows longer than ``config.seqlen``."""
     if block_loader is not None and checkpoint_dir is None:
         raise ValueError("streaming blocks from disk needs a checkpoint_dir to keep the pruned blocks in")
-    description = f"{config.method} {config.sparsity_label}"
     if windows is None and config.method != "magnitude":
         raise ConfigError(f"{config.method} needs calibration windows")
     if windows is None and needs_calibration(config):
         raise ConfigError(f"{', '.join(calibrated_steps(config))} need calibration windows")
     if windows is not None and windows.seqlen > config.seqlen:
         raise ConfigError(f"windows are {windows.seqlen} tokens long, more than seqlen={config.seqlen}")
-    skipped = check_pattern_fits(model, config)
-    left_dense = {entry["name"] for entry in skipped}
-    check_something_to_prune(model, config, skipped)
-    calibration = windows.summary() if windows is not None else {"windows": 0}
-    report = PruneReport(config=config.to_dict(), calibration=calibration, skipped=skipped)
+
+
+def _rank_share(
+    report: PruneReport, windows: TokenWindows | None, checkpoint_dir: str | Path | None
+) -> tuple[TokenWindows | None, str | Path | None]:
+    """This rank's share of the windows and its own checkpoint folder (the whole of both on one rank)."""
     rank, world = distributed.rank_and_world()
     if world > 1:
         report.calibration["ranks"] = world
@@ -215,106 +265,104 @@ def prune_model(
             windows = distributed.shard_windows(windows, rank, world)
         if checkpoint_dir is not None:
             checkpoint_dir = Path(checkpoint_dir) / f"rank-{rank}"
+    return windows, checkpoint_dir
 
-    block_sparsity: list[float] | None = None
-    if config.sparsity_profile != "uniform":  # owl, owl-lang
-        # On the dense model, before a resumed run loads its pruned blocks: the same profile every time.
-        from polysparse.sparsify.profiles import owl_profile
 
-        report.profile = owl_profile(model, config, windows, progress=progress, block_loader=block_loader)
-        block_sparsity = report.profile["block_sparsity"]
+def _block_sparsity(
+    model: nn.Module,
+    config: PruneConfig,
+    windows: TokenWindows | None,
+    report: PruneReport,
+    progress: bool,
+    block_loader: BlockLoader | None,
+) -> list[float] | None:
+    """Each block's sparsity under an outlier-weighted profile (recorded in the report); None if uniform."""
+    if config.sparsity_profile == "uniform":  # owl, owl-lang below
+        return None
+    # On the dense model, before a resumed run loads its pruned blocks: the same profile every time.
+    from polysparse.sparsify.profiles import owl_profile
 
-    checkpoint = resume = None
-    if checkpoint_dir is not None:
-        # A streamed model's blocks are not in memory: their files are hashed instead.
-        content_digest = getattr(block_loader, "content_digest", None)
-        fingerprint = run_fingerprint(
-            model,
-            config.to_dict(),
-            calibration.get("sha256"),
-            weights_sha256=content_digest() if content_digest is not None else None,
-        )
-        checkpoint = PruneCheckpoint(checkpoint_dir, fingerprint)
-        resume = checkpoint.restore(find_decoder_stack(model).blocks, load_weights=block_loader is None)
-        if resume is not None:
-            report.layers = resume.report.get("layers", [])
-            report.blocks = resume.report.get("blocks", [])
-    start = resume.next_block if resume is not None else 0
-    offload_dir = config.offload_dir
-    if config.offload == "disk" and offload_dir is None and checkpoint_dir is not None:
+    report.profile = owl_profile(model, config, windows, progress=progress, block_loader=block_loader)
+    return report.profile["block_sparsity"]
+
+
+def _restore(
+    model: nn.Module,
+    config: PruneConfig,
+    report: PruneReport,
+    checkpoint_dir: str | Path | None,
+    block_loader: BlockLoader | None,
+) -> tuple[PruneCheckpoint | None, ResumeState | None]:
+    """The run's checkpoint (None without ``checkpoint_dir``) and what an earlier run left to resume from
+    (None when nothing): its pruned blocks are loaded and its report entries taken over."""
+    if checkpoint_dir is None:
+        return None, None
+    # A streamed model's blocks are not in memory: their files are hashed instead.
+    content_digest = getattr(block_loader, "content_digest", None)
+    fingerprint = run_fingerprint(
+        model,
+        config.to_dict(),
+        report.calibration.get("sha256"),
+        weights_sha256=content_digest() if content_digest is not None else None,
+    )
+    checkpoint = PruneCheckpoint(checkpoint_dir, fingerprint)
+    resume = checkpoint.restore(find_decoder_stack(model).blocks, load_weights=block_loader is None)
+    if resume is not None:
+        report.layers = resume.report.get("layers", [])
+        report.blocks = resume.report.get("blocks", [])
+    return checkpoint, resume
+
+
+def _resumed_dense_stream(
+    config: PruneConfig, resume: ResumeState | None, blocks: int, checkpoint_dir: str | Path | None
+) -> Sequence[torch.Tensor] | None:
+    """Block-wise reconstruction towards the dense model carries the dense model's activations along: a
+    resumed run takes them from its checkpoint."""
+    if resume is None or config.reconstruct == "none" or config.reconstruct_target != "dense":
+        return None
+    dense_stream = resume.streams.get("dense")
+    if dense_stream is None and resume.next_block < blocks:
+        raise ConfigError(f"{checkpoint_dir} lacks the dense activations to resume reconstruction from")
+    return dense_stream
+
+
+def _offload_dir(config: PruneConfig, checkpoint_dir: str | Path | None) -> str | Path | None:
+    """Where disk offload writes activations: the configured folder, else beside the checkpoints."""
+    if config.offload == "disk" and config.offload_dir is None and checkpoint_dir is not None:
         # Beside the checkpoints, on the disk the user chose for the run, rather than in a /tmp that may be
         # small or in memory; whatever a killed run left there is stale.
         offload_dir = Path(checkpoint_dir) / "activations"
         shutil.rmtree(offload_dir, ignore_errors=True)
+        return offload_dir
+    return config.offload_dir
 
-    # Block-wise reconstruction towards the dense model carries the dense model's activations along.
+
+@dataclass
+class _BlockRun:
+    """The per-block work of one :func:`prune_model` run and the state it carries from block to block."""
+
+    config: PruneConfig
+    report: PruneReport
+    left_dense: set[str]
+    block_sparsity: list[float] | None
+    blocks: int
+    world: int
     dense_stream: Sequence[torch.Tensor] | None = None
-    if resume is not None and config.reconstruct != "none" and config.reconstruct_target == "dense":
-        dense_stream = resume.streams.get("dense")
-        if dense_stream is None and resume.next_block < len(find_decoder_stack(model).blocks):
-            raise ConfigError(f"{checkpoint_dir} lacks the dense activations to resume reconstruction from")
+    block_started: float = 0.0
 
-    def after_block(step: BlockStep, next_inputs: ActivationStore | None) -> None:
-        report.blocks[-1]["seconds"] = time.perf_counter() - block_started
-        if checkpoint is not None:
-            carried = next_inputs is not None and dense_stream is not None
-            streams = {"dense": dense_stream} if carried else None
-            checkpoint.save(
-                step.index,
-                step.block,
-                next_inputs,
-                {"layers": report.layers, "blocks": report.blocks},
-                **({"streams": streams} if streams else {}),
-            )
-
-    steps = sequential_blocks(
-        model,
-        windows,
-        device=config.device,
-        batch_size=config.batch_size,
-        progress=progress,
-        description=description,
-        start=start,
-        start_hidden=resume.hidden if resume is not None else None,
-        after_block=after_block,
-        block_loader=block_loader,
-        offload=config.offload,
-        offload_dtype=config.offload_dtype,
-        offload_dir=offload_dir,
-    )
-    prune = METHODS[config.method]
-    started = time.perf_counter()
-    block_started = started
-    for step in steps:
-        block_started = time.perf_counter()
+    def prune_block(self, step: BlockStep) -> None:
+        """Statistics, masks (and the ADMM update), reconstruction of one block; its entry in the report."""
+        config = self.config
+        self.block_started = time.perf_counter()
         _check_finite_parameters(step)
         layers = {
             name: layer
             for name, layer in prunable_layers(step.block, step.name, config.targets, config.ignore).items()
-            if name not in left_dense
+            if name not in self.left_dense
         }
         extra = {"hessian": True} if config.update == "admm" else {}  # ADMM needs X^T X after any method
         stats, select_batch, handles = attach_statistics(step, layers, config.method, **extra)
-        targets = None
-        # The dense stream advances through every block, also one with nothing to prune.
-        if (
-            config.reconstruct != "none"
-            and len(step.hidden)
-            and (layers or config.reconstruct_target == "dense")
-        ):
-            if config.reconstruct_target == "dense":
-                dense_inputs = dense_stream if dense_stream is not None else step.hidden
-                if not isinstance(dense_inputs, (ActivationStore, list)):  # read back from a checkpoint
-                    store = _empty_store(step)
-                    for batch in dense_inputs:
-                        store.append(batch.to(step.device))
-                    dense_inputs = store
-                targets = replace(step, hidden=dense_inputs).forward_batches(outputs=_empty_store(step))
-                if dense_inputs is not step.hidden and isinstance(dense_inputs, ActivationStore):
-                    dense_inputs.close()
-                dense_stream = targets
-            else:
-                targets = _empty_store(step)
+        targets = self._reconstruction_targets(step, layers)
         try:
             if stats or (targets is not None and config.reconstruct_target == "prefix"):
                 outputs = targets if config.reconstruct_target == "prefix" else None
@@ -322,13 +370,51 @@ def prune_model(
         finally:
             for handle in handles:
                 handle.remove()
+        keeps = self._prune_layers(step, layers, stats, keep_masks=targets is not None)
+        block_entry: dict[str, Any] = {"index": step.index, "name": step.name, "layers": list(layers)}
+        if targets is not None and keeps:
+            block_entry["reconstruction"] = self._reconstruct(step, targets, keeps)
+        self.report.blocks.append(block_entry)
+
+    def _reconstruction_targets(
+        self, step: BlockStep, layers: dict[str, nn.Module]
+    ) -> ActivationStore | list[torch.Tensor] | None:
+        """What the block's output is trained towards (None without reconstruction): the dense model's
+        outputs, advancing the dense stream through every block (also one with nothing to prune), or a store
+        for the pruned prefix's outputs, filled by the statistics pass."""
+        config = self.config
+        if config.reconstruct == "none" or not len(step.hidden):
+            return None
+        if config.reconstruct_target != "dense":
+            return _empty_store(step) if layers else None
+        dense_inputs = self.dense_stream if self.dense_stream is not None else step.hidden
+        if not isinstance(dense_inputs, (ActivationStore, list)):  # read back from a checkpoint
+            store = _empty_store(step)
+            for batch in dense_inputs:
+                store.append(batch.to(step.device))
+            dense_inputs = store
+        targets = replace(step, hidden=dense_inputs).forward_batches(outputs=_empty_store(step))
+        if dense_inputs is not step.hidden and isinstance(dense_inputs, ActivationStore):
+            dense_inputs.close()
+        self.dense_stream = targets
+        return targets
+
+    def _prune_layers(
+        self, step: BlockStep, layers: dict[str, nn.Module], stats: dict[str, Any], keep_masks: bool
+    ) -> dict[nn.Module, torch.Tensor]:
+        """Prune (and update) every layer of the block from its statistics; report each. Returns the kept
+        positions per layer when ``keep_masks`` (reconstruction trains only those)."""
+        config = self.config
         layer_config = config
-        if block_sparsity is not None:
-            layer_config = replace(config, sparsity=block_sparsity[step.index], sparsity_profile="uniform")
-        keeps: dict[nn.Module, torch.Tensor] = {}
+        if self.block_sparsity is not None:
+            layer_config = replace(
+                config, sparsity=self.block_sparsity[step.index], sparsity_profile="uniform"
+            )
+        world = self.world
         if world > 1 and stats:
             distributed.all_reduce_statistics(stats, step.device)
-        block_layers = []
+        prune = METHODS[config.method]
+        keeps: dict[nn.Module, torch.Tensor] = {}
         for name, layer in layers.items():
             weight = weight_matrix(layer)
             try:
@@ -341,36 +427,58 @@ def prune_model(
                 distributed.broadcast_from_first(result.weight)
                 distributed.broadcast_from_first(result.keep)
             set_weight_matrix(layer, result.weight)
-            if targets is not None:
+            if keep_masks:
                 keeps[layer] = result.keep
-            entry = {
-                "name": name,
-                "shape": list(weight.shape),
-                "parameters": weight.numel(),
-                "pruned": int((~result.keep).sum().item()),
-                "sparsity": result.sparsity,
-                **result.info,
-            }
-            report.layers.append(entry)
-            block_layers.append(name)
-            stats.pop(name, None)
-        block_entry: dict[str, Any] = {"index": step.index, "name": step.name, "layers": block_layers}
-        if targets is not None and keeps:
-            settings = ReconstructionSettings(
-                config.reconstruct_steps, config.reconstruct_lr, reconstruction_seed(config.seed, step.index)
+            self.report.layers.append(
+                {
+                    "name": name,
+                    "shape": list(weight.shape),
+                    "parameters": weight.numel(),
+                    "pruned": int((~result.keep).sum().item()),
+                    "sparsity": result.sparsity,
+                    **result.info,
+                }
             )
-            try:
-                block_entry["reconstruction"] = reconstruct_block(
-                    step.block, step.hidden, step.arguments, step.token_masks, targets, keeps, settings
-                )
-            except FloatingPointError as error:
-                raise NonFiniteError(f"{step.name}: {error}") from None
-            if world > 1:  # each rank trained on its own shard; all continue from rank 0's weights
-                for layer in keeps:
-                    distributed.broadcast_from_first(layer.weight.data)
-            last = step.index == len(find_decoder_stack(model).blocks) - 1
-            if isinstance(targets, ActivationStore) and (config.reconstruct_target == "prefix" or last):
-                targets.close()  # the dense stream lives on into the next block
-        report.blocks.append(block_entry)
-    report.seconds = time.perf_counter() - started + sum(b.get("seconds", 0.0) for b in report.blocks[:start])
-    return report
+            stats.pop(name, None)
+        return keeps
+
+    def _reconstruct(
+        self,
+        step: BlockStep,
+        targets: ActivationStore | list[torch.Tensor],
+        keeps: dict[nn.Module, torch.Tensor],
+    ) -> dict[str, Any]:
+        """Train the block's kept weights towards ``targets``; the reconstruction's record."""
+        config = self.config
+        settings = ReconstructionSettings(
+            config.reconstruct_steps, config.reconstruct_lr, reconstruction_seed(config.seed, step.index)
+        )
+        try:
+            record = reconstruct_block(
+                step.block, step.hidden, step.arguments, step.token_masks, targets, keeps, settings
+            )
+        except FloatingPointError as error:
+            raise NonFiniteError(f"{step.name}: {error}") from None
+        if self.world > 1:  # each rank trained on its own shard; all continue from rank 0's weights
+            for layer in keeps:
+                distributed.broadcast_from_first(layer.weight.data)
+        last = step.index == self.blocks - 1
+        if isinstance(targets, ActivationStore) and (config.reconstruct_target == "prefix" or last):
+            targets.close()  # the dense stream lives on into the next block
+        return record
+
+    def finish_block(
+        self, step: BlockStep, next_inputs: ActivationStore | None, checkpoint: PruneCheckpoint | None
+    ) -> None:
+        """After the walk moved the activations on: time the block and keep its state in the checkpoint."""
+        self.report.blocks[-1]["seconds"] = time.perf_counter() - self.block_started
+        if checkpoint is not None:
+            carried = next_inputs is not None and self.dense_stream is not None
+            streams = {"dense": self.dense_stream} if carried else None
+            checkpoint.save(
+                step.index,
+                step.block,
+                next_inputs,
+                {"layers": self.report.layers, "blocks": self.report.blocks},
+                **({"streams": streams} if streams else {}),
+            )

@@ -90,7 +90,7 @@ class Launch:
 
     family: str  # e.g. "sparse24_matmul/dot"
     label: str  # the configuration, human-readable
-    kernel: str  # "module:function" under polysparse.kernels
+    kernel: str  # "module:role": a key of JIT_KERNELS in polysparse.kernels.<module>
     types: dict[str, str]  # pointer and non-i32 argument types; other arguments are i32
     constexprs: dict[str, Any]
     divisible: tuple[str, ...] = ()  # arguments a real launch specialises as divisible by 16
@@ -118,7 +118,7 @@ def _dot_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_matmul as sm
 
     # M <= 16 never reaches this kernel (the GEMV and the tensor-core decode kernel take it).
-    regimes = [("small", sm._SMALL), ("prefill", sm._PREFILL)]
+    regimes = [("small", sm.SMALL_CONFIGS), ("prefill", sm.PREFILL_CONFIGS)]
     launches = []
     for regime, configs in regimes:
         for index, cfg in enumerate(configs):
@@ -149,7 +149,7 @@ def _dot_launches(subset: str) -> list[Launch]:
                                     f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
                                     f"s{cfg.num_stages} {dtype} split{split}{'' if even_k else ' K%BK'}"
                                 ),
-                                kernel="sparse24_matmul:_sparse24_matmul_kernel",
+                                kernel="sparse24_matmul:dot",
                                 types={
                                     "x_ptr": f"*{dtype}",
                                     "p_ptr": "*i32",
@@ -183,7 +183,7 @@ def _gemv_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_matmul as sm
 
     launches = []
-    for index, cfg in enumerate(sm._GEMV):
+    for index, cfg in enumerate(sm.GEMV_CONFIGS):
         if subset == "ci" and index:
             continue
         kw = cfg.kwargs
@@ -200,7 +200,7 @@ def _gemv_launches(subset: str) -> list[Launch]:
                                 f"N{kw['BLOCK_N']}xK{kw['BLOCK_K']} w{cfg.num_warps} {dtype} split{split}"
                                 f"{'' if even_n else ' N%BN K%BK'}"
                             ),
-                            kernel="sparse24_matmul:_sparse24_gemv_kernel",
+                            kernel="sparse24_matmul:gemv",
                             types={
                                 "t_ptr": "*i64",
                                 "v_ptr": "*i32",
@@ -240,7 +240,7 @@ def _gemv_launches(subset: str) -> list[Launch]:
             Launch(
                 "sparse24_matmul/x_pair_table",
                 "BLOCK_G 64 fp16",
-                "sparse24_matmul:_x_pair_table_kernel",
+                "sparse24_matmul:x_pair_table",
                 {"x_ptr": "*fp16", "t_ptr": "*i64"},
                 dict(BLOCK_G=64),
                 ("x_ptr", "t_ptr", "stride_xm", "stride_tm"),
@@ -277,7 +277,7 @@ def _decode_mma_launches(subset: str) -> list[Launch]:
                                 f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
                                 f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
                             ),
-                            kernel="sparse24_decode_mma:_sparse24_decode_mma_kernel",
+                            kernel="sparse24_decode_mma:decode_mma",
                             types={
                                 "x_ptr": f"*{dtype}",
                                 "p_ptr": "*i32",
@@ -317,7 +317,7 @@ def _other_launches(subset: str) -> list[Launch]:
             Launch(
                 "sparse24_matmul/splitk_reduce",
                 f"split{split}",
-                "sparse24_matmul:_splitk_reduce_kernel",
+                "sparse24_matmul:splitk_reduce",
                 {"ws_ptr": "*fp32", "bias_ptr": "*fp16", "y_ptr": "*fp16"},
                 dict(HAS_BIAS=True, SPLIT_K=split, BLOCK_M=16, BLOCK_N=128),
                 ("ws_ptr", "bias_ptr", "y_ptr", "N", "stride_ws", "stride_wm", "stride_ym"),
@@ -333,7 +333,7 @@ def _other_launches(subset: str) -> list[Launch]:
                 Launch(
                     "topk_mask/unstructured",
                     f"cols{cols} {block_m}x{block_n} {dtype}",
-                    "topk_mask:_unstructured_mask_kernel",
+                    "topk_mask:unstructured_mask",
                     {"w_ptr": f"*{dtype}", "scale_ptr": "*fp32", "keep_ptr": "*u8"},
                     dict(
                         HAS_SCALE=True, ZERO_PRUNED=True, ONE_TILE=one_tile, BLOCK_M=block_m, BLOCK_N=block_n
@@ -351,7 +351,7 @@ def _other_launches(subset: str) -> list[Launch]:
                 Launch(
                     "topk_mask/nm",
                     f"{n}:{m} {block_m}x{block_g} {dtype}",
-                    "topk_mask:_nm_mask_kernel",
+                    "topk_mask:nm_mask",
                     {"w_ptr": f"*{dtype}", "scale_ptr": "*fp32", "keep_ptr": "*u8"},
                     dict(
                         N=n,
@@ -373,7 +373,7 @@ def _other_launches(subset: str) -> list[Launch]:
                 Launch(
                     "sparsegpt_solve/block",
                     f"C{block_c} {f'{nm_n}:{step}' if nm else 'unstructured'}",
-                    "sparsegpt_solve:_sparsegpt_block_kernel",
+                    "sparsegpt:sparsegpt_block",
                     {
                         "w_ptr": "*fp32",
                         "hinv_ptr": "*fp32",
@@ -395,7 +395,7 @@ def _other_launches(subset: str) -> list[Launch]:
                 Launch(
                     "sparse24/compress",
                     f"{dtype}{' prune+scale' if prune else ''}",
-                    "sparse24:_compress24_kernel",
+                    "sparse24:compress24",
                     {
                         "w_ptr": f"*{dtype}",
                         "scale_ptr": "*fp32",
@@ -411,7 +411,7 @@ def _other_launches(subset: str) -> list[Launch]:
             Launch(
                 "sparse24/decompress",
                 dtype,
-                "sparse24:_decompress24_kernel",
+                "sparse24:decompress24",
                 {"v_ptr": f"*{dtype}", "meta_ptr": "*i16", "w_ptr": f"*{dtype}"},
                 dict(BLOCK_R=s24._BLOCK_R, BLOCK_W=s24._BLOCK_W),
                 ("v_ptr", "meta_ptr", "w_ptr"),
@@ -508,8 +508,8 @@ def compile_launch(launch: Launch, arch: int) -> dict[str, Any]:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    module_name, fn_name = launch.kernel.split(":")
-    fn = getattr(importlib.import_module(f"polysparse.kernels.{module_name}"), fn_name)
+    module_name, role = launch.kernel.split(":")
+    fn = importlib.import_module(f"polysparse.kernels.{module_name}").JIT_KERNELS[role]
     names = list(fn.arg_names)
     unknown = (set(launch.constexprs) | set(launch.types) | set(launch.divisible)) - set(names)
     if unknown:

@@ -195,12 +195,12 @@ def _triton_config(x: torch.Tensor, k: int, n: int) -> str:
 
     m = x.shape[0]
     if m <= sm.GEMV_MAX_M:
-        best = getattr(sm._sparse24_gemv, "best_config", None)
+        best = sm.tuned_config("gemv")
         return f"gemv {best}; SPLIT_K={sm.gemv_split_k(m, n, k, x.device)}"
     if m <= sm.DECODE_MAX_M:
-        best = getattr(dm._kernel_tuned, "best_config", None)
+        best = dm.tuned_config()
         return f"decode_mma {best}; SPLIT_K={sm.decode_split_k(n, k, x.device)}"
-    best = getattr(sm._sparse24_matmul, "best_config", None)
+    best = sm.tuned_config("dot")
     return f"dot {best}; SPLIT_K={sm.default_split_k(m, n, k, x.device)}"
 
 

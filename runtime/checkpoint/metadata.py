@@ -14,7 +14,7 @@ from torch import nn
 from polysparse.runtime.checkpoint.errors import CheckpointError
 from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.config import SPARSE24
-from polysparse.sparsify.corpora import SourceSpecError
+from polysparse.sparsify.corpora import SourceSpecError, UnknownLanguageError
 from polysparse.sparsify.output import REPORT_FILE, package_version
 
 FORMAT_NATIVE = "polysparse-sparse24"
@@ -38,7 +38,7 @@ def describe_calibration(spec: str | None) -> dict[str, Any]:
         return {"spec": spec, "language": None, "source": None}
     try:
         return CalibrationSpec.parse(spec).summary()
-    except SourceSpecError:
+    except (SourceSpecError, UnknownLanguageError):
         return {"spec": spec, "language": None, "source": None}
 
 

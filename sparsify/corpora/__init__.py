@@ -1,6 +1,7 @@
 """Calibration and evaluation text: where it comes from and which language it is in.
 
-A *source spec* such as ``handbook:de`` or ``text:data/*.txt:de`` names a source and its argument; every
+A *source spec* such as ``handbook:de`` or ``text:data/*.txt:de`` names a source and its argument (parsed
+once into a :class:`SourceSpec`, which the loaders take; likewise :class:`ParallelSpec`); every
 source yields :class:`Document` objects tagged with an ISO 639-1 language code. Parallel specs such as
 ``gettext:de`` (German -> English) or ``handbook:en->ja`` give :class:`ParallelPair` objects, from which
 :func:`translation_prompts` builds few-shot translation demonstrations. Nothing here tokenizes: token
@@ -11,6 +12,7 @@ from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, Pa
 from polysparse.sparsify.corpora.gettext_mo import load_parallel_pairs
 from polysparse.sparsify.corpora.hf_datasets import DatasetUnavailableError, MissingDependencyError
 from polysparse.sparsify.corpora.languages import (
+    Language,
     UnknownLanguageError,
     known_languages,
     language_name,
@@ -31,6 +33,7 @@ from polysparse.sparsify.corpora.registry import (
     missing_corpora_hint,
     split_by_document,
 )
+from polysparse.sparsify.corpora.specs import ParallelSpec, SourceSpec
 from polysparse.sparsify.corpora.text_files import TextEncodingError, TextFormatError, text_encoding
 
 __all__ = [
@@ -40,8 +43,11 @@ __all__ = [
     "DatasetUnavailableError",
     "Document",
     "EmptyCorpusError",
+    "Language",
     "MissingDependencyError",
     "ParallelPair",
+    "ParallelSpec",
+    "SourceSpec",
     "SourceSpecError",
     "TextEncodingError",
     "TextFormatError",

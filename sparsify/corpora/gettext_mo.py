@@ -35,9 +35,10 @@ from pathlib import Path
 from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.languages import (
     UNDETERMINED,
+    Language,
     latin_script_locale,
     locale_language,
-    normalize_language,
+    locales_by_language,
     select_locales,
 )
 from polysparse.sparsify.corpora.prose import has_letters, lacks_native_script
@@ -248,12 +249,12 @@ class _Message:
     tgt: str
 
 
-def _messages(language: str, root: str | None) -> tuple[str, tuple[_Message, ...]]:
+def _messages(language: str | Language, root: str | None) -> tuple[str, tuple[_Message, ...]]:
     return _cached_messages(language, str(locale_root(root)))
 
 
 @lru_cache(maxsize=8)
-def _cached_messages(language: str, root: str) -> tuple[str, tuple[_Message, ...]]:
+def _cached_messages(language: str | Language, root: str) -> tuple[str, tuple[_Message, ...]]:
     base = Path(root)
     lang, locales = select_locales(language, installed_locales(root), NAME)
     messages = []
@@ -269,7 +270,7 @@ def _cached_messages(language: str, root: str) -> tuple[str, tuple[_Message, ...
     return lang, tuple(messages)
 
 
-def load_parallel_pairs(language: str, root: str | None = None) -> list[ParallelPair]:
+def load_parallel_pairs(language: str | Language, root: str | None = None) -> list[ParallelPair]:
     """English -> ``language`` message pairs, grouped per catalogue (locale, then domain), deduplicated.
 
     ``pair_id`` is ``gettext/<locale>/<domain>#<index of the message in the catalogue>``.
@@ -285,11 +286,12 @@ def load_parallel_pairs(language: str, root: str | None = None) -> list[Parallel
 
 
 def load_gettext_parallel(
-    src_language: str, tgt_language: str, root: str | None = None
+    src_language: str | Language, tgt_language: str | Language, root: str | None = None
 ) -> list[ParallelPair]:
     """Message pairs between two languages: English with another directly, two others through the shared
     English original (same domain, context and message id; first locale of each language that has it)."""
-    src_lang, tgt_lang = normalize_language(src_language), normalize_language(tgt_language)
+    src_language, tgt_language = Language.of(src_language), Language.of(tgt_language)
+    src_lang, tgt_lang = src_language.code, tgt_language.code
     if src_lang == tgt_lang:
         raise SourceSpecError(f"{NAME}: source and target language are both {src_lang}")
     if src_lang == "en":
@@ -315,7 +317,7 @@ def load_gettext_parallel(
     return pairs
 
 
-def load_gettext_documents(language: str, root: str | None = None) -> list[Document]:
+def load_gettext_documents(language: str | Language, root: str | None = None) -> list[Document]:
     """One document per catalogue in ``language``: its kept translations, one message per line."""
     lang, messages = _messages(language, root)
     grouped: dict[tuple[str, str], list[str]] = {}
@@ -361,13 +363,11 @@ def _translated_bytes(path: Path) -> int:
 @lru_cache(maxsize=4)
 def _quick_statistics(base: str) -> dict[str, tuple[int, int]]:
     stats: dict[str, tuple[int, int]] = {}
-    for locale in installed_locales(base):
-        parsed = locale_language(locale)
-        if parsed is None or "@" in parsed[1]:
-            continue
-        sizes = [size for size in map(_translated_bytes, _catalogue_files(Path(base), locale)) if size]
-        docs, size = stats.get(parsed[0], (0, 0))
-        stats[parsed[0]] = (docs + len(sizes), size + sum(sizes))
+    for lang, locales in locales_by_language(installed_locales(base)).items():
+        for locale in locales:
+            sizes = [size for size in map(_translated_bytes, _catalogue_files(Path(base), locale)) if size]
+            docs, size = stats.get(lang, (0, 0))
+            stats[lang] = (docs + len(sizes), size + sum(sizes))
     return {lang: value for lang, value in stats.items() if value[0]}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair
 from polysparse.sparsify.corpora.html_book import HtmlBook, book_documents, book_parallel, resolve_root
+from polysparse.sparsify.corpora.languages import Language
 
 NAME = "handbook"
 PACKAGE = "debian-handbook"
@@ -23,13 +24,13 @@ def handbook(root: str | None = None) -> HtmlBook:
     return HtmlBook(name=NAME, package=PACKAGE, root=root or resolve_root(ROOT_VARIABLE, DEFAULT_ROOT))
 
 
-def load_handbook_documents(language: str, root: str | None = None) -> list[Document]:
+def load_handbook_documents(language: str | Language, root: str | None = None) -> list[Document]:
     """One document per chapter or section page in ``language`` (``de``, ``de-DE``, ``zh-TW``, ``German``)."""
     return book_documents(handbook(root), language)
 
 
 def load_handbook_parallel(
-    src_language: str, tgt_language: str, root: str | None = None
+    src_language: str | Language, tgt_language: str | Language, root: str | None = None
 ) -> list[ParallelPair]:
     """Paragraph pairs aligned by page and paragraph order, on pages whose paragraph counts match."""
     return book_parallel(handbook(root), src_language, tgt_language)

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
-from polysparse.sparsify.corpora.languages import normalize_language
+from polysparse.sparsify.corpora.languages import UNDETERMINED, Language
+
+if TYPE_CHECKING:
+    from polysparse.sparsify.corpora.specs import SourceSpec
 
 NAME = "hf"
 TEXT_FIELDS = ("text", "sentence", "content", "document")
@@ -33,19 +37,28 @@ class DatasetUnavailableError(RuntimeError):
     """The dataset could not be loaded (not cached while offline, unknown name, no access)."""
 
 
-def parse_hf_argument(argument: str) -> tuple[str, str | None, str, str]:
-    """``DATASET[:CONFIG[:SPLIT]]:LANG`` -> (dataset, config or None, split, ISO 639-1 language)."""
+def split_hf_argument(argument: str) -> tuple[str, Language]:
+    """``DATASET[:CONFIG[:SPLIT]]:LANG`` -> (``DATASET[:CONFIG[:SPLIT]]``, the language, known)."""
     head, sep, language = argument.rpartition(":")
     if not sep or not head or not language:
         raise SourceSpecError(
             f"hf:{argument}: expected hf:DATASET[:CONFIG[:SPLIT]]:LANG (e.g. hf:allenai/c4:de:train:de)"
         )
-    lang = normalize_language(language)
+    return head, Language.parse(language).known()
+
+
+def _dataset_config_split(head: str) -> tuple[str, str | None, str]:
     parts = head.split(":", 2)
     dataset = parts[0]
     config = parts[1] if len(parts) > 1 and parts[1] else None
     split = parts[2] if len(parts) > 2 and parts[2] else "train"
-    return dataset, config, split, lang
+    return dataset, config, split
+
+
+def parse_hf_argument(argument: str) -> tuple[str, str | None, str, str]:
+    """``DATASET[:CONFIG[:SPLIT]]:LANG`` -> (dataset, config or None, split, ISO 639-1 language)."""
+    head, language = split_hf_argument(argument)
+    return (*_dataset_config_split(head), language.code)
 
 
 def _import_datasets():
@@ -58,9 +71,10 @@ def _import_datasets():
         ) from error
 
 
-def load_hf_documents(argument: str) -> list[Document]:
-    """One document per record of the dataset split (see the module docstring)."""
-    dataset_name, config, split, lang = parse_hf_argument(argument)
+def load_hf_documents(spec: SourceSpec) -> list[Document]:
+    """One document per record of the dataset split a parsed ``hf:`` spec names (see the module docstring)."""
+    argument, lang = spec.argument, spec.language.code if spec.language is not None else UNDETERMINED
+    dataset_name, config, split = _dataset_config_split(spec.location)
     datasets = _import_datasets()
     try:
         dataset = datasets.load_dataset(dataset_name, config, split=split)

@@ -28,7 +28,13 @@ from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.html_prose import extract_paragraphs
-from polysparse.sparsify.corpora.languages import UnknownLanguageError, locale_language, select_locales
+from polysparse.sparsify.corpora.languages import (
+    Language,
+    UnknownLanguageError,
+    locale_language,
+    locales_by_language,
+    select_locales,
+)
 from polysparse.sparsify.corpora.prose import (
     NEAR_COPY_RATIO,
     ParagraphFilter,
@@ -111,7 +117,7 @@ def _near_english(paragraphs: tuple[str, ...], english: tuple[str, ...] | None) 
     return [near_copy(p, e) for p, e in zip(paragraphs, english, strict=True)]
 
 
-def book_documents(book: HtmlBook, language: str) -> list[Document]:
+def book_documents(book: HtmlBook, language: str | Language) -> list[Document]:
     """The documents of one language (``de``, ``de-DE``, ``German``, ``zh-TW``); see the module rules."""
     lang, locales = select_locales(language, installed_locales(book), book.name)
     english = english_paragraphs(book) if lang != "en" else frozenset()
@@ -134,7 +140,9 @@ def book_documents(book: HtmlBook, language: str) -> list[Document]:
     return documents
 
 
-def book_parallel(book: HtmlBook, src_language: str, tgt_language: str) -> list[ParallelPair]:
+def book_parallel(
+    book: HtmlBook, src_language: str | Language, tgt_language: str | Language
+) -> list[ParallelPair]:
     """Paragraph pairs of two languages aligned by page and paragraph order where counts match."""
     installed = installed_locales(book)
     src_lang, src_locales = select_locales(src_language, installed, book.name)
@@ -220,33 +228,29 @@ def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
     }
     english_text = {text for texts in english_texts_by_page.values() for text in texts}
     stats: dict[str, tuple[int, int]] = {}
-    seen: dict[str, set[str]] = {}
-    for locale in installed:
-        parsed = locale_language(locale)
-        if parsed is None or "@" in parsed[1]:
-            continue
-        lang = parsed[0]
-        done = seen.setdefault(lang, set())
-        docs, size = stats.get(lang, (0, 0))
-        for page in _page_names(book, locale):
-            page_bytes = 0
-            raws = _quick_raw_paragraphs(Path(book.root) / locale / page)
-            english_texts = english_texts_by_page.get(page, [])
-            aligned = lang != "en" and len(english_texts) == len(raws)
-            for i, raw in enumerate(raws):
-                if raw in done or (lang != "en" and raw in english):
-                    continue
-                done.add(raw)
-                text = _quick_text(raw)
-                if lang != "en" and text in english_text:
-                    continue
-                if aligned and _mostly_words_of(text, english_texts[i]):
-                    continue
-                if text and not lacks_native_script(text, lang):
-                    page_bytes += len(text.encode()) + 2
-            if page_bytes:
-                docs += 1
-                size += page_bytes - 2
+    for lang, locales in locales_by_language(installed).items():
+        done: set[str] = set()
+        docs = size = 0
+        for locale in locales:
+            for page in _page_names(book, locale):
+                page_bytes = 0
+                raws = _quick_raw_paragraphs(Path(book.root) / locale / page)
+                english_texts = english_texts_by_page.get(page, [])
+                aligned = lang != "en" and len(english_texts) == len(raws)
+                for i, raw in enumerate(raws):
+                    if raw in done or (lang != "en" and raw in english):
+                        continue
+                    done.add(raw)
+                    text = _quick_text(raw)
+                    if lang != "en" and text in english_text:
+                        continue
+                    if aligned and _mostly_words_of(text, english_texts[i]):
+                        continue
+                    if text and not lacks_native_script(text, lang):
+                        page_bytes += len(text.encode()) + 2
+                if page_bytes:
+                    docs += 1
+                    size += page_bytes - 2
         stats[lang] = (docs, size)
     return {lang: value for lang, value in stats.items() if value[0]}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair
 from polysparse.sparsify.corpora.html_book import HtmlBook, book_documents, book_parallel, resolve_root
+from polysparse.sparsify.corpora.languages import Language
 
 NAME = "install-guide"
 PACKAGE = "installation-guide-amd64"
@@ -39,13 +40,13 @@ def install_guide(root: str | None = None) -> HtmlBook:
     )
 
 
-def load_install_guide_documents(language: str, root: str | None = None) -> list[Document]:
+def load_install_guide_documents(language: str | Language, root: str | None = None) -> list[Document]:
     """One document per page of the guide in ``language`` (``de``, ``zh_CN``, ``Portuguese``)."""
     return book_documents(install_guide(root), language)
 
 
 def load_install_guide_parallel(
-    src_language: str, tgt_language: str, root: str | None = None
+    src_language: str | Language, tgt_language: str | Language, root: str | None = None
 ) -> list[ParallelPair]:
     """Paragraph pairs aligned by page and paragraph order, on pages whose paragraph counts match."""
     return book_parallel(install_guide(root), src_language, tgt_language)

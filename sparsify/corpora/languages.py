@@ -14,6 +14,7 @@ accepted for ``he``, ``id``, ``yi``. Languages without an ISO 639-1 code (Asturi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
 # ISO 639-1 -> (English name, ISO 639-2/T, ISO 639-2/B or "", other accepted English names / old codes).
@@ -373,7 +374,68 @@ def locale_language(locale: str) -> tuple[str, str] | None:
     return iso, variant
 
 
-def select_locales(requested: str, installed: Iterable[str], source: str) -> tuple[str, list[str]]:
+@dataclass(frozen=True)
+class Language:
+    """A requested language, normalised once where the request is parsed.
+
+    ``written`` is the request as given (``zh_TW.UTF-8``, ``German``); ``iso`` its ISO 639-1 code (``None``
+    for a language polysparse does not know: the source it is asked of refuses it, listing what it has);
+    ``variant`` the narrowing part (``tw``, ``@latin``; see :func:`split_locale`).
+    """
+
+    written: str
+    iso: str | None
+    variant: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Language:
+        try:
+            iso, variant = split_locale(text)
+        except UnknownLanguageError:
+            return cls(text, None)
+        return cls(text, iso, variant)
+
+    @classmethod
+    def of(cls, value: str | Language) -> Language:
+        """``value`` itself when already parsed; a code, locale or name is parsed."""
+        return value if isinstance(value, Language) else cls.parse(value)
+
+    @classmethod
+    def iso_code(cls, code: str) -> Language:
+        """The language of an ISO 639-1 code that is already normalised (no variant)."""
+        return cls(code, code)
+
+    @property
+    def code(self) -> str:
+        """The ISO 639-1 code; raises :class:`UnknownLanguageError` for an unknown language."""
+        if self.iso is None:
+            split_locale(self.written)  # raises the error listing how languages are given
+        return self.iso  # type: ignore[return-value]
+
+    def known(self) -> Language:
+        """This language; raises :class:`UnknownLanguageError` for an unknown one."""
+        self.code  # noqa: B018 -- the property raises for an unknown language
+        return self
+
+    def __str__(self) -> str:
+        return self.written
+
+
+def locales_by_language(locales: Iterable[str]) -> dict[str, list[str]]:
+    """A source's locale folders grouped by ISO 639-1 code, in the order given: the languages a source has.
+
+    Folders that are no known language (``ast``, ``C``) are left out, and so are those with an
+    ``@modifier`` (``sr@latin``): they are read only when asked for by name (:func:`select_locales`).
+    """
+    grouped: dict[str, list[str]] = {}
+    for locale in locales:
+        parsed = locale_language(locale)
+        if parsed is not None and "@" not in parsed[1]:
+            grouped.setdefault(parsed[0], []).append(locale)
+    return grouped
+
+
+def select_locales(requested: str | Language, installed: Iterable[str], source: str) -> tuple[str, list[str]]:
     """The installed locale folders that serve a requested language, and its ISO 639-1 code.
 
     ``installed`` are a source's locale folder names (``de-DE``, ``zh_TW``, ``sr@latin``, ``pt``). A
@@ -388,15 +450,16 @@ def select_locales(requested: str, installed: Iterable[str], source: str) -> tup
         if parsed is not None:
             by_language.setdefault(parsed[0], []).append((folder, parsed[1]))
     available = tuple(sorted(by_language))
-    try:
-        iso, variant = split_locale(requested)
-    except UnknownLanguageError:
+    language = Language.of(requested)
+    iso, variant = language.iso, language.variant
+    if iso is None:
         raise UnknownLanguageError(
-            f"{source}: unknown language {requested!r}; installed here: {describe_languages(available)} "
+            f"{source}: unknown language {language.written!r}; installed here: "
+            f"{describe_languages(available)} "
             "(ISO 639-1 codes, locales such as de_DE and English names are accepted; `polysparse corpora` "
             "lists every source, its languages and the Debian package that adds more)",
             available,
-        ) from None
+        )
     folders = by_language.get(iso, [])
     chosen = [f for f, v in folders if variant and v == variant]
     if not chosen and "@" in variant:

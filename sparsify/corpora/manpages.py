@@ -25,7 +25,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from polysparse.sparsify.corpora.documents import Document
-from polysparse.sparsify.corpora.languages import NON_LATIN_SCRIPT, locale_language, select_locales
+from polysparse.sparsify.corpora.languages import (
+    NON_LATIN_SCRIPT,
+    Language,
+    locale_language,
+    locales_by_language,
+    select_locales,
+)
 from polysparse.sparsify.corpora.prose import ParagraphFilter
 from polysparse.sparsify.corpora.roff import roff_paragraphs
 
@@ -126,7 +132,7 @@ def _english_page(base: str, page: str) -> frozenset[str]:
     return frozenset()
 
 
-def load_manpage_documents(language: str, root: str | None = None) -> list[Document]:
+def load_manpage_documents(language: str | Language, root: str | None = None) -> list[Document]:
     """One document per man page in ``language`` (``de``, ``zh_TW``, ``Japanese``); see the module rules."""
     base = man_root(root)
     lang, locales = select_locales(language, installed_locales(root), NAME)
@@ -164,18 +170,18 @@ _SAMPLE = 64
 @lru_cache(maxsize=4)
 def _quick_statistics(base: str) -> dict[str, tuple[int, int]]:
     stats: dict[str, tuple[int, int]] = {}
-    for locale in installed_locales(base):
-        parsed = locale_language(locale)
-        if parsed is None or "@" in parsed[1]:
-            continue
-        entries = _page_entries(_locale_folder(Path(base), locale))
-        if not entries:
-            continue
-        # Uncompressed size from the gzip trailers of a sample of pages, scaled to all of them.
-        sample = entries[:: max(1, len(entries) // _SAMPLE)]
-        ratio = sum(_uncompressed_size(Path(p)) for p, _ in sample) / max(1, sum(size for _, size in sample))
-        docs, size = stats.get(parsed[0], (0, 0))
-        stats[parsed[0]] = (docs + len(entries), size + round(ratio * sum(size for _, size in entries)))
+    for lang, locales in locales_by_language(installed_locales(base)).items():
+        for locale in locales:
+            entries = _page_entries(_locale_folder(Path(base), locale))
+            if not entries:
+                continue
+            # Uncompressed size from the gzip trailers of a sample of pages, scaled to all of them.
+            sample = entries[:: max(1, len(entries) // _SAMPLE)]
+            ratio = sum(_uncompressed_size(Path(p)) for p, _ in sample) / max(
+                1, sum(size for _, size in sample)
+            )
+            docs, size = stats.get(lang, (0, 0))
+            stats[lang] = (docs + len(entries), size + round(ratio * sum(size for _, size in entries)))
     return stats
 
 

@@ -15,10 +15,11 @@ from polysparse.sparsify.corpora.documents import EmptyCorpusError, ParallelPair
 from polysparse.sparsify.corpora.gettext_mo import load_gettext_parallel
 from polysparse.sparsify.corpora.handbook import load_handbook_parallel
 from polysparse.sparsify.corpora.install_guide import load_install_guide_parallel
-from polysparse.sparsify.corpora.languages import language_name, normalize_language
+from polysparse.sparsify.corpora.languages import Language, language_name
 from polysparse.sparsify.corpora.prose import normalize_space
+from polysparse.sparsify.corpora.specs import ParallelSpec
 
-PARALLEL_SOURCES: dict[str, Callable[[str, str], list[ParallelPair]]] = {
+PARALLEL_SOURCES: dict[str, Callable[[Language, Language], list[ParallelPair]]] = {
     "gettext": load_gettext_parallel,
     "handbook": load_handbook_parallel,
     "install-guide": load_install_guide_parallel,
@@ -34,7 +35,8 @@ MIN_PROMPT_SENTENCE_CHARS = 20
 (most of a gettext catalogue) demonstrate little translation."""
 
 
-def _check_source(source: str) -> None:
+def check_parallel_source(source: str) -> None:
+    """Raise :class:`SourceSpecError` listing the parallel sources unless ``source`` is one."""
     if source not in PARALLEL_SOURCES:
         known = ", ".join(sorted(PARALLEL_SOURCES))
         raise SourceSpecError(f"no parallel text in source {source!r}; parallel sources: {known}")
@@ -42,34 +44,28 @@ def _check_source(source: str) -> None:
 
 def parse_parallel_spec(spec: str) -> tuple[str, str, str]:
     """``gettext:de`` -> ``("gettext", "de", "en")``; ``handbook:en->ja`` -> ``("handbook", "en", "ja")``."""
-    source, sep, languages = spec.partition(":")
-    if not sep or not languages:
-        raise SourceSpecError(f"parallel spec {spec!r} is not of the form SOURCE:LANG or SOURCE:SRC->TGT")
-    _check_source(source)
-    src, arrow, tgt = languages.partition("->")
-    if not arrow:
-        return source, normalize_language(languages), "en"
-    return source, normalize_language(src), normalize_language(tgt)
+    parsed = ParallelSpec.parse(spec)
+    return parsed.source, parsed.src.code, parsed.tgt.code
 
 
-def parallel_pairs(source: str, src_language: str, tgt_language: str) -> list[ParallelPair]:
+def parallel_pairs(
+    source: str, src_language: str | Language, tgt_language: str | Language
+) -> list[ParallelPair]:
     """Pairs of one parallel source with ``src`` in ``src_language`` and ``tgt`` in ``tgt_language``.
 
     The languages may carry a variant that narrows the installed locales (``zh-TW``, ``pt-BR``).
     """
-    _check_source(source)
+    check_parallel_source(source)
     pairs = PARALLEL_SOURCES[source](src_language, tgt_language)
     if not pairs:
         raise EmptyCorpusError(f"{source}: no aligned {src_language} -> {tgt_language} text")
     return pairs
 
 
-def load_parallel(spec: str) -> list[ParallelPair]:
-    """Aligned pairs for a parallel spec (``gettext:de``, ``handbook:de->en``, ``install-guide:en->ja``)."""
-    source, _, languages = spec.partition(":")
-    parse_parallel_spec(spec)  # validates the source and both languages
-    src, arrow, tgt = languages.partition("->")
-    return parallel_pairs(source, src if arrow else languages, tgt if arrow else "en")
+def load_parallel(spec: ParallelSpec) -> list[ParallelPair]:
+    """Aligned pairs for a parsed parallel spec (:meth:`ParallelSpec.parse` of ``gettext:de``,
+    ``handbook:de->en``, ``install-guide:en->ja``)."""
+    return parallel_pairs(spec.source, spec.src, spec.tgt)
 
 
 def pair_document_ids(pair_id: str) -> list[str]:
@@ -94,8 +90,8 @@ def _oriented(pairs: Sequence[ParallelPair], src_lang: str, tgt_lang: str) -> li
 
 def translation_prompts(
     pairs: Sequence[ParallelPair],
-    src_lang: str,
-    tgt_lang: str,
+    src_lang: str | Language,
+    tgt_lang: str | Language,
     shots: int = 4,
     seed: int = 0,
     count: int | None = None,
@@ -113,7 +109,7 @@ def translation_prompts(
     """
     if shots < 1:
         raise SourceSpecError(f"shots must be at least 1, got {shots}")
-    src_lang, tgt_lang = normalize_language(src_lang), normalize_language(tgt_lang)
+    src_lang, tgt_lang = Language.of(src_lang).code, Language.of(tgt_lang).code
     src_name, tgt_name = language_name(src_lang), language_name(tgt_lang)
     usable = []
     for src, tgt in _oriented(pairs, src_lang, tgt_lang):

@@ -10,38 +10,55 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from polysparse.sparsify.corpora import gettext_mo, handbook, install_guide, manpages
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
 from polysparse.sparsify.corpora.hf_datasets import load_hf_documents
 from polysparse.sparsify.corpora.html_book import installed_locales as book_locales
 from polysparse.sparsify.corpora.html_book import quick_statistics as book_statistics
-from polysparse.sparsify.corpora.languages import language_name, locale_language, normalize_language
+from polysparse.sparsify.corpora.languages import (
+    Language,
+    language_name,
+    locales_by_language,
+    normalize_language,
+)
 from polysparse.sparsify.corpora.text_files import load_text_documents
 
-SOURCES: dict[str, Callable[[str], list[Document]]] = {
+if TYPE_CHECKING:
+    from polysparse.sparsify.corpora.specs import SourceSpec
+
+
+def _by_language(load: Callable[[Language], list[Document]]) -> Callable[[SourceSpec], list[Document]]:
+    """An installed source's loader, given the parsed spec: its argument is the language."""
+
+    def load_spec(spec: SourceSpec) -> list[Document]:
+        assert spec.language is not None  # SourceSpec.of parses every installed source's argument
+        return load(spec.language)
+
+    return load_spec
+
+
+SOURCES: dict[str, Callable[[SourceSpec], list[Document]]] = {
     "text": load_text_documents,
-    "handbook": handbook.load_handbook_documents,
-    "install-guide": install_guide.load_install_guide_documents,
-    "manpages": manpages.load_manpage_documents,
-    "gettext": gettext_mo.load_gettext_documents,
+    "handbook": _by_language(handbook.load_handbook_documents),
+    "install-guide": _by_language(install_guide.load_install_guide_documents),
+    "manpages": _by_language(manpages.load_manpage_documents),
+    "gettext": _by_language(gettext_mo.load_gettext_documents),
     "hf": load_hf_documents,
 }
-"""Every source by the name used in specs; each takes the spec's argument and returns documents."""
+"""Every source by the name used in specs; each takes the parsed spec and returns documents."""
 
 INSTALLED_SOURCES = ("handbook", "install-guide", "manpages", "gettext")
 """The sources that read Debian packages installed on this machine (listed by :func:`available_corpora`)."""
 
 
-def load_documents(spec: str) -> list[Document]:
-    """Documents for one source spec such as ``text:corpus/*.txt:de`` or ``handbook:de``."""
-    name, sep, argument = spec.partition(":")
-    if not sep or not argument:
-        raise SourceSpecError(f"source spec {spec!r} is not of the form NAME:ARGUMENT (e.g. handbook:de)")
-    if name not in SOURCES:
+def load_documents(spec: SourceSpec) -> list[Document]:
+    """Documents for one parsed source spec (``SourceSpec.parse("handbook:de")``, ``text:a/*.txt:de``)."""
+    if spec.source not in SOURCES:
         known = ", ".join(sorted(SOURCES))
-        raise SourceSpecError(f"unknown source {name!r} in {spec!r}; known sources: {known}")
-    documents = SOURCES[name](argument)
+        raise SourceSpecError(f"unknown source {spec.source!r} in {str(spec)!r}; known sources: {known}")
+    documents = SOURCES[spec.source](spec)
     if not documents:
         raise EmptyCorpusError(f"{spec}: no documents")
     return documents
@@ -71,12 +88,7 @@ class CorpusInfo:
 
 
 def _locales_by_language(locales: list[str]) -> dict[str, tuple[str, ...]]:
-    grouped: dict[str, list[str]] = {}
-    for locale in locales:
-        parsed = locale_language(locale)
-        if parsed is not None and "@" not in parsed[1]:
-            grouped.setdefault(parsed[0], []).append(locale)
-    return {lang: tuple(found) for lang, found in grouped.items()}
+    return {lang: tuple(found) for lang, found in locales_by_language(locales).items()}
 
 
 def _source_statistics(source: str) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, ...]]]:

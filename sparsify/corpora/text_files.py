@@ -9,9 +9,13 @@ import json
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError
-from polysparse.sparsify.corpora.languages import UNDETERMINED, UnknownLanguageError, normalize_language
+from polysparse.sparsify.corpora.languages import UNDETERMINED, Language
+
+if TYPE_CHECKING:
+    from polysparse.sparsify.corpora.specs import SourceSpec
 
 MIN_DOCUMENT_CHARS = 2000
 """Plain-text files are cut at paragraph breaks into documents of at least this many characters, so that a
@@ -63,16 +67,18 @@ def read_text_strict(path: Path) -> str:
         ) from None
 
 
-def parse_text_argument(argument: str) -> tuple[str, str]:
-    """Split ``PATH[:LANG]`` into the path pattern and the language (``und`` when none is given)."""
+def parse_text_argument(argument: str) -> tuple[str, Language | None]:
+    """Split ``PATH[:LANG]`` into the path pattern and the language (``None`` when none is given).
+
+    A last ``:PIECE`` that is no known language belongs to the path when that path exists."""
     if ":" in argument:
         path, maybe_lang = argument.rsplit(":", 1)
-        try:
-            return path, normalize_language(maybe_lang)
-        except UnknownLanguageError:
-            if not Path(argument).exists() and not glob.glob(argument):
-                raise
-    return argument, UNDETERMINED
+        language = Language.parse(maybe_lang)
+        if language.iso is not None:
+            return path, language
+        if not Path(argument).exists() and not glob.glob(argument):
+            language.known()  # raises: an unknown language, and no such path
+    return argument, None
 
 
 def _paragraph_documents(text: str) -> list[str]:
@@ -110,8 +116,10 @@ def _jsonl_texts(path: Path) -> list[str]:
     return texts
 
 
-def load_text_documents(argument: str) -> list[Document]:
-    pattern, lang = parse_text_argument(argument)
+def load_text_documents(spec: SourceSpec) -> list[Document]:
+    """Paragraph groups of the files a parsed ``text:PATH[:LANG]`` names (``.jsonl``: one record each)."""
+    pattern, argument = spec.location, spec.argument
+    lang = spec.language.code if spec.language is not None else UNDETERMINED
     paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True)) or (
         [Path(pattern)] if Path(pattern).is_file() else []
     )

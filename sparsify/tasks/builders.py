@@ -29,6 +29,9 @@ from polysparse.sparsify.corpora import (
     PARALLEL_SOURCES,
     SOURCES,
     EmptyCorpusError,
+    Language,
+    ParallelSpec,
+    SourceSpec,
     UnknownLanguageError,
     language_name,
     load_parallel,
@@ -293,7 +296,7 @@ def evaluation_document_ids(source: str, languages: Sequence[str]) -> set[str]:
         if source == "gettext" and lang == "en":
             continue  # the English side of a catalogue is its message ids, not a document
         try:
-            _, evaluation = split_source(f"{source}:{lang}")
+            _, evaluation = split_source(SourceSpec.of(source, Language.iso_code(lang)))
         except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError):
             continue  # gettext has no English documents: the English side is the message ids
         held_out |= {d.doc_id for d in evaluation}
@@ -333,7 +336,11 @@ def translation_items(spec: TaskSpec, seed: int = 0, limit: int | None = None) -
     """Held-out pairs as items, in a seeded order, the first ``limit`` that find distractors (a smaller
     ``limit`` gives a prefix of a larger one's items)."""
     pairs = _load_or_explain(
-        lambda: load_parallel(f"{spec.source}:{spec.src}->{spec.tgt}"), spec, spec.source
+        lambda: load_parallel(
+            ParallelSpec.of(spec.source, Language.iso_code(spec.src), Language.iso_code(spec.tgt))
+        ),
+        spec,
+        spec.source,
     )
     pairs = held_out_pairs(pairs, spec.source, (spec.src, spec.tgt))
     rows, seen = [], set()
@@ -378,8 +385,10 @@ def continuation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
     """One item per held-out paragraph of two or more sentences plus the one to predict."""
     from polysparse.sparsify.calibration import split_source
 
-    source_spec = f"{spec.source}:{spec.lang}"
-    name = spec.source.split(":", 1)[0]
+    # SOURCE is a source name (handbook) or a name and the argument before the language (text:notes.txt).
+    name, _, location = spec.source.partition(":")
+    language = Language.iso_code(spec.lang)
+    source_spec = SourceSpec.of(name, f"{location}:{language}" if location else language)
     _, evaluation = _load_or_explain(lambda: split_source(source_spec), spec, name)
     if not evaluation:
         raise TaskError(f"{spec.name}: {source_spec} has no held-out documents (it is a single document)")

@@ -29,10 +29,10 @@ def calib_args(text, nsamples=2, seqlen=32):
 
 
 def handbook_installed():
-    from polysparse.sparsify.corpora import load_documents
+    from polysparse.sparsify.corpora import SourceSpec, load_documents
 
     try:
-        return len(load_documents("handbook:en")) > 2
+        return len(load_documents(SourceSpec.parse("handbook:en"))) > 2
     except Exception:
         return False
 

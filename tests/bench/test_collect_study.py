@@ -5,7 +5,8 @@ import json
 import pytest
 
 from polysparse.bench.collect_study import collect, summarise
-from polysparse.bench.study import StudyPlan, StudyResult, study_rows
+from polysparse.bench.plans import StudyPlan
+from polysparse.bench.study import StudyResult, study_rows
 
 PERPLEXITY = {  # row label -> (en, de)
     "dense": (10.0, 20.0),

@@ -6,7 +6,8 @@ import pytest
 
 from polysparse.bench.collect_study import collect
 from polysparse.bench.collect_study_tasks import spearman, task_answers
-from polysparse.bench.study import StudyPlan, StudyResult, study_rows
+from polysparse.bench.plans import StudyPlan
+from polysparse.bench.study import StudyResult, study_rows
 from polysparse.sparsify.tasks import TaskSpec, parse_task
 
 N = 200

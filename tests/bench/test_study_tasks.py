@@ -5,7 +5,8 @@ import json
 import pytest
 
 import polysparse.sparsify.tasks as tasks_module
-from polysparse.bench.study import StudyPlan, run_study, study_rows
+from polysparse.bench.plans import StudyPlan
+from polysparse.bench.study import run_study, study_rows
 from polysparse.bench.study_tasks import expand, is_template
 from polysparse.sparsify.tasks import TaskError
 

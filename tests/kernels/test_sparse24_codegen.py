@@ -50,8 +50,8 @@ SCRIPT = textwrap.dedent(
                 "wgmma": len(re.findall(r"wgmma\\.mma_async", ptx)),
                 "shared": kernel.metadata.shared}
 
-    print(json.dumps({"small": compile_mm(sm._SMALL[0], "fp16", 4),
-                      "prefill": compile_mm(sm._PREFILL[0], "bf16", 1)}))
+    print(json.dumps({"small": compile_mm(sm.SMALL_CONFIGS[0], "fp16", 4),
+                      "prefill": compile_mm(sm.PREFILL_CONFIGS[0], "bf16", 1)}))
     """
 )
 

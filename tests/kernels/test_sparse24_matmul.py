@@ -40,7 +40,7 @@ def test_split_k_writes_every_output(dtype, split_k):
 
 @pytest.mark.parametrize(
     "config",
-    [sm._SMALL[0], sm._SMALL[3], sm._PREFILL[5]],
+    [sm.SMALL_CONFIGS[0], sm.SMALL_CONFIGS[3], sm.PREFILL_CONFIGS[5]],
     ids=lambda c: "x".join(str(c.kwargs[key]) for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K")),
 )
 def test_gpu_tile_configs_in_interpreter(config):
@@ -52,16 +52,16 @@ def test_gpu_tile_configs_in_interpreter(config):
 
 
 def test_all_configs_align_with_metadata_words():
-    for config in sm._SMALL + sm._PREFILL + sm._INTERPRETER:
+    for config in sm.SMALL_CONFIGS + sm.PREFILL_CONFIGS + sm._INTERPRETER:
         assert config.kwargs["BLOCK_K"] % 64 == 0  # whole int16 words per tile, and K % 64 == 0 shapes
         assert config.kwargs["BLOCK_M"] >= 16 and config.kwargs["BLOCK_N"] >= 16  # tl.dot minimum
 
 
 def test_sm80_exclusions_name_real_configs():
-    keys = {sm.config_key(c) for c in sm._SMALL + sm._PREFILL}
+    keys = {sm.config_key(c) for c in sm.SMALL_CONFIGS + sm.PREFILL_CONFIGS}
     assert sm.SPILLS_ON_SM80.issubset(keys)
     # Every regime keeps a configuration on an A100.
-    for configs in (sm._SMALL, sm._PREFILL):
+    for configs in (sm.SMALL_CONFIGS, sm.PREFILL_CONFIGS):
         assert {sm.config_key(c) for c in configs} - sm.SPILLS_ON_SM80
 
 

@@ -13,7 +13,7 @@ from polysparse.sparsify.calibration import (
     windows_from_texts,
 )
 from polysparse.sparsify.calibration_spec import CalibrationSpec
-from polysparse.sparsify.corpora import Document, EmptyCorpusError
+from polysparse.sparsify.corpora import Document, EmptyCorpusError, SourceSpec
 
 WORDS = [
     "alpha",
@@ -87,8 +87,8 @@ def test_calibration_and_evaluation_windows_never_share_a_document(tmp_path):
     for i in range(10):
         (tmp_path / f"part{i}.txt").write_text(" ".join(f"w{i}x{j}" for j in range(400)), encoding="utf-8")
     spec = f"text:{tmp_path}/*.txt:en"
-    calib = calibration_windows(spec, tok, nsamples=50, seqlen=32)
-    held_out = evaluation_windows(spec, tok, nwindows=50, seqlen=32)
+    calib = calibration_windows(CalibrationSpec.parse(spec), tok, nsamples=50, seqlen=32)
+    held_out = evaluation_windows(SourceSpec.parse(spec), tok, nwindows=50, seqlen=32)
 
     def files(w: TokenWindows) -> set[str]:
         found = set()
@@ -108,7 +108,9 @@ def test_mixture_windows_follow_the_proportions(tmp_path):
         "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
     )
     (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
-    w = calibration_windows(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:en=0.25", tok, 8, 16)
+    w = calibration_windows(
+        CalibrationSpec.parse(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:en=0.25"), tok, 8, 16
+    )
     rows = tok.batch_decode(w.input_ids, skip_special_tokens=True)
     assert sum("alpha" in r for r in rows) == 6 and sum("beta" in r for r in rows) == 2
 

@@ -3,13 +3,13 @@
 import pytest
 
 from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart, TranslatePart
-from polysparse.sparsify.corpora import SourceSpecError
+from polysparse.sparsify.corpora import SourceSpec, SourceSpecError
 
 
 def test_a_mixture_of_sources_and_translation_prompts():
     spec = CalibrationSpec.parse("handbook:de=3,translate:deu->en:gettext,shots=2=1")
     source, translate = spec.parts
-    assert source == SourcePart("handbook:de", 0.75)
+    assert source == SourcePart(SourceSpec.parse("handbook:de"), 0.75)
     assert translate == TranslatePart("translate:deu->en:gettext,shots=2", "de", "en", "gettext", 2, 0.25)
     assert translate.parallel_spec == "gettext:de->en"
     assert spec.to_dict() == {

@@ -4,6 +4,7 @@ import torch
 
 from helpers.tiny_models import random_windows, tiny_model, tiny_tokenizer
 from polysparse.sparsify.calibration import TokenWindows, evaluation_windows
+from polysparse.sparsify.corpora import SourceSpec
 from polysparse.sparsify.evaluate import perplexity
 
 
@@ -37,6 +38,6 @@ def test_evaluation_is_reproducible_by_seed(tmp_path):
         (tmp_path / f"d{i}.txt").write_text(f"Dokument {i}: " + "ein Hund und eine Katze " * 60)
     spec = f"text:{tmp_path}/*.txt:de"
     model = tiny_model("llama")
-    first = perplexity(model, evaluation_windows(spec, tok, 3, 16, seed=5))
-    again = perplexity(model, evaluation_windows(spec, tok, 3, 16, seed=5))
+    first = perplexity(model, evaluation_windows(SourceSpec.parse(spec), tok, 3, 16, seed=5))
+    again = perplexity(model, evaluation_windows(SourceSpec.parse(spec), tok, 3, 16, seed=5))
     assert first == again

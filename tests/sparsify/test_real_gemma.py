@@ -22,11 +22,13 @@ def gemma():
 
 def test_block_inputs_equal_hidden_states_on_gemma3_270m(gemma):
     from polysparse.sparsify.calibration import TokenWindows, windows_from_documents
-    from polysparse.sparsify.corpora import load_documents
+    from polysparse.sparsify.corpora import SourceSpec, load_documents
     from polysparse.sparsify.walk import sequential_blocks
 
     model, tokenizer = gemma
-    windows = windows_from_documents(tokenizer, load_documents("handbook:de"), nsamples=2, seqlen=600, seed=1)
+    windows = windows_from_documents(
+        tokenizer, load_documents(SourceSpec.parse("handbook:de")), nsamples=2, seqlen=600, seed=1
+    )
     assert model.config.sliding_window < windows.seqlen
     padded_mask = windows.attention_mask.clone()
     padded_mask[1, -40:] = 0

@@ -3,7 +3,7 @@ import types
 
 import pytest
 
-from polysparse.sparsify.corpora import load_documents
+from polysparse.sparsify.corpora import SourceSpec, load_documents
 from polysparse.sparsify.corpora.hf_datasets import (
     DatasetUnavailableError,
     MissingDependencyError,
@@ -22,7 +22,7 @@ def test_argument_forms():
 def test_missing_datasets_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     with pytest.raises(MissingDependencyError, match="pip install datasets"):
-        load_documents("hf:allenai/c4:de:train:de")
+        load_documents(SourceSpec.parse("hf:allenai/c4:de:train:de"))
 
 
 def fake_datasets(load_dataset):
@@ -38,7 +38,7 @@ def test_dataset_not_available_offline(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", fake_datasets(unavailable))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DatasetUnavailableError, match="offline mode is on") as error:
-        load_documents("hf:some/corpus:de")
+        load_documents(SourceSpec.parse("hf:some/corpus:de"))
     assert "some/corpus" in str(error.value) and "ConnectionError" in str(error.value)
 
 
@@ -56,7 +56,7 @@ def test_records_become_documents(monkeypatch):
         return Split()
 
     monkeypatch.setitem(sys.modules, "datasets", fake_datasets(load))
-    docs = load_documents("hf:toy/kites:deu:dev:de")
+    docs = load_documents(SourceSpec.parse("hf:toy/kites:deu:dev:de"))
     assert calls == [("toy/kites", "deu", "dev")]
     assert [(d.text, d.doc_id, d.lang, d.source) for d in docs] == [
         ("Ein Drachen.", "hf/toy/kites/deu/dev/0", "de", "hf"),

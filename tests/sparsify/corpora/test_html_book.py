@@ -2,7 +2,7 @@
 
 import pytest
 
-from polysparse.sparsify.corpora import load_documents, split_by_document
+from polysparse.sparsify.corpora import SourceSpec, load_documents, split_by_document
 from polysparse.sparsify.corpora.handbook import handbook, load_handbook_documents, load_handbook_parallel
 from polysparse.sparsify.corpora.html_book import (
     HtmlBook,
@@ -148,7 +148,7 @@ def test_real_handbook_german(real_handbook):
     assert len(paragraphs) == len(set(paragraphs))  # deduplicated
     assert not set(paragraphs) & english_paragraphs(real_handbook)  # no English original
     assert sum(len(p) for p in paragraphs) > 300_000
-    assert docs == load_documents("handbook:German")
+    assert docs == load_documents(SourceSpec.parse("handbook:German"))
     calibration, evaluation = split_by_document(docs, eval_fraction=0.2, seed=3)
     assert {d.doc_id for d in calibration}.isdisjoint(d.doc_id for d in evaluation)
     assert len(calibration) + len(evaluation) == len(docs)

@@ -1,6 +1,6 @@
 import pytest
 
-from polysparse.sparsify.corpora import EmptyCorpusError, ParallelPair, UnknownLanguageError
+from polysparse.sparsify.corpora import EmptyCorpusError, ParallelPair, ParallelSpec, UnknownLanguageError
 from polysparse.sparsify.corpora.parallel import (
     MAX_PROMPT_SENTENCE_CHARS,
     load_parallel,
@@ -107,8 +107,8 @@ def test_parallel_specs():
 
 def test_real_install_guide_pairs_both_directions(require_installed):
     require_installed("/usr/share/doc/installation-guide-amd64/de", "installation-guide-amd64")
-    to_english = load_parallel("install-guide:de")
-    from_english = load_parallel("install-guide:en->de")
+    to_english = load_parallel(ParallelSpec.parse("install-guide:de"))
+    from_english = load_parallel(ParallelSpec.parse("install-guide:en->de"))
     assert len(to_english) > 300 and len(to_english) == len(from_english)
     assert to_english[0].src == from_english[0].tgt and to_english[0].tgt == from_english[0].src
     assert (to_english[0].src_lang, to_english[0].tgt_lang) == ("de", "en")

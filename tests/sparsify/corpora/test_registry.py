@@ -7,6 +7,7 @@ from polysparse.sparsify.corpora import (
     SOURCES,
     Document,
     EmptyCorpusError,
+    SourceSpec,
     available_corpora,
     load_documents,
     missing_corpora_hint,
@@ -24,11 +25,11 @@ def test_every_source_is_registered():
 
 def test_bad_specs():
     with pytest.raises(ValueError, match="NAME:ARGUMENT"):
-        load_documents("handbook")
+        load_documents(SourceSpec.parse("handbook"))
     with pytest.raises(
         ValueError, match="known sources: gettext, handbook, hf, install-guide, manpages, text"
     ):
-        load_documents("wiki:de")
+        load_documents(SourceSpec.parse("wiki:de"))
 
 
 def test_split_is_deterministic_disjoint_and_by_document_id():

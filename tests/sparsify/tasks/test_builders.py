@@ -6,7 +6,8 @@ import pytest
 
 from helpers.tiny_models import tiny_tokenizer
 from polysparse.sparsify.calibration import split_source, translation_windows
-from polysparse.sparsify.corpora import pair_document_ids
+from polysparse.sparsify.calibration_spec import TranslatePart
+from polysparse.sparsify.corpora import SourceSpec, pair_document_ids
 from polysparse.sparsify.corpora.gettext_mo import ROOT_VARIABLE
 from polysparse.sparsify.tasks import TaskError, build_items, parse_task, split_sentences
 from polysparse.sparsify.tasks.builders import LENGTH_TOLERANCE, pick_distractors
@@ -58,7 +59,7 @@ def catalogues(tmp_path, monkeypatch):
 
 
 def held_out_catalogues() -> set[str]:
-    return {d.doc_id for d in split_source("gettext:de")[1]}
+    return {d.doc_id for d in split_source(SourceSpec.parse("gettext:de"))[1]}
 
 
 def test_translation_items_from_held_out_catalogues_only(catalogues):
@@ -88,7 +89,9 @@ def test_translation_items_from_held_out_catalogues_only(catalogues):
 def test_translation_prompts_never_hold_held_out_catalogues(catalogues):
     held_out = held_out_catalogues()
     tok = tiny_tokenizer()
-    windows = translation_windows("translate:de->en:gettext,shots=2", tok, 200, 512, seed=0)
+    windows = translation_windows(
+        TranslatePart.parse("translate:de->en:gettext,shots=2"), tok, 200, 512, seed=0
+    )
     text = "".join(tok.batch_decode(windows.input_ids, skip_special_tokens=True))
     for doc in held_out:
         number = int(doc.rsplit("domain", 1)[1])
@@ -128,7 +131,7 @@ def write_book(folder: Path, lang: str, documents: int = 20) -> str:
 def test_continuation_items_from_held_out_documents(tmp_path):
     source = write_book(tmp_path / "book", "en")
     items = build_items(f"continuation-choice:en:{source}", seed=1)
-    held_out = {d.doc_id for d in split_source(f"{source}:en")[1]}
+    held_out = {d.doc_id for d in split_source(SourceSpec.parse(f"{source}:en"))[1]}
     assert items
     for item in items:
         doc_id = item.id.rsplit("#", 1)[0]
@@ -196,7 +199,7 @@ def test_real_text_items(catalogues, monkeypatch):
             pytest.fail("debian-handbook or German catalogues missing (make debian-packages)")
         pytest.skip("debian-handbook or German catalogues missing (make debian-packages)")
     items = build_items("continuation-choice:zh:handbook", seed=0, limit=30)
-    held_out = {d.doc_id for d in split_source("handbook:zh")[1]}
+    held_out = {d.doc_id for d in split_source(SourceSpec.parse("handbook:zh"))[1]}
     assert len(items) == 30
     assert all(i.id.rsplit("#", 1)[0] in held_out for i in items)
     assert all(not c.startswith(" ") for i in items for c in i.choices)  # no spaces in Chinese
