@@ -121,11 +121,13 @@ def test_mixture_windows_are_labelled_with_their_parts_language(tmp_path):
         "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
     )
     (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
-    w = calibration_windows(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:de=0.25", tok, 8, 16)
+    w = calibration_windows(
+        CalibrationSpec.parse(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:de=0.25"), tok, 8, 16
+    )
     rows = tok.batch_decode(w.input_ids, skip_special_tokens=True)
     assert w.languages == ("en",) * 6 + ("de",) * 2
     assert all(("alpha" in row) == (lang == "en") for row, lang in zip(rows, w.languages))
-    unlabelled = calibration_windows(f"text:{tmp_path}/a.txt", tok, 2, 16)
+    unlabelled = calibration_windows(CalibrationSpec.parse(f"text:{tmp_path}/a.txt"), tok, 2, 16)
     assert unlabelled.languages == (f"text:{tmp_path}/a.txt",) * 2  # the spec names no language
     assert TokenWindows.concatenate([w, unlabelled]).languages == w.languages + unlabelled.languages
     bare = TokenWindows(w.input_ids[:1], w.attention_mask[:1])
