@@ -78,9 +78,9 @@ def _prune_parser(sub) -> None:
     )
     _add_model(p)
     p.add_argument("--method", choices=METHOD_NAMES, default=prune_default("method"))
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--sparsity", type=float, help="unstructured sparsity per row, 0 < s < 1")
-    group.add_argument("--pattern", help="N:M pattern, N pruned of every M (2:4, 4:8)")
+    # Exactly one of the two: PruneConfig holds that rule (a ConfigError, exit status 2), not argparse.
+    p.add_argument("--sparsity", type=float, help="unstructured sparsity per row, 0 < s < 1 (or --pattern)")
+    p.add_argument("--pattern", help="N:M pattern, N pruned of every M (2:4, 4:8; or --sparsity)")
     p.add_argument(
         "--calib",
         help="calibration source spec, e.g. text:notes/*.txt:de, handbook:de, "
@@ -342,11 +342,9 @@ def _study_parser(sub) -> None:
     _add_model(p)
     p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,de,ru,zh,ja,ar")
     p.add_argument("--method", choices=METHOD_NAMES, default=_study_default("method"))
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--sparsity", type=float)
-    group.add_argument(
-        "--pattern", help=f"N:M pattern (default {_study_default('pattern')} without --sparsity)"
-    )
+    # At most one of the two (the plan's PruneConfig refuses both); neither: the plan's pattern.
+    p.add_argument("--sparsity", type=float, help="unstructured sparsity per row (or --pattern)")
+    p.add_argument("--pattern", help=f"N:M pattern (default {_study_default('pattern')} without --sparsity)")
     calib_source, eval_source = _study_default("calib_source"), _study_default("eval_source")
     p.add_argument(
         "--calib-source", default=calib_source, help=f"document source for calibration ({calib_source})"

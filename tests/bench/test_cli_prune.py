@@ -133,6 +133,9 @@ def test_bad_inputs_give_clear_errors_and_write_nothing(tiny_model_dir, german_t
     assert "strictly between 0 and 1" in bad(capsys, "prune", *common, *calib, "--sparsity", 0)
     assert "malformed N:M" in bad(capsys, "prune", *common, *calib, "--pattern", "2-4")
     assert "0 < N < M" in bad(capsys, "prune", *common, *calib, "--pattern", "4:2")
+    both = ["--sparsity", 0.5, "--pattern", "2:4"]
+    assert "exactly one of sparsity" in bad(capsys, "prune", *common, *calib, *both)
+    assert "exactly one of sparsity" in bad(capsys, "prune", *common, *calib)
     assert "does not exist" in bad(
         capsys, "prune", "--model", tmp_path / "nope", "--out", out, *calib, "--sparsity", 0.5
     )

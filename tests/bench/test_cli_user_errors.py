@@ -100,6 +100,9 @@ def test_study_checks_every_language_before_the_first_cell(tiny_model_dir, tmp_p
     err = bad(capsys, *common, "--langs", "en,fi", "--out", out)
     assert "handbook:fi" in err and "nothing was computed" in err
     assert not out.exists()
+    both = ["--sparsity", 0.5, "--pattern", "2:4", "--langs", "en", "--out", out]
+    assert "exactly one of sparsity" in bad(capsys, *common, *both)
+    assert not out.exists()
 
     assert run(*common, "--langs", "en", "--out", out) == 0
     tables = (out / "study-wanda-2-4.md").read_text()
