@@ -39,6 +39,8 @@ def export_windows(model: str, calib: str, nsamples: int, seqlen: int, seed: int
 
 
 def prune_polysparse(model: str, recipe: str, calib: str, nsamples: int, seqlen: int, out: Path) -> None:
+    import torch
+
     from polysparse.bench.jobs import prune_job
     from polysparse.bench.recovery import Recipe
 
@@ -54,6 +56,7 @@ def prune_polysparse(model: str, recipe: str, calib: str, nsamples: int, seqlen:
         "prune_seconds": payload["summary"]["seconds"],
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
+        "torch_threads": torch.get_num_threads(),
     }
     (out / "timing.json").write_text(json.dumps(record, indent=2))
 
@@ -82,13 +85,15 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
         rows.append(record)
         del lm
     dense = rows[0]["perplexity"]
-    headers = ["tool", "recipe", *[f"{lang} ppl (x dense)" for lang in eval_langs], "wall s", "load avg"]
+    langs = [f"{lang} ppl (x dense)" for lang in eval_langs]
+    headers = ["tool", "recipe", *langs, "wall s", "threads", "load avg"]
     body = []
     for row in rows:
         cells = [row["tool"], row["recipe"]]
         cells += [f"{row['perplexity'][g]:.2f} ({row['perplexity'][g] / dense[g]:.2f}x)" for g in eval_langs]
         wall = row.get("wall_seconds")
         cells.append(f"{wall:.0f}" if wall else "-")
+        cells.append(str(row.get("torch_threads", "-")))
         before, after = row.get("load_average_before"), row.get("load_average_after")
         cells.append(f"{before:.1f} / {after:.1f}" if before is not None else "-")
         body.append(cells)
@@ -98,7 +103,8 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
     note = (
         "Both tools calibrated on the same token windows; perplexity on the study's held-out windows "
         f"({', '.join(f'`{s}`' for s in specs.values())}, 4 x 256 tokens). Wall: load, calibrate, prune "
-        "and save, one process per run; load average (1 min) before / after each run."
+        "and save, one process per run; threads: torch's intra-op threads where the run recorded them; load "
+        "average (1 min) before / after each run."
     )
     text = note + "\n\n" + markdown_table(headers, body) + "\n"
     (out / "side-by-side.md").write_text(text, encoding="utf-8")
