@@ -2,7 +2,8 @@
 # Better sparse models on Gemma 3 270M (issue 11), on the study's protocol: 16 windows x 512 tokens of
 # handbook:de for calibration, 4 held-out windows x 256 tokens of install-guide:de for evaluation (the
 # windows of bench/results/study/gemma-3-270m: the dense row reproduces its 24.66).
-# -> bench/results/recovery/gemma-3-270m/{goals,goals50,target_partial,recon_sweep_b3,recon_sweep_b11}.{md,json}
+# -> bench/results/recovery/gemma-3-270m/{goals,goals50,target_partial,recon_sweep_b3,recon_sweep_b11}.{md,json},
+#    mix-*.md, single-*.md, mix-wanda-50-owl.md (steps mix, singles, owl)
 # Cells are kept in runs/recovery_cells: an interrupted run recomputes only what is missing; a run with
 # every cell present only rewrites the table. OMP_NUM_THREADS=1 because the 2-core machine was shared by
 # four engineers: two-thread torch ops waited on descheduled threads (bench/results/sparsegpt_speed).
@@ -47,5 +48,35 @@ if [[ $STEP == all || $STEP == goals50 ]]; then
     --recipe "sparsegpt 0.5" --recipe "sparsegpt 0.5 +admm +recon" --recipe "sparsegpt 0.5 +owl +admm +recon" \
     --recipe "sparsegpt 0.5 +admm +recon steps=64"
 fi
-# Not measured yet: the mix of six languages for the best recipe,
-#   ... --name mix --calib mix --eval-langs en,de,ru,zh,ja,ar --recipe "sparsegpt 2:4 +admm +recon"
+
+# The best recipe of each setting, calibrated on the six-language mix and on each language alone, scored in
+# all six (issue 11's mix goal: the mix's worst language against every single-language row's worst).
+# -> mix-<setting>.md, single-<lang>-<setting>.md. LANGS / SETTINGS narrow it; each row is one process, so
+# two can run side by side on the 2-core machine (one thread each).
+declare -A BEST=(
+  [wanda-2-4]="wanda 2:4 +admm +recon"
+  [sparsegpt-2-4]="sparsegpt 2:4 +admm +recon"
+  [wanda-50]="wanda 0.5 +admm +recon"
+  [sparsegpt-50]="sparsegpt 0.5 +admm +recon steps=64"
+)
+SIX=en,de,ru,zh,ja,ar
+if [[ $STEP == all || $STEP == mix || $STEP == singles ]]; then
+  for setting in ${SETTINGS:-wanda-2-4 sparsegpt-2-4 wanda-50 sparsegpt-50}; do
+    if [[ $STEP != singles ]]; then
+      nice -n 5 "$PY" -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells \
+        --name "mix-$setting" --calib mix --langs $SIX --eval-langs $SIX --recipe "${BEST[$setting]}"
+    fi
+    if [[ $STEP != mix ]]; then
+      for lang in ${LANGS:-en de ru zh ja ar}; do
+        nice -n 5 "$PY" -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells \
+          --name "single-$lang-$setting" --calib "$lang" --eval-langs $SIX --recipe "${BEST[$setting]}"
+      done
+    fi
+  done
+fi
+if [[ $STEP == all || $STEP == owl ]]; then
+  # Plain Wanda 50% on the mix with uniform, OWL and language-aware OWL (owl-lang) sparsity per block.
+  nice -n 5 "$PY" -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells --name mix-wanda-50-owl \
+    --calib mix --langs $SIX --eval-langs $SIX \
+    --recipe "wanda 0.5" --recipe "wanda 0.5 +owl" --recipe "wanda 0.5 +owl-lang"
+fi
