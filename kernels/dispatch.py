@@ -86,3 +86,12 @@ def note_fallback(op: str, reason: str) -> None:
     if fallback_counts[key] == 0:
         log.info("%s: using the PyTorch reference (%s)", op, reason)
     fallback_counts[key] += 1
+
+
+def launcher(tuned, hand, config) -> tuple[object, dict]:
+    """The kernel to launch and its extra launch arguments: the autotuned ``tuned`` when ``config`` is None,
+    else the plain ``@triton.jit`` ``hand`` with ``config``'s meta-parameters, warps and stages (tests and
+    benchmarks pin a configuration this way; the autotuner would otherwise pick its own)."""
+    if config is None:
+        return tuned, {}
+    return hand, dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)

@@ -187,6 +187,22 @@ def padded_meta_storage(meta: torch.Tensor, multiple: int = META_ROW_ALIGN) -> t
     return out
 
 
+def kernel_operands(
+    values: torch.Tensor, meta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The compressed weight as the 2:4 matmul kernels read it: ``(values, pairs, words)``.
+
+    ``values`` is realigned by a copy when its rows are not contiguous 16-byte multiples; ``pairs`` views it
+    as ``(N, K/4)`` int32 (v0, v1) pairs (``K % 64 == 0`` keeps 16-byte aligned rows); ``words`` is the
+    metadata as int32 words (eight groups each) with 16-byte aligned rows (:func:`aligned_meta`, a copy
+    only when the rows are not aligned already). Each shares storage with its input where no copy was needed.
+    """
+    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
+        # clone, not .contiguous(): a contiguous view that starts mid-vector would come back unchanged
+        values = values.clone(memory_format=torch.contiguous_format)
+    return values, values.view(torch.int32), aligned_meta(meta).view(torch.int32)
+
+
 def check_meta(meta: torch.Tensor, in_features: int) -> None:
     """Raise ``ValueError`` naming the first group whose positions are not ``p0 < p1`` (corrupt metadata)."""
     if tuple(meta.shape[1:]) != meta_shape(0, in_features)[1:]:

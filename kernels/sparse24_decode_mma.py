@@ -42,8 +42,8 @@ import torch
 import triton
 import triton.language as tl
 
-from polysparse.kernels.dispatch import interpreter_enabled
-from polysparse.kernels.sparse24 import aligned_meta
+from polysparse.kernels.dispatch import interpreter_enabled, launcher
+from polysparse.kernels.sparse24 import kernel_operands
 
 # ----------------------------------------------------------------------------------------------------------
 # The selector table and its reference
@@ -335,20 +335,14 @@ def sparse24_decode_mma_launch(
         raise ValueError(f"the decode kernel takes at most 16 rows of x, got {m}")
     if x2d.stride(1) != 1:
         x2d = x2d.contiguous()
-    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
-        values = values.contiguous()
-    pairs = values.view(torch.int32)  # (N, K/4) (v0, v1) pairs; K % 64 == 0 keeps 16-byte aligned rows
-    words = aligned_meta(meta).view(torch.int32)  # eight groups per word, 16-byte rows
+    values, pairs, words = kernel_operands(values, meta)
     table = prmt_selector_table(x2d.device)
     has_bias = bias is not None
 
     def grid(meta_args):
         return triton.cdiv(n, meta_args["BLOCK_N"]), split_k
 
-    kernel, extra = _kernel_tuned, {}
-    if config is not None:
-        kernel = _kernel_h
-        extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    kernel, extra = launcher(_kernel_tuned, _kernel_h, config)
     kernel[grid](
         x2d,
         pairs,

@@ -51,8 +51,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled
-from polysparse.kernels.sparse24 import aligned_meta, check_compressed, decompress_24_reference
+from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled, launcher
+from polysparse.kernels.sparse24 import check_compressed, decompress_24_reference, kernel_operands
 from polysparse.kernels.sparse24_decode_mma import (
     EVEN_TILES,
     _expand_24_prmt,
@@ -557,25 +557,6 @@ def x_pair_table(x2d: torch.Tensor) -> torch.Tensor:
     return table
 
 
-def _int32_meta(meta: torch.Tensor) -> torch.Tensor:
-    """The metadata as int32 words (eight groups each) with 16-byte aligned rows, realigned by a copy if the
-    rows are not (format version 2 pads them; see :func:`polysparse.kernels.sparse24.aligned_meta`)."""
-    meta = aligned_meta(meta)
-    return meta.view(torch.int32)  # K % 64 == 0: whole int32 words per row
-
-
-def _weight_operands(
-    values: torch.Tensor, meta: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The compressed weight as the GEMV and ``tl.dot`` kernels read it: ``(values, pairs, words)``, where
-    ``values`` is realigned by a copy when its rows are not contiguous 16-byte multiples, ``pairs`` views it
-    as ``(N, K/4)`` int32 (v0, v1) pairs (K % 64 == 0 keeps 16-byte aligned rows) and ``words`` is the
-    metadata as int32 words with 16-byte rows (:func:`_int32_meta`)."""
-    if values.stride(1) != 1 or values.stride(0) % 8 or values.storage_offset() % 8:
-        values = values.contiguous()
-    return values, values.view(torch.int32), _int32_meta(meta)
-
-
 def _split_k_target(out: torch.Tensor, split_k: int) -> torch.Tensor:
     """Where a kernel writes: ``out`` itself, or ``(split_k, M, N)`` fp32 partial sums for
     :func:`_finish_split_k` to reduce into it."""
@@ -610,17 +591,14 @@ def _sparse24_gemv_triton(
     if split_k is None:
         split_k = gemv_split_k(m, n, k, x2d.device)
     table = x_pair_table(x2d)
-    values, pairs, words = _weight_operands(values, meta)
+    values, pairs, words = kernel_operands(values, meta)
     target = _split_k_target(out, split_k)
     has_bias = bias is not None
 
     def grid(meta_args):
         return triton.cdiv(n, meta_args["BLOCK_N"]), split_k, m
 
-    kernel, extra = _sparse24_gemv, {}
-    if config is not None:
-        kernel = _sparse24_gemv_kernel_h
-        extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    kernel, extra = launcher(_sparse24_gemv, _sparse24_gemv_kernel_h, config)
     kernel[grid](
         table,
         pairs,
@@ -697,17 +675,14 @@ def _sparse24_linear_triton(
         split_k = default_split_k(m, n, k, x2d.device)
     has_bias = bias is not None
     bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
-    _, pairs, words = _weight_operands(values, meta)
+    _, pairs, words = kernel_operands(values, meta)
     target = _split_k_target(out, split_k)
     stride_s = target.stride(0) if split_k > 1 else 0
 
     def grid(meta_args):
         return triton.cdiv(m, meta_args["BLOCK_M"]) * triton.cdiv(n, meta_args["BLOCK_N"]), split_k
 
-    kernel, extra = _sparse24_matmul, {}
-    if config is not None:
-        kernel = _sparse24_matmul_kernel_h
-        extra = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    kernel, extra = launcher(_sparse24_matmul, _sparse24_matmul_kernel_h, config)
     kernel[grid](
         x2d,
         pairs,

@@ -279,3 +279,22 @@ def test_padded_meta_storage_and_alignment_check():
     assert not s24.is_aligned_meta(flat.as_strided((3, 12), (16, 1)))
     view = s24.aligned_meta(meta)
     assert torch.equal(view, meta) and view.stride(0) == 16 and s24.aligned_meta(view) is view
+
+
+def test_kernel_operands_views_and_copies():
+    # K = 192: 12 metadata words per row, so the rows need realigning; values rows of 96 fp16 are aligned.
+    values = torch.randn(3, 96, dtype=torch.float16)
+    meta = torch.arange(3 * 12, dtype=torch.int16).reshape(3, 12)
+    kept, pairs, words = s24.kernel_operands(values, meta)
+    assert kept.data_ptr() == values.data_ptr() and pairs.data_ptr() == values.data_ptr()
+    assert pairs.dtype == torch.int32 and pairs.shape == (3, 48)
+    assert words.dtype == torch.int32 and words.shape == (3, 6) and words.stride(0) % 4 == 0
+    assert torch.equal(words.view(torch.int16), meta)
+    aligned = s24.aligned_meta(meta)
+    assert s24.kernel_operands(values, aligned)[2].data_ptr() == aligned.data_ptr()  # no second copy
+    # A values view that starts 2 elements into its storage is copied, with the same numbers.
+    storage = torch.randn(3 * 96 + 2, dtype=torch.float16)
+    odd = storage[2:].view(3, 96)
+    kept, pairs, _ = s24.kernel_operands(odd, meta)
+    assert kept.data_ptr() != odd.data_ptr() and torch.equal(kept, odd) and kept.storage_offset() == 0
+    assert torch.equal(pairs.view(torch.float16), odd)
