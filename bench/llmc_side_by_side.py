@@ -85,8 +85,8 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
         rows.append(record)
         del lm
     dense = rows[0]["perplexity"]
-    langs = [f"{lang} ppl (x dense)" for lang in eval_langs]
-    headers = ["tool", "recipe", *langs, "wall s", "threads", "load avg"]
+    ppl_headers = [f"{lang} ppl (x dense)" for lang in eval_langs]
+    headers = ["tool", "recipe", *ppl_headers, "wall s", "threads", "load avg"]
     body = []
     for row in rows:
         cells = [row["tool"], row["recipe"]]
