@@ -38,7 +38,9 @@ def export_windows(model: str, calib: str, nsamples: int, seqlen: int, seed: int
     torch.save({"input_ids": windows.input_ids, "attention_mask": windows.attention_mask}, out)
 
 
-def prune_polysparse(model: str, recipe: str, calib: str, nsamples: int, seqlen: int, out: Path) -> None:
+def prune_polysparse(
+    model: str, recipe: str, calib: str, nsamples: int, seqlen: int, seed: int, out: Path
+) -> None:
     import torch
 
     from polysparse.bench.jobs import prune_job
@@ -47,11 +49,19 @@ def prune_polysparse(model: str, recipe: str, calib: str, nsamples: int, seqlen:
     settings = Recipe.parse(recipe).settings
     load_before, started = os.getloadavg()[0], time.perf_counter()
     payload = prune_job(
-        model=model, out=str(out), calib=calib, nsamples=nsamples, seqlen=seqlen, quiet=True, **settings
+        model=model,
+        out=str(out),
+        calib=calib,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        seed=seed,
+        quiet=True,
+        **settings,
     )
     record = {
         "tool": "polysparse",
         "recipe": recipe,
+        "seed": seed,
         "wall_seconds": time.perf_counter() - started,
         "prune_seconds": payload["summary"]["seconds"],
         "load_average_before": load_before,
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--calib", default="handbook:de")
         q.add_argument("--nsamples", type=int, default=64)
         q.add_argument("--seqlen", type=int, default=512)
+        q.add_argument("--seed", type=int, default=0, help="which draw of calibration windows")
         q.add_argument("--out", required=True)
     p.add_argument("--recipe", required=True)
     t.add_argument("--eval-langs", default="de,en")
@@ -129,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("folders", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "windows":
-        export_windows(args.model, args.calib, args.nsamples, args.seqlen, 0, Path(args.out))
+        export_windows(args.model, args.calib, args.nsamples, args.seqlen, args.seed, Path(args.out))
     elif args.command == "prune":
-        prune_polysparse(args.model, args.recipe, args.calib, args.nsamples, args.seqlen, Path(args.out))
+        prune_polysparse(
+            args.model, args.recipe, args.calib, args.nsamples, args.seqlen, args.seed, Path(args.out)
+        )
     else:
         table([Path(f) for f in args.folders], args.model, tuple(args.eval_langs.split(",")), Path(args.out))
     return 0

@@ -11,17 +11,19 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 LLMC_PYTHON=${LLMC_PYTHON:-/work/venv-llmc/bin/python}
 NSAMPLES=${NSAMPLES:-64}
+# SEED picks another draw of calibration windows (both tools get the same one); 0 is the tables' default.
+SEED=${SEED:-0}
 # OWL is not among the equal settings: llm-compressor 0.14.0.1's SparseGPTModifier(sparsity_profile="owl") stops
 # in oneshot's initialisation ("ValueError: Cannot invoke event before initializing", from
 # _infer_owl_layer_sparsity running calibration before the session is initialised), so polysparse's OWL runs alone.
 RECIPES=${RECIPES:-"wanda 2:4;sparsegpt 2:4;sparsegpt 0.5"}
-EXTRA=${EXTRA:-"sparsegpt 0.5 +owl"}
-RUNS=${RUNS:-runs/llmc-$NSAMPLES}
-OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES}
+EXTRA=${EXTRA-"sparsegpt 0.5 +owl"}  # EXTRA="" runs the equal settings only
+RUNS=${RUNS:-runs/llmc-$NSAMPLES$([ "$SEED" = 0 ] || echo "-seed$SEED")}
+OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES$([ "$SEED" = 0 ] || echo "-seed$SEED")}
 MODEL_DIR=${MODEL_DIR:-$HOME/.cache/polysparse/gemma-3-270m}
 mkdir -p "$RUNS"
 [ -f "$RUNS/windows.pt" ] || $PY -m polysparse.bench.llmc_side_by_side windows --nsamples "$NSAMPLES" \
-  --out "$RUNS/windows.pt"
+  --seed "$SEED" --out "$RUNS/windows.pt"
 IFS=';' read -r -a recipes <<< "$RECIPES"
 folders=()
 # Equal settings on both tools (RECIPES, ';'-separated), then polysparse's own (EXTRA, ';'-separated).
@@ -41,7 +43,7 @@ for recipe in "${recipes[@]}" "${extra[@]}"; do
   if [ ! -f "$RUNS/polysparse-$slug/timing.json" ]; then
     rm -rf "$RUNS/polysparse-$slug"
     nice -n 5 $PY -m polysparse.bench.llmc_side_by_side prune --recipe "$recipe" --nsamples "$NSAMPLES" \
-      --out "$RUNS/polysparse-$slug"
+      --seed "$SEED" --out "$RUNS/polysparse-$slug"
   fi
   folders+=("$RUNS/polysparse-$slug")
 done
