@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -120,12 +121,69 @@ def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Pat
     (out / "side-by-side.md").write_text(text, encoding="utf-8")
 
 
+def seeds_summary(tables: list[Path], recipe: str, out: Path) -> dict[str, Any]:
+    """One recipe's perplexity on both tools over several side-by-side tables (one per draw of windows).
+
+    Writes ``seeds.{json,md}``: per table the two tools' perplexities and polysparse / llm-compressor per
+    language, then the geometric mean of those ratios per language and over every cell.
+    """
+    rows: list[dict[str, Any]] = []
+    for table_dir in tables:
+        payload = json.loads((table_dir / "side-by-side.json").read_text())
+        by_tool = {r["tool"]: r for r in payload["rows"] if r.get("recipe") == recipe}
+        if set(by_tool) != {"polysparse", "llmcompressor"}:
+            raise SystemExit(f"{table_dir}: no {recipe!r} row for both tools")
+        ours, theirs = by_tool["polysparse"], by_tool["llmcompressor"]
+        langs = list(theirs["perplexity"])
+        rows.append(
+            {
+                "table": str(table_dir),
+                "seed": ours.get("seed", 0),
+                "llmcompressor": theirs["perplexity"],
+                "polysparse": ours["perplexity"],
+                "ratio": {g: ours["perplexity"][g] / theirs["perplexity"][g] for g in langs},
+                "wall_seconds": {"llmcompressor": theirs["wall_seconds"], "polysparse": ours["wall_seconds"]},
+            }
+        )
+    langs = list(rows[0]["ratio"])
+
+    def geomean(values: list[float]) -> float:
+        return math.exp(sum(math.log(v) for v in values) / len(values))
+
+    summary = {g: geomean([r["ratio"][g] for r in rows]) for g in langs}
+    summary["all"] = geomean([r["ratio"][g] for r in rows for g in langs])
+    ahead = sum(r["ratio"][g] < 1.0 for r in rows for g in langs)
+    result = {"recipe": recipe, "rows": rows, "geomean_ratio": summary, "polysparse_lower": ahead}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "seeds.json", result)
+    headers = ["seed", *[f"llm-compressor {g}" for g in langs], *[f"polysparse {g}" for g in langs]]
+    headers += [f"polysparse / llmc {g}" for g in langs]
+    body = [
+        [r["seed"]]
+        + [f"{r[tool][g]:.2f}" for tool in ("llmcompressor", "polysparse") for g in langs]
+        + [f"{r['ratio'][g]:.3f}" for g in langs]
+        for r in rows
+    ]
+    body.append(["geometric mean", *[""] * (2 * len(langs)), *[f"{summary[g]:.3f}" for g in langs]])
+    note = (
+        f"{recipe}, the same calibration windows for both tools in each row (one draw per seed), "
+        f"perplexity on the same held-out windows. polysparse lower in {ahead} of {len(rows) * len(langs)} "
+        f"cells; geometric mean of polysparse / llm-compressor over every cell {summary['all']:.3f}."
+    )
+    (out / "seeds.md").write_text(note + "\n\n" + markdown_table(headers, body) + "\n", encoding="utf-8")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m polysparse.bench.llmc_side_by_side")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("windows")
     p = sub.add_parser("prune")
     t = sub.add_parser("table")
+    s = sub.add_parser("seeds", help="one recipe over several tables (draws of windows)")
+    s.add_argument("--recipe", default="sparsegpt 2:4")
+    s.add_argument("--out", required=True)
+    s.add_argument("tables", nargs="+", help="folders holding side-by-side.json")
     for q in (w, p, t):
         q.add_argument("--model", default="gemma-3-270m")
     for q in (w, p):
@@ -141,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "windows":
         export_windows(args.model, args.calib, args.nsamples, args.seqlen, args.seed, Path(args.out))
+    elif args.command == "seeds":
+        seeds_summary([Path(f) for f in args.tables], args.recipe, Path(args.out))
     elif args.command == "prune":
         prune_polysparse(
             args.model, args.recipe, args.calib, args.nsamples, args.seqlen, args.seed, Path(args.out)

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from polysparse.sparsify.stats import LayerStatistics
+from polysparse.sparsify.stats import GRAM_PANEL, LayerStatistics, gram
 
 
 def test_padded_batch_gives_the_statistics_of_its_unpadded_sequences():
@@ -71,3 +72,16 @@ def test_layers_fed_the_same_tensor_share_its_sums_bitwise():
     together[0].add(batches[0], shared=shared)
     other.add(batches[0].clone(), shared=shared)  # equal values, another tensor: computed again
     assert len(shared) == 2
+
+
+@pytest.mark.parametrize("features", [7, 128, 129, 300, 513])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_equals_the_full_product_and_is_mirrored(features, dtype):
+    x = torch.randn(97, features, dtype=dtype)
+    got = gram(x)
+    want = x.t() @ x
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol * features)
+    for start in range(0, features, GRAM_PANEL):  # below the diagonal panels: the mirror of above, exactly
+        stop = min(start + GRAM_PANEL, features)
+        assert torch.equal(got[stop:, start:stop], got[start:stop, stop:].t())
