@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import time
 from pathlib import Path
+from statistics import geometric_mean
 from typing import Any
 
 import torch
@@ -49,6 +49,7 @@ def dump_layers(model: str, calib: str, nsamples: int, seqlen: int, seed: int, b
     from polysparse.sparsify.calibration_spec import CalibrationSpec
     from polysparse.sparsify.loading import load_causal_lm
     from polysparse.sparsify.model_graph import find_decoder_stack, prunable_layers, weight_matrix
+    from polysparse.sparsify.stats import LayerStatistics
 
     lm, tokenizer = load_causal_lm(resolve_model(model), "float32")
     windows = calibration_windows(CalibrationSpec.parse(calib), tokenizer, nsamples, seqlen, seed)
@@ -56,20 +57,20 @@ def dump_layers(model: str, calib: str, nsamples: int, seqlen: int, seed: int, b
     layers: dict[str, torch.nn.Module] = {}
     for index in blocks:
         layers.update(prunable_layers(stack.blocks[index], stack.block_name(index)))
-    sums: dict[str, torch.Tensor] = {}
-    tokens: dict[str, int] = {}
+    stats = {
+        name: LayerStatistics(weight_matrix(layer).shape[1], want_hessian=True, dtype=torch.float64)
+        for name, layer in layers.items()
+    }
     mask_of_batch: list[torch.Tensor] = []
 
     def hook(name: str):
         def record(_module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1])[mask_of_batch[0].reshape(-1)].double()
-            sums[name] = sums.get(name, 0) + x.t() @ x
-            tokens[name] = tokens.get(name, 0) + x.shape[0]
+            stats[name].add(args[0], mask_of_batch[0])
 
         return record
 
     def stop(_module, _args, _output):
-        raise _LastBlockDone  # nothing after the last dumped block is needed (Gemma's lm_head is 62% of it)
+        raise _LastBlockDone  # nothing after the last dumped block is needed (least of all the lm_head)
 
     handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
     handles.append(stack.blocks[max(blocks)].register_forward_hook(stop))
@@ -78,7 +79,7 @@ def dump_layers(model: str, calib: str, nsamples: int, seqlen: int, seed: int, b
             for row in range(windows.input_ids.shape[0]):
                 ids = windows.input_ids[row : row + 1]
                 attention = windows.attention_mask[row : row + 1]
-                mask_of_batch[:] = [attention.bool()]
+                mask_of_batch[:] = [attention.bool()]  # the hooks drop padding, as the driver's do
                 with contextlib.suppress(_LastBlockDone):
                     lm(input_ids=ids, attention_mask=attention, use_cache=False)
     finally:
@@ -87,8 +88,8 @@ def dump_layers(model: str, calib: str, nsamples: int, seqlen: int, seed: int, b
     payload = {
         name: {
             "weight": weight_matrix(layer).detach().float().clone(),
-            "hessian": (sums[name] * (2.0 / tokens[name])).float(),
-            "tokens": tokens[name],
+            "hessian": stats[name].hessian().float(),
+            "tokens": stats[name].ntokens,
         }
         for name, layer in layers.items()
     }
@@ -193,7 +194,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "min_mask_agreement": min(r["mask_agreement"] for r in rows),
         "min_ratio": min(ratios),
         "max_ratio": max(ratios),
-        "geomean_ratio": math.exp(sum(math.log(x) for x in ratios) / len(ratios)),
+        "geomean_ratio": geometric_mean(ratios),
         "polysparse_lower_or_equal": sum(x <= 1.0 for x in ratios),
     }
 

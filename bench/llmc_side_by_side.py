@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
+from statistics import geometric_mean
 from typing import Any
 
 from polysparse.bench.plans import StudyPlan
@@ -146,12 +146,8 @@ def seeds_summary(tables: list[Path], recipe: str, out: Path) -> dict[str, Any]:
             }
         )
     langs = list(rows[0]["ratio"])
-
-    def geomean(values: list[float]) -> float:
-        return math.exp(sum(math.log(v) for v in values) / len(values))
-
-    summary = {g: geomean([r["ratio"][g] for r in rows]) for g in langs}
-    summary["all"] = geomean([r["ratio"][g] for r in rows for g in langs])
+    summary = {g: geometric_mean([r["ratio"][g] for r in rows]) for g in langs}
+    summary["all"] = geometric_mean([r["ratio"][g] for r in rows for g in langs])
     ahead = sum(r["ratio"][g] < 1.0 for r in rows for g in langs)
     result = {"recipe": recipe, "rows": rows, "geomean_ratio": summary, "polysparse_lower": ahead}
     out.mkdir(parents=True, exist_ok=True)
