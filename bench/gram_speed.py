@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from polysparse.bench.kernels._common import wall_ms
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.sparsify.stats import gram
 
@@ -25,25 +24,15 @@ WIDTHS = (640, 1024, 2048)
 PANELS = (128, 256, 512)
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
-
-
 def measure(tokens: int, repeats: int, seed: int = 0) -> list[dict]:
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for width in WIDTHS:
         x = torch.randn(tokens, width, generator=generator)
         full = x.t() @ x
-        row = {"in_features": width, "tokens": tokens, "full_ms": _median_ms(lambda x=x: x.t() @ x, repeats)}
+        row = {"in_features": width, "tokens": tokens, "full_ms": wall_ms(lambda x=x: x.t() @ x, repeats)}
         for panel in PANELS:
-            row[f"panel_{panel}_ms"] = _median_ms(lambda x=x, panel=panel: gram(x, panel), repeats)
+            row[f"panel_{panel}_ms"] = wall_ms(lambda x=x, panel=panel: gram(x, panel), repeats)
             row[f"panel_{panel}_bitwise_equal"] = bool(torch.equal(gram(x, panel), full))
         rows.append(row)
     return rows

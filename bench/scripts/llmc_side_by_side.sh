@@ -13,13 +13,14 @@ LLMC_PYTHON=${LLMC_PYTHON:-/work/venv-llmc/bin/python}
 NSAMPLES=${NSAMPLES:-64}
 # SEED picks another draw of calibration windows (both tools get the same one); 0 is the tables' default.
 SEED=${SEED:-0}
+SUFFIX=$([ "$SEED" = 0 ] || echo "-seed$SEED")
 # OWL is not among the equal settings: llm-compressor 0.14.0.1's SparseGPTModifier(sparsity_profile="owl") stops
 # in oneshot's initialisation ("ValueError: Cannot invoke event before initializing", from
 # _infer_owl_layer_sparsity running calibration before the session is initialised), so polysparse's OWL runs alone.
 RECIPES=${RECIPES:-"wanda 2:4;sparsegpt 2:4;sparsegpt 0.5"}
 EXTRA=${EXTRA-"sparsegpt 0.5 +owl"}  # EXTRA="" runs the equal settings only
-RUNS=${RUNS:-runs/llmc-$NSAMPLES$([ "$SEED" = 0 ] || echo "-seed$SEED")}
-OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES$([ "$SEED" = 0 ] || echo "-seed$SEED")}
+RUNS=${RUNS:-runs/llmc-$NSAMPLES$SUFFIX}
+OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES$SUFFIX}
 MODEL_DIR=${MODEL_DIR:-$HOME/.cache/polysparse/gemma-3-270m}
 mkdir -p "$RUNS"
 [ -f "$RUNS/windows.pt" ] || $PY -m polysparse.bench.llmc_side_by_side windows --nsamples "$NSAMPLES" \
