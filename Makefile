@@ -16,9 +16,9 @@ BIN = $(VENV)/bin
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,demo,plot]"
+	$(BIN)/python -P -m pip install -q --upgrade pip
+	$(BIN)/python -P -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -P -m pip install -q -e ".[test,demo,plot]"
 	touch $@
 
 debian-packages:
@@ -35,7 +35,7 @@ demo: $(BIN)/.installed debian-packages
 	$(BIN)/polysparse demo
 
 test: $(BIN)/.installed debian-packages
-	POLYSPARSE_REQUIRE_DEBIAN_TEXT=1 POLYSPARSE_SLOW_TESTS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	POLYSPARSE_REQUIRE_DEBIAN_TEXT=1 POLYSPARSE_SLOW_TESTS=1 $(BIN)/python -P -m pytest -q $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

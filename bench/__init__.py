@@ -1,9 +1,15 @@
 """polysparse.bench: the ``polysparse`` command line, the jobs behind its commands, benchmarks and reports.
 
 The commands are plain functions with keyword arguments (``prune_job(model=..., pattern="2:4", ...)`` does
-what ``polysparse prune`` does). Names are imported on first use, so ``python -m polysparse.bench.<module>``
-runs a module without importing the rest.
+what ``polysparse prune`` does). Names are imported on first use, so
+``python -P -m polysparse.bench.<module>`` runs a module without importing the rest.
 """
+
+if __name__ != "polysparse.bench":  # the folder imported as a bare top-level package
+    raise ImportError(
+        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
+        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
+    )
 
 from importlib import import_module
 from typing import Any

@@ -1,6 +1,6 @@
 """Answer the study's three questions across every study JSON in a folder, in one table.
 
-``python -m polysparse.bench.collect_study bench/results/study/gemma-3-270m`` reads each
+``python -P -m polysparse.bench.collect_study bench/results/study/gemma-3-270m`` reads each
 ``study-*.json`` that ``polysparse study`` wrote there and writes ``summary.json`` and ``summary.md``:
 
 1. *Diagonal*: for how many evaluation languages the row calibrated on that language is the best
@@ -120,7 +120,7 @@ def collect(folder: Path) -> dict[str, Any]:
     write_json(folder / "summary.json", payload)
     text = (
         "The study's questions answered from each matrix in this folder "
-        f"(`python -m polysparse.bench.collect_study {folder}`). Ratios below 1 favour the first term; "
+        f"(`python -P -m polysparse.bench.collect_study {folder}`). Ratios below 1 favour the first term; "
         "geometric means over the evaluation languages.\n\n" + markdown_table(headers, rows)
     )
     if task_entries:

@@ -9,7 +9,7 @@ outside the blocks. This script times both against the time to load the model, o
 random Llama of :mod:`polysparse.bench.large_model_proof`, and writes
 ``bench/results/reliability/fingerprint-cost.json`` and ``.md``.
 
-``python -m polysparse.bench.fingerprint_cost --work runs/large`` (builds the 3.4 GB model there if needed;
+``python -P -m polysparse.bench.fingerprint_cost --work runs/large`` (builds the 3.4 GB model there if needed;
 ``--large-layers 4`` builds a smaller one of the same width).
 """
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         "hashes the loaded parameters (the first pass also pages in the memory-mapped weights), 'files' the "
         "safetensors files as a streamed run does (read right after loading: from the page cache). Load "
         f"average {load_before} before, {load_after} after ({os.cpu_count()} CPU threads). "
-        "Command: python -m polysparse.bench.fingerprint_cost\n\n" + table
+        "Command: python -P -m polysparse.bench.fingerprint_cost\n\n" + table
     )
     stem.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)

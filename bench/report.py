@@ -59,7 +59,7 @@ def environment(device: torch.device | str | None = None) -> dict[str, Any]:
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(dirty) if dirty is not None else None,
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 

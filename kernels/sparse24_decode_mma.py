@@ -20,7 +20,7 @@ same selectors drive :func:`_prmt_by_shifts`, plain integer ops equal to ``prmt`
 table holds (tested against a byte-exact emulation of ``prmt``), so the interpreter tests run the kernel's
 loads, table and indexing, and only the two ``prmt`` lines are left to the GPU tests.
 
-The compiled code (``python -m polysparse.bench.kernels.compiled``, ``bench/results/kernels/``) is what the
+The compiled code (``python -P -m polysparse.bench.kernels.compiled``, ``bench/results/kernels/``) is what the
 choices here rest on: with two warps per program Triton keeps ``mma.sync`` (four warps on sm_90 give
 ``wgmma``, whose A operand it routes through shared memory); triton 3.6 (the GPU image) then keeps the
 expanded tile in registers, 80-84 warp-instructions per KB on sm_90; triton 3.9 still stages it through

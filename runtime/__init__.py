@@ -7,6 +7,12 @@ Names are imported on first use (``from polysparse.runtime import sparsify_model
 torch-free :mod:`polysparse.runtime.backends` is importable without torch (the command line's choices).
 """
 
+if __name__ != "polysparse.runtime":  # the folder imported as a bare top-level package
+    raise ImportError(
+        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
+        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
+    )
+
 from importlib import import_module
 from typing import Any
 

@@ -7,6 +7,15 @@ kernels (tests marked ``gpu`` run only where CUDA is present).
 """
 
 import os
+import sys
+from pathlib import Path
+
+# `python -m pytest` started in the repository root puts the root first on sys.path, where its folders
+# (kernels/, bench/, ...) would shadow the PyPI packages of the same names that transformers imports
+# (Hugging Face's `kernels`). The project's own command is `python -P -m pytest` (Makefile); this keeps the
+# plain form working too. The folders refuse a bare import with a message that says so (kernels/__init__.py).
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _ROOT]
 
 os.environ.setdefault("TRITON_INTERPRET", "0" if os.environ.get("POLYSPARSE_TEST_GPU") else "1")
 # Tiny test tensors run fastest on one thread (measured: a SparseGPT test went from 21 s to 0.8 s on the

@@ -1,6 +1,6 @@
 """Evidence from the compiled kernels: every launch configuration compiled for sm_80 and sm_90, no GPU needed.
 
-    python -m polysparse.bench.kernels.compiled [--out DIR] [--subset all|ci] [--arch 80,90] [--jobs N]
+    python -P -m polysparse.bench.kernels.compiled [--out DIR] [--subset all|ci] [--arch 80,90] [--jobs N]
 
 Triton's NVIDIA backend compiles for any target without a GPU or driver (``triton.compile`` with a
 ``GPUTarget``; ``ptxas``, ``cuobjdump`` ship in the triton wheel). For every launch configuration the host

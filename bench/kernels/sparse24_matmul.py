@@ -1,6 +1,7 @@
 """Benchmark: 2:4 sparse linear against dense, provider by provider, on real model shapes.
 
-    python -m polysparse.bench.kernels.sparse24_matmul [--out DIR] [--dtype fp16|bf16] [--m 1,4,16] [--smoke]
+    python -P -m polysparse.bench.kernels.sparse24_matmul [--out DIR] [--dtype fp16|bf16] [--m 1,4,16] \
+        [--smoke]
 
 Providers, side by side in one process and on the same weights:
 
@@ -383,7 +384,7 @@ def _int_list(text: str) -> list[int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m polysparse.bench.kernels.sparse24_matmul", description=__doc__
+        prog="python -P -m polysparse.bench.kernels.sparse24_matmul", description=__doc__
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS_DIR / "kernels", help="output folder")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")

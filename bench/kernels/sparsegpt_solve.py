@@ -9,7 +9,7 @@ call), the speedup (goal on an H100: >= 5x the reference loop) and the relative 
 Shapes (out x in): Llama-2-7B's 4096x4096, 11008x4096, 4096x11008 and Gemma 3 270M's q (640->1024),
 k/v (640->256), o (1024->640), gate/up (640->2048) and down (2048->640).
 
-    python -m polysparse.bench.kernels.sparsegpt_solve [--out DIR] [--reps 3] [--smoke]
+    python -P -m polysparse.bench.kernels.sparsegpt_solve [--out DIR] [--reps 3] [--smoke]
 """
 
 from __future__ import annotations

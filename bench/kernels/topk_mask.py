@@ -8,7 +8,7 @@
 Shapes are Llama-3-8B's (out x in): 4096x4096, 14336x4096, 4096x14336; weights fp16 by default, scales fp32.
 Each shape first checks the Triton mask against the reference bit for bit, then times every provider.
 
-    python -m polysparse.bench.kernels.topk_mask [--out DIR] [--dtype float16] [--smoke]
+    python -P -m polysparse.bench.kernels.topk_mask [--out DIR] [--dtype float16] [--smoke]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 #
 #   install            10 s   pip install --no-deps --no-build-isolation -e . (the machine has no internet)
 #   tests             100 s   POLYSPARSE_TEST_GPU=1 pytest -m gpu: every kernel compiled, against its reference
-#   compiled           40 s   python -m polysparse.bench.kernels.compiled (all launch configs, sm_80 + sm_90)
+#   compiled           40 s   python -P -m polysparse.bench.kernels.compiled (all launch configs, sm_80 + sm_90)
 #   matmul            120 s   2:4 matmul vs dense / cuSPARSELt / CUTLASS, Llama-3-8B, Qwen2.5-7B, Gemma 3
 #                             270M layer shapes, M = 1..4096, bf16
 #   topk               25 s   mask selection kernels vs reference
@@ -63,7 +63,7 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
 else
     # --- preflight: fail in seconds, not after an install, where there is nothing to measure -------------
     command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH (set PYTHON=/path/to/python)"
-    cuda_report="$("$PYTHON" - <<'EOF' 2>&1
+    cuda_report="$("$PYTHON" -P - <<'EOF' 2>&1
 import sys
 try:
     import torch
@@ -98,7 +98,7 @@ EOF
             tail -n 15 "$RUN/$name.log" | sed 's/^/    /'
             if [ "${STOP_ON_FAIL:-0}" = 1 ]; then
                 say "stopping (STOP_ON_FAIL=1)"
-                "$PYTHON" -m polysparse.bench.gpu_summary "$RUN"
+                "$PYTHON" -P -m polysparse.bench.gpu_summary "$RUN"
                 exit 1
             fi
         fi
@@ -107,40 +107,40 @@ EOF
 fi
 failed=0
 
-run_step install "$PYTHON" -m pip install --no-deps --no-build-isolation -q -e .
+run_step install "$PYTHON" -P -m pip install --no-deps --no-build-isolation -q -e .
 
 # The test dependencies are not part of a --no-deps install: say so instead of failing obscurely.
 run_step tests bash -c '
-    "$0" -c "import pytest, hypothesis" || { echo "pytest and hypothesis are needed for the GPU tests"; exit 3; }
-    extra=$("$0" -c "import pytest_benchmark" 2>/dev/null && echo --benchmark-disable)
-    POLYSPARSE_TEST_GPU=1 TRITON_INTERPRET=0 "$0" -m pytest -q -m gpu -p no:cacheprovider $extra \
+    "$0" -P -c "import pytest, hypothesis" || { echo "pytest and hypothesis are needed for the GPU tests"; exit 3; }
+    extra=$("$0" -P -c "import pytest_benchmark" 2>/dev/null && echo --benchmark-disable)
+    POLYSPARSE_TEST_GPU=1 TRITON_INTERPRET=0 "$0" -P -m pytest -q -m gpu -p no:cacheprovider $extra \
         --junitxml="$1" tests
 ' "$PYTHON" "$RUN/gpu-tests.xml"
 
-run_step compiled "$PYTHON" -m polysparse.bench.kernels.compiled --jobs "$(nproc)" --out "$RUN" \
+run_step compiled "$PYTHON" -P -m polysparse.bench.kernels.compiled --jobs "$(nproc)" --out "$RUN" \
     --name compiled-on-gpu-machine
 
-run_step matmul "$PYTHON" -m polysparse.bench.kernels.sparse24_matmul --dtype bf16 \
+run_step matmul "$PYTHON" -P -m polysparse.bench.kernels.sparse24_matmul --dtype bf16 \
     --models llama-3-8b,qwen2.5-7b,gemma-3-270m --out bench/results/kernels
 record bench/results/kernels/sparse24_matmul_bf16.json
 
-run_step topk "$PYTHON" -m polysparse.bench.kernels.topk_mask --dtype bfloat16
-run_step sparsegpt "$PYTHON" -m polysparse.bench.kernels.sparsegpt_solve
+run_step topk "$PYTHON" -P -m polysparse.bench.kernels.topk_mask --dtype bfloat16
+run_step sparsegpt "$PYTHON" -P -m polysparse.bench.kernels.sparsegpt_solve
 
 for step in e2e-llama-3-8b e2e-qwen2.5-7b e2e-gemma-3-270m; do
     model="${step#e2e-}"
     folder="$WORK/${model}-${LAYERS[$step]}blocks-random24"
     # The folder name becomes the result's name: throughput_<folder>_cuda.json.
     run_step "$step" bash -c '
-        "$0" -m polysparse.bench.shape_models --model "$1" --layers "$2" --dtype bfloat16 --out "$3" &&
-        "$0" -m polysparse.bench.cli bench --model "$3" --batch 1,16 --prompt 2048,4096 \
+        "$0" -P -m polysparse.bench.shape_models --model "$1" --layers "$2" --dtype bfloat16 --out "$3" &&
+        "$0" -P -m polysparse.bench.cli bench --model "$3" --batch 1,16 --prompt 2048,4096 \
             --new-tokens 32 --repeats 3 --warmup 1 --out bench/results/throughput --quiet
     ' "$PYTHON" "$model" "${LAYERS[$step]}" "$folder"
     record "bench/results/throughput/throughput_$(basename "$folder")_cuda.json"
 done
 
 [ "${DRY_RUN:-0}" = 1 ] && exit 0
-"$PYTHON" -m polysparse.bench.gpu_summary "$RUN"
+"$PYTHON" -P -m polysparse.bench.gpu_summary "$RUN"
 if [ "$failed" -gt 0 ]; then
     say "$failed step(s) failed: see the logs above and in $RUN"
     exit 1

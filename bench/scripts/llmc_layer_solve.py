@@ -1,4 +1,5 @@
-"""llm-compressor's SparseGPT solve on the layers ``python -m polysparse.bench.llmc_layer_parity dump`` wrote.
+"""llm-compressor's SparseGPT solve on the layers that
+``python -P -m polysparse.bench.llmc_layer_parity dump`` wrote.
 
     /work/venv-llmc/bin/python bench/scripts/llmc_layer_solve.py --layers layers.pt --out llmc.pt
 

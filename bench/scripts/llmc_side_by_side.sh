@@ -3,7 +3,7 @@
 # same held-out evaluation windows (the study's: install-guide de and en, 4 x 256 tokens), one table of
 # perplexity and wall time (load, calibrate, prune, save) -> bench/results/llmc/gemma-3-270m-de/.
 # llm-compressor runs in its own environment (LLMC_PYTHON, default /work/venv-llmc/bin/python), made with
-#   python3 -m venv /work/venv-llmc && /work/venv-llmc/bin/pip install torch==2.13.0 && \
+#   python3 -P -m venv /work/venv-llmc && /work/venv-llmc/bin/pip install torch==2.13.0 && \
 #   /work/venv-llmc/bin/pip install llmcompressor
 # Runs one process at a time; report the machine's load with the numbers (each row records its own).
 set -euo pipefail
@@ -23,7 +23,7 @@ RUNS=${RUNS:-runs/llmc-$NSAMPLES$SUFFIX}
 OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES$SUFFIX}
 MODEL_DIR=${MODEL_DIR:-$HOME/.cache/polysparse/gemma-3-270m}
 mkdir -p "$RUNS"
-[ -f "$RUNS/windows.pt" ] || $PY -m polysparse.bench.llmc_side_by_side windows --nsamples "$NSAMPLES" \
+[ -f "$RUNS/windows.pt" ] || $PY -P -m polysparse.bench.llmc_side_by_side windows --nsamples "$NSAMPLES" \
   --seed "$SEED" --out "$RUNS/windows.pt"
 IFS=';' read -r -a recipes <<< "$RECIPES"
 folders=()
@@ -43,10 +43,10 @@ for recipe in "${recipes[@]}" "${extra[@]}"; do
   slug=$(echo "$recipe" | tr ' :+.=' '-----')
   if [ ! -f "$RUNS/polysparse-$slug/timing.json" ]; then
     rm -rf "$RUNS/polysparse-$slug"
-    nice -n 5 $PY -m polysparse.bench.llmc_side_by_side prune --recipe "$recipe" --nsamples "$NSAMPLES" \
+    nice -n 5 $PY -P -m polysparse.bench.llmc_side_by_side prune --recipe "$recipe" --nsamples "$NSAMPLES" \
       --seed "$SEED" --out "$RUNS/polysparse-$slug"
   fi
   folders+=("$RUNS/polysparse-$slug")
 done
-nice -n 5 $PY -m polysparse.bench.llmc_side_by_side table --out "$OUT" "${folders[@]}"
+nice -n 5 $PY -P -m polysparse.bench.llmc_side_by_side table --out "$OUT" "${folders[@]}"
 cat "$OUT/side-by-side.md"

@@ -55,6 +55,7 @@ def test_two_gloo_ranks_match_one_process(tiny_model_dir, german_text, tmp_path,
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
+        "-P",
         "-m",
         "torch.distributed.run",
         "--standalone",

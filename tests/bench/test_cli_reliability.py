@@ -60,7 +60,7 @@ def prune_args(model, text, *extra):
 
 def start_slow(args, where="block"):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-c", SLOW_PRUNE, where, *args], env=env)
+    return subprocess.Popen([sys.executable, "-P", "-c", SLOW_PRUNE, where, *args], env=env)
 
 
 def wait_for(process, condition, seconds=120):

@@ -46,7 +46,7 @@ def test_sigkill_then_same_command_gives_identical_output(tiny_model_dir, german
     out = tmp_path / "resumed"
     state = tmp_path / ".resumed.work" / "state.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-c", SLOW_PRUNE, *args, "--out", str(out)], env=env)
+    process = subprocess.Popen([sys.executable, "-P", "-c", SLOW_PRUNE, *args, "--out", str(out)], env=env)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         if state.exists() and json.loads(state.read_text())["next_block"] >= 1:

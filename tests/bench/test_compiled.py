@@ -5,7 +5,7 @@ and fails on what must not ship: a compile error, spills in a decode configurati
 target's limit; and checks the decode budget (<= 90 warp-instructions per KB of weight on sm_90, no spills,
 16-byte loads of values and metadata) for every kernel the op dispatches a decode batch (M = 1..16) to: the
 GEMV (M = 1) and the tensor-core decode kernel (M = 2..16). The full set of configurations is the bench
-module's job (``python -m polysparse.bench.kernels.compiled``, ~20 min on two cores); the committed report
+module's job (``python -P -m polysparse.bench.kernels.compiled``, ~20 min on two cores); the committed report
 for the installed triton must cover every configuration the autotuners hold today.
 """
 
@@ -42,8 +42,8 @@ def report(tmp_path_factory):
     # The decode kernels, where a spill or a scalar load costs most; the tl.dot tiles are compiled by the
     # bench module (`make`-free: the committed report is checked below).
     families = ",".join(family for _, family in compiled.DECODE_PATHS)
-    cmd = [sys.executable, "-m", "polysparse.bench.kernels.compiled", "--subset", "ci", "--family", families,
-           "--out", str(out), "--name", "decode"]  # fmt: skip
+    cmd = [sys.executable, "-P", "-m", "polysparse.bench.kernels.compiled", "--subset", "ci",
+           "--family", families, "--out", str(out), "--name", "decode"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     path = out / "decode.json"
     if not path.exists():
@@ -120,5 +120,5 @@ def test_committed_report_covers_every_configuration():
     done = {(r["family"], r["label"], r["arch"]) for r in data["results"]}
     wanted = {(la.family, la.label, arch) for la in compiled.launches("all") for arch in (80, 90)}
     missing = sorted(wanted - done)
-    assert not missing, f"re-run python -m polysparse.bench.kernels.compiled: {missing[:5]}"
+    assert not missing, f"re-run python -P -m polysparse.bench.kernels.compiled: {missing[:5]}"
     assert data["problems"] == []

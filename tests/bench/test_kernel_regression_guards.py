@@ -6,7 +6,7 @@ These record timings; they assert no speed. On a GPU machine, save a baseline an
     POLYSPARSE_TEST_GPU=1 pytest -m gpu tests/bench/test_kernel_regression_guards.py \\
         --benchmark-compare --benchmark-compare-fail=median:10%
 
-Provider-vs-provider numbers for the README come from ``python -m polysparse.bench.kernels.<op>``.
+Provider-vs-provider numbers for the README come from ``python -P -m polysparse.bench.kernels.<op>``.
 """
 
 import pytest

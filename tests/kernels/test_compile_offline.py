@@ -68,5 +68,7 @@ def test_kernels_compile_for_sm90(tmp_path):
     # A fresh cache: compile for real, not from an earlier run's binaries.
     env = os.environ | {"TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
     assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-4000:]

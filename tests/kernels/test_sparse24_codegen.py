@@ -61,7 +61,7 @@ def compiled():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
+            [sys.executable, "-P", "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
         )
     except subprocess.TimeoutExpired:
         pytest.fail("compiling the kernel for sm_90 took over 5 minutes")

@@ -8,9 +8,11 @@ from polysparse.sparsify.output import atomic_output_folder, clean_stale_partial
 
 
 def test_partial_folders_of_dead_processes_go_and_live_ones_stay(tmp_path, caplog):
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    finished = subprocess.run(
+        [sys.executable, "-P", "-c", "import os; print(os.getpid())"], capture_output=True
+    )
     dead_pid = int(finished.stdout)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = subprocess.Popen([sys.executable, "-P", "-c", "import time; time.sleep(60)"])
     try:
         dead_copy = tmp_path / f".model.partial-{dead_pid}"
         live_copy = tmp_path / f".model.partial-{live.pid}"

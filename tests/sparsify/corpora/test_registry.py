@@ -83,4 +83,4 @@ def test_hints_name_the_debian_package():
 
 def test_corpora_do_not_import_torch():
     code = "import sys, polysparse.sparsify.corpora; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-P", "-c", code], check=True)
