@@ -7,11 +7,12 @@ cd "$(dirname "$0")/../.."
 REPO=$(pwd)
 FRESH=${FRESH:-/tmp/fresh}
 rm -rf "$FRESH" "$FRESH-cache"
+LOAD_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
 git clone -q "$REPO" "$FRESH"
 ( cd "$FRESH" && POLYSPARSE_CACHE="$FRESH-cache" /usr/bin/time -v make demo ) > "$FRESH.log" 2>&1
 OUT=bench/results/demo
 mkdir -p "$OUT"
 cp "$FRESH/polysparse-demo/report.md" "$FRESH/polysparse-demo/polysparse.json" "$OUT/"
 grep -E "Command being timed|Elapsed|Maximum resident|Exit status" "$FRESH.log" > "$OUT/make-demo-time.txt"
-echo "commit $(git -C "$FRESH" rev-parse HEAD), $(date -Is), $(nproc) CPUs" >> "$OUT/make-demo-time.txt"
+echo "commit $(git -C "$FRESH" rev-parse HEAD), $(date -Is), $(nproc) CPUs, load before: $LOAD_BEFORE" >> "$OUT/make-demo-time.txt"
 cat "$OUT/make-demo-time.txt"
