@@ -259,7 +259,7 @@ def _atomic_save_batches(batches: ActivationStore, path: Path) -> str:
             "data_offsets": [offset, offset + size],
         }
         offset += size
-    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded = strict_json.dumps(header, indent=None, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the reference writer pads the header to 8 bytes
     tmp = path.with_name(f".{path.name}.tmp")
     digest = hashlib.sha256()
