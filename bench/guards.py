@@ -45,11 +45,14 @@ def task_files(tasks: str | None) -> list[Path]:
     return [Path(task.path) for task in parse_tasks(tasks) if task.kind == "file"]
 
 
-def check_output_folder(out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out") -> Path:
-    """A folder output: a writable place (:func:`check_output_location`), not an existing file, and neither
-    an input nor a folder holding one."""
+def check_output_folder(
+    out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out", results: bool = False
+) -> Path:
+    """A folder output: a writable place (:func:`check_output_location`), not an existing file, not an
+    input, and, unless it is a ``results`` folder that files are only added to (``study``, ``bench``), not a
+    folder holding an input (a pruned model or an export replaces the whole folder)."""
     path = check_output_location(out, flag)
-    check_not_input(path, inputs, flag)
+    check_not_input(path, inputs, flag, holding=not results)
     if path.exists() and not path.is_dir():
         raise OutputLocationError(f"{flag} {path} is a file; {flag} takes a folder")
     return path

@@ -291,8 +291,9 @@ def check_study_inputs(plan: StudyPlan, out: str | Path, cells: str | Path | Non
     from polysparse.sparsify.loading import check_seqlen
 
     model_path = resolve_model(plan.model)
-    check_output_folder(out, [model_path])
-    check_output_folder(Path(cells) if cells is not None else Path(out) / "cells", [model_path], "--cells")
+    check_output_folder(out, [model_path], results=True)
+    cells_folder = Path(cells) if cells is not None else Path(out) / "cells"
+    check_output_folder(cells_folder, [model_path], "--cells", results=True)
     check_seqlen(model_path, plan.seqlen, "--seqlen")
     check_seqlen(model_path, plan.eval_seqlen, "--eval-seqlen")
     problems = []

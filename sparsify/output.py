@@ -87,14 +87,17 @@ def check_distinct_outputs(outputs: dict[str, str | Path]) -> None:
         seen[resolved] = what
 
 
-def check_not_input(out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out") -> None:
-    """Refuse an output that is one of the run's inputs, or a folder that holds one.
+def check_not_input(
+    out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out", holding: bool = True
+) -> None:
+    """Refuse an output that is one of the run's inputs, or (``holding``) a folder that holds one.
 
     Outputs are written whole and replace what was there (``--overwrite`` removes an old output folder), so
     ``--model runs/base --out runs --overwrite`` would delete the model before it is read, and
     ``--dump-items notes.txt`` would replace calibration text. An output inside an input folder
-    (``--out model/pruned``) replaces nothing and is allowed. The one rule for every command, checked before
-    any work.
+    (``--out model/pruned``) replaces nothing and is allowed, and so is a results folder that files are
+    only added to (``study``, ``bench``: ``holding=False``) around an input. The one rule for every
+    command, checked before any work.
     """
     target = Path(out).resolve()
     for item in inputs:
@@ -106,7 +109,7 @@ def check_not_input(out: str | Path, inputs: Iterable[str | Path | None], flag: 
                 f"{flag} {out} is an input of this run ({item}); writing it would replace what the run "
                 f"reads: choose another {flag}"
             )
-        if target in source.parents:
+        if holding and target in source.parents:
             raise OutputLocationError(
                 f"{flag} {out} holds an input of this run ({item}); writing it would replace what the run "
                 f"reads: choose another {flag}"

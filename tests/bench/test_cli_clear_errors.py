@@ -258,7 +258,7 @@ def test_study_output_places_are_checked_first(tiny_model_dir, tmp_path, capsys)
     assert (out / "study-wanda-2-4.json").read_text() == "[]"
     err = bad(capsys, *study[:3], *STUDY[:7], "0", *STUDY[8:], "--out", tmp_path / "s0")
     assert "--eval-windows must be at least 1, got 0" in err
-    assert "holds an input" in bad(capsys, *study, "--out", tiny_model_dir.parent)
+    assert "is an input of this run" in bad(capsys, *study, "--out", tiny_model_dir)
 
 
 def test_bench_out_under_a_file_is_refused(pruned_24, tmp_path, capsys):
