@@ -271,7 +271,7 @@ def test_repruning_a_dense_export_drops_its_sparsity_config(pruned_24, tmp_path,
 
 
 def dead_pid():
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process = subprocess.Popen([sys.executable, "-P", "-c", "pass"])
     process.wait()
     return process.pid
 
