@@ -488,8 +488,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"polysparse {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"polysparse {args.command}: interrupted; nothing was written to the output", file=sys.stderr)
+        print(f"polysparse {args.command}: interrupted; {_kept(args)}", file=sys.stderr)
         return 130
+    except Exception as error:
+        from polysparse.bench.user_errors import out_of_space
+
+        if not out_of_space(error):
+            raise
+        print(
+            f"polysparse {args.command}: error: no room to write ({type(error).__name__}: {error}); free "
+            f"disk space or raise the file-size limit, then run the same command again; {_kept(args)}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves for the next run (outputs are written whole or not at all)."""
+    if args.command == "prune" and not args.no_checkpoint:
+        return "the output was not written; finished blocks are kept and the same command resumes after them"
+    if args.command in ("study", "bench"):
+        return "finished cells are kept and the same command computes only the missing ones"
+    if args.command == "demo":
+        return "run the same command again (it starts over)"
+    return "nothing was written to the output"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ command line: ``prune_job(model=..., method=..., ...)`` does what ``polysparse p
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -12,6 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from polysparse.bench.assets import resolve_model
+from polysparse.bench.exports import export_job
+from polysparse.bench.guards import (
+    calibration_files,
+    check_eval_outputs,
+    check_output_folder,
+    check_positive,
+    source_files,
+    task_files,
+)
 from polysparse.bench.plans import (
     EVAL_SEQLEN,
     EVAL_WINDOWS,
@@ -36,10 +44,11 @@ from polysparse.sparsify.calibration import (
 from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.checkpointing import (
     LOCK_FILE,
+    STATE_FILE,
     WorkFolderLock,
     clear_work_folder,
 )
-from polysparse.sparsify.config import SPARSE24, ConfigError, PruneConfig, prune_default
+from polysparse.sparsify.config import ConfigError, PruneConfig, prune_default
 from polysparse.sparsify.corpora import SourceSpec, text_encoding
 from polysparse.sparsify.driver import (
     calibrated_steps,
@@ -49,13 +58,11 @@ from polysparse.sparsify.driver import (
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import check_seqlen, load_causal_lm
 from polysparse.sparsify.output import (
-    REPORT_FILE,
-    OutputExistsError,
     OutputLocationError,
     check_output,
-    check_output_location,
     clean_stale_partials,
     package_version,
+    read_report,
     save_pruned,
 )
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
@@ -145,8 +152,10 @@ def prune_job(
         raise ConfigError(f"{what} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
     calibration = CalibrationSpec.parse(calib) if calib is not None and calibrated else calib
     check_device(device)
-    out_dir = check_output(check_output_location(out), overwrite)
     model_path = resolve_model(model)
+    out_dir = check_output(check_output_folder(out, [model_path, *calibration_files(calibration)]), overwrite)
+    if offload_dir is not None:
+        check_output_folder(offload_dir, [], "--offload-dir")
     if calib is not None and calibrated:
         check_seqlen(model_path, seqlen)
     launched = distributed.init_from_environment()
@@ -251,7 +260,11 @@ def _prune_locked(
     elif rank == 0:
         save_pruned(lm, tokenizer, out_dir, payload, overwrite)
     distributed.barrier()  # every rank's state stays until the output is safely written
-    if checkpoint_dir is not None and rank == 0:
+    if rank == 0:
+        if checkpoint_dir is None and (work_dir / STATE_FILE).exists():
+            log.warning(
+                "removed %s: an interrupted run's state, obsolete now that %s exists", work_dir, out_dir
+            )
         clear_work_folder(work_dir)
     summary = payload["summary"]
     _say(
@@ -358,19 +371,23 @@ def eval_job(
     specs = (
         _eval_specs(list(data), source, langs) if (data or source or langs or not (tasks or lm_eval)) else []
     )
-    if out is not None:
-        _check_output_file(out, overwrite)
+    check_positive(windows=windows, batch_size=batch_size)
+    model_path = resolve_model(model)
+    inputs = [model_path, *task_files(tasks), *(path for spec in specs for path in source_files(spec))]
+    check_eval_outputs(out, dump_items, overwrite, inputs)
     check_device(device)
     if limit is not None and not (tasks or lm_eval):
         raise ConfigError("--limit applies to --tasks or --lm-eval")
-    prepared = prepare_tasks(tasks, limit=TASK_LIMIT if limit is None else limit, seed=seed) if tasks else []
-    if dump_items and not prepared:
+    if dump_items and not tasks:
         raise ConfigError("--dump-items needs --tasks")
+    prepared = []
+    if tasks:
+        with text_encoding(encoding):  # task files are read in --encoding too
+            prepared = prepare_tasks(tasks, limit=TASK_LIMIT if limit is None else limit, seed=seed)
     if lm_eval:
         from polysparse.bench.lm_eval_bridge import check_lm_eval
 
         check_lm_eval()
-    model_path = resolve_model(model)
     if specs:  # --seqlen sizes the perplexity windows only
         check_seqlen(model_path, seqlen)
     lm, tokenizer = load_causal_lm(model_path, dtype)
@@ -415,18 +432,6 @@ def eval_job(
         path.with_suffix(".md").write_text(text, encoding="utf-8")
         _say(f"wrote {path} and {path.with_suffix('.md')}", quiet)
     return payload
-
-
-def _check_output_file(out: str, overwrite: bool) -> Path:
-    """A JSON output path (with its ``.md`` beside it): writable, not a folder, not an existing file unless
-    ``overwrite``; checked before any work."""
-    path = check_output_location(out)
-    for target in (path, path.with_suffix(".md")):
-        if target.is_dir():
-            raise OutputLocationError(f"{target} is a folder; --out takes a file name such as runs/eval.json")
-        if target.exists() and not overwrite:
-            raise OutputExistsError(f"{target} exists; choose another --out or pass --overwrite")
-    return path
 
 
 def study_job(
@@ -480,7 +485,7 @@ def study_job(
         tasks=tuple((tasks or "").split(",")),
         task_limit=task_limit,
     )
-    check_study_inputs(plan, out)
+    check_study_inputs(plan, out, cells)
     result = run_study(plan, out, cells=cells, quiet=quiet, plot=not no_plot)
     _say(result.markdown(), quiet)
     stem = Path(out) / output_stem(plan)
@@ -490,13 +495,12 @@ def study_job(
 
 def corpora_job(*, source: list[str] | tuple[str, ...] = (), json: bool = False, quiet: bool = False):
     """Print every text source and language installed here, with sizes and the package to install."""
-    import json as json_module
-
+    from polysparse.sparsify import strict_json
     from polysparse.sparsify.corpora import SOURCES, available_corpora, missing_corpora_hint
 
     infos = available_corpora(tuple(source) or None)
     if json:
-        print(json_module.dumps([{**vars(i), "spec": i.spec} for i in infos], indent=2, default=str))
+        print(strict_json.dumps([{**vars(i), "spec": i.spec} for i in infos]))
         return infos
     rows = [[i.spec, i.name, i.documents, f"{i.text_bytes / 1e6:.2f}", i.package] for i in infos]
     print(markdown_table(["spec", "language", "documents", "MB of text", "Debian package"], rows))
@@ -504,10 +508,6 @@ def corpora_job(*, source: list[str] | tuple[str, ...] = (), json: bool = False,
     for name in sorted(set(source or SOURCES) - present - {"text", "hf"}):
         print(f"{name}: nothing installed; {missing_corpora_hint(name)}")
     return infos
-
-
-def read_report(folder: str | Path) -> dict[str, Any]:
-    return json.loads((Path(folder) / REPORT_FILE).read_text(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -546,6 +546,8 @@ def bench_job(
         cache=cache,
         seed=seed,
     )
+    if out is not None:
+        check_output_folder(out, [model, dense], results=True)
     _say(f"benchmarking {model} (sparse) against its dense twin, backend {backend}", quiet)
     payload, paths = run_throughput(
         model=resolve_model(model),
@@ -562,66 +564,6 @@ def bench_job(
     say_speedups(payload, quiet)
     _say("wrote " + ", ".join(str(p) for p in paths), quiet)
     return payload
-
-
-def export_job(*, model: str, format: str, out: str, overwrite: bool = False, quiet: bool = False) -> Path:
-    """Write a sparse checkpoint, or a folder written by ``polysparse prune --pattern 2:4``, as dense,
-    compressed or compressed-tensors."""
-    from polysparse.runtime.checkpoint import export, is_sparse_checkpoint
-
-    source = Path(model)
-    if not is_sparse_checkpoint(source) and (source / REPORT_FILE).is_file():
-        check_output(check_output_location(out), overwrite)
-        path = _export_pruned_folder(source, Path(out), format, overwrite)
-    else:
-        path = export(model, out, format, overwrite=overwrite)
-    size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
-    _say(f"wrote {path} ({format}, {size / 2**20:.1f} MiB of safetensors)", quiet)
-    return path
-
-
-def _export_pruned_folder(source: Path, out: Path, format: str, overwrite: bool) -> Path:
-    """Compress a pruned HF folder after checking that every layer its report lists as pruned is 2:4."""
-    import os
-
-    from polysparse.runtime.checkpoint import (
-        EXPORT_FORMATS,
-        NotSparse24Error,
-        SparsityMetadata,
-        export,
-        save_sparse,
-    )
-    from polysparse.runtime.swap import sparsify_model
-
-    if format not in EXPORT_FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
-    report = read_report(source)
-    pattern = (report.get("config") or {}).get("pattern")
-    if pattern != str(SPARSE24):
-        raise NotSparse24Error(
-            f"{source} was pruned {'with pattern ' + pattern if pattern else 'unstructured'}; only 2:4 "
-            "folders have a sparse format (the folder itself is the dense export)"
-        )
-    lm, tokenizer = load_causal_lm(source)
-    swap = sparsify_model(lm, backend="dense")
-    swapped = {layer.name for layer in swap.swapped}
-    not_24 = [layer["name"] for layer in report.get("layers", []) if layer["name"] not in swapped]
-    if not_24:
-        raise NotSparse24Error(
-            f"{source}: {len(not_24)} layers that polysparse.json lists as pruned 2:4 are not 2:4 in the "
-            f"weights (e.g. {not_24[0]}); was the folder changed after pruning?"
-        )
-    metadata = SparsityMetadata.from_report(report)
-    if format == "compressed":
-        return save_sparse(
-            lm, out, tokenizer=tokenizer, source=source, metadata=metadata, overwrite=overwrite
-        )
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    try:
-        save_sparse(lm, staging, tokenizer=tokenizer, source=source, metadata=metadata, overwrite=True)
-        return export(staging, out, format, overwrite=overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = [

@@ -69,7 +69,7 @@ def prune_polysparse(
         "load_average_after": os.getloadavg()[0],
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "timing.json").write_text(json.dumps(record, indent=2))
+    write_json(out / "timing.json", record)
 
 
 def table(folders: list[Path], model: str, eval_langs: tuple[str, ...], out: Path, seed: int = 0) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from polysparse.bench.report import markdown_table
+from polysparse.bench.user_errors import out_of_space
 from polysparse.sparsify.config import ConfigError
+from polysparse.sparsify.corpora import DatasetUnavailableError
 
 INSTALL_HINT = "lm-eval is not installed; pip install 'polysparse[lm-eval]' (or pip install lm-eval)"
 
@@ -68,14 +70,22 @@ def run_lm_eval(
         batch_size=batch_size,
         add_bos_token=getattr(tokenizer, "bos_token_id", None) is not None,
     )
-    output = simple_evaluate(
-        model=wrapped,
-        tasks=names,
-        task_manager=manager,
-        limit=limit,
-        num_fewshot=num_fewshot,
-        log_samples=log_samples,
-    )
+    try:
+        output = simple_evaluate(
+            model=wrapped,
+            tasks=names,
+            task_manager=manager,
+            limit=limit,
+            num_fewshot=num_fewshot,
+            log_samples=log_samples,
+        )
+    except OSError as error:  # requests', huggingface_hub's and datasets' "cannot reach / not cached" errors
+        if out_of_space(error):
+            raise
+        raise DatasetUnavailableError(
+            f"lm-eval could not load the data of {', '.join(names)} ({type(error).__name__}: {error}); "
+            "polysparse never downloads: the data sets must be in this machine's Hugging Face cache"
+        ) from None
     metrics: dict[str, dict[str, float]] = {}
     for task, values in output["results"].items():
         metrics[task] = {

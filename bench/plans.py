@@ -79,8 +79,10 @@ class StudyPlan:
             raise StudyInputError(f"give distinct languages, got {self.langs}")
         self.prune_config()  # validates method, sparsity / pattern
         object.__setattr__(self, "tasks", tuple(t.strip() for t in self.tasks if t.strip()))
-        if self.task_limit < 1:
-            raise StudyInputError(f"--task-limit must be at least 1, got {self.task_limit}")
+        for name in ("shots", "nsamples", "seqlen", "eval_windows", "eval_seqlen", "task_limit"):
+            value = getattr(self, name)
+            if value < 1:
+                raise StudyInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         validate_specs(self.tasks, self.langs)
 
     def prune_config(self, method: str | None = None) -> PruneConfig:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import shlex
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from polysparse.sparsify import strict_json
 
 DEFAULT_RESULTS_DIR = Path("bench") / "results"
 
@@ -64,13 +65,9 @@ def environment(device: torch.device | str | None = None) -> dict[str, Any]:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``payload`` as indented strict JSON atomically (no NaN or Infinity: see
+    :mod:`polysparse.sparsify.strict_json`, the project's one JSON writer)."""
+    return strict_json.write_json(path, payload)
 
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:

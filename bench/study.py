@@ -278,21 +278,30 @@ def output_stem(plan: StudyPlan) -> str:
     return f"study-{plan.method}-{label}"
 
 
-def check_study_inputs(plan: StudyPlan, out: str | Path) -> None:
-    """Everything a study needs, checked before its first cell: window lengths against the model's
-    positions, text for every calibration and evaluation language (and parallel text for the translation
-    rows), and that ``out`` does not hold the tables of a study with other settings (they would be
-    overwritten while its cells stay)."""
+def check_study_inputs(plan: StudyPlan, out: str | Path, cells: str | Path | None = None) -> None:
+    """Everything a study needs, checked before its first cell: ``out`` and the cells folder (places to
+    write, not files, not holding the model), window lengths against the model's positions, text for every
+    calibration and evaluation language (and parallel text for the translation rows), and that ``out`` does
+    not hold the tables of a study with other settings (they would be overwritten while its cells stay)."""
     import json
 
     from polysparse.bench.assets import resolve_model
+    from polysparse.bench.guards import check_output_folder
     from polysparse.sparsify.corpora import load_documents, load_parallel
     from polysparse.sparsify.loading import check_seqlen
 
     model_path = resolve_model(plan.model)
+    check_output_folder(out, [model_path], results=True)
+    cells_folder = Path(cells) if cells is not None else Path(out) / "cells"
+    check_output_folder(cells_folder, [model_path], "--cells", results=True)
     check_seqlen(model_path, plan.seqlen, "--seqlen")
     check_seqlen(model_path, plan.eval_seqlen, "--eval-seqlen")
     problems = []
+    if plan.mix and len(plan.langs) > 1 and plan.nsamples < len(plan.langs):
+        problems.append(
+            f"mix row: --nsamples {plan.nsamples} cannot give each of the {len(plan.langs)} languages a "
+            "window; raise --nsamples or pass --no-mix"
+        )
     for lang in plan.langs:
         try:
             load_documents(source_in(plan.calib_source, lang))
@@ -321,9 +330,13 @@ def check_study_inputs(plan: StudyPlan, out: str | Path) -> None:
     tables = Path(out) / f"{output_stem(plan)}.json"
     if tables.exists():
         try:
-            previous = json.loads(tables.read_text(encoding="utf-8")).get("plan", {})
-        except (OSError, ValueError):
-            previous = {}
+            previous = json.loads(tables.read_text(encoding="utf-8"))["plan"]
+            if not isinstance(previous, dict):
+                raise TypeError
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StudyInputError(
+                f"{tables} exists and is not the tables of a study (no readable 'plan'); choose another --out"
+            ) from None
         current = json.loads(json.dumps(asdict(plan)))
         changed = [
             f"{k}={previous.get(k)!r} there, {v!r} here" for k, v in current.items() if previous.get(k) != v
@@ -350,11 +363,13 @@ def run_study(
     """
     from polysparse.bench.assets import resolve_model
     from polysparse.bench.study_tasks import study_tasks
+    from polysparse.sparsify.checkpointing import folder_fingerprint
     from polysparse.sparsify.tasks import evaluate_task
 
     out = Path(out)
     store = CellStore(Path(cells) if cells is not None else out / "cells")
     model_path = resolve_model(plan.model)
+    store.check_model(plan.model, folder_fingerprint(model_path))
     rows = study_rows(plan)
     specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
     eval_key = f"{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}"

@@ -4,6 +4,7 @@ spec or file fails before a model is loaded or a file written), then score them 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from polysparse.bench.plans import TASK_LIMIT
 from polysparse.bench.report import markdown_table
+from polysparse.sparsify import strict_json
 from polysparse.sparsify.tasks import Item, TaskError, TaskSpec, build_items, evaluate_task, parse_tasks
 
 
@@ -31,7 +33,8 @@ def dump_items(path: str | Path, prepared: Sequence[tuple[TaskSpec, list[Item]]]
     with partial.open("w", encoding="utf-8") as handle:
         for task, items in prepared:
             for item in items:
-                handle.write(json.dumps({**item.to_dict(), "task": task.name}, ensure_ascii=False) + "\n")
+                record = {**item.to_dict(), "task": task.name}
+                handle.write(strict_json.dumps(record, indent=None, ensure_ascii=False) + "\n")
     partial.replace(path)
     return path
 
@@ -62,12 +65,20 @@ def score_tasks(
         )
         if not quiet:
             print(
-                f"  {task.name}: acc {result.acc:.3f} ± {result.acc_stderr:.3f}, acc_norm "
-                f"{result.acc_norm:.3f} ± {result.acc_norm_stderr:.3f} (n={result.n}, chance "
+                f"  {task.name}: acc {with_se(result.acc, result.acc_stderr)}, acc_norm "
+                f"{with_se(result.acc_norm, result.acc_norm_stderr)} (n={result.n}, chance "
                 f"{result.chance:.3f}, {seconds:.0f} s)",
                 flush=True,
             )
     return results
+
+
+def with_se(value: float, stderr: float | None) -> str:
+    """``0.750 ± 0.250``; ``± n/a`` where the standard error is undefined (one item: NaN in memory, null in
+    the JSON files)."""
+    if stderr is None or not math.isfinite(stderr):
+        return f"{value:.3f} ± n/a"
+    return f"{value:.3f} ± {stderr:.3f}"
 
 
 def _choice_count(items: Sequence[Item]) -> int | str:
@@ -81,8 +92,8 @@ def tasks_markdown(results: Sequence[dict[str, Any]]) -> str:
         [
             r["task"],
             r["lang"],
-            f"{r['acc']:.3f} ± {r['acc_stderr']:.3f}",
-            f"{r['acc_norm']:.3f} ± {r['acc_norm_stderr']:.3f}",
+            with_se(r["acc"], r["acc_stderr"]),
+            with_se(r["acc_norm"], r["acc_norm_stderr"]),
             r["n"],
             r["choices"],
             f"{r['chance']:.3f}",
@@ -111,8 +122,8 @@ def compare_files(first: str | Path, second: str | Path, out: str | Path | None 
                 name,
                 left.n,
                 f"{left.chance:.3f}",
-                f"{left.acc:.3f} ± {left.acc_stderr:.3f}",
-                f"{right.acc:.3f} ± {right.acc_stderr:.3f}",
+                with_se(left.acc, left.acc_stderr),
+                with_se(right.acc, right.acc_stderr),
                 f"{interval.difference:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
                 + (" *" if interval.excludes_zero else ""),
                 f"{left.acc_norm:.3f} / {right.acc_norm:.3f}",

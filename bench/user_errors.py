@@ -6,6 +6,9 @@ inside the library still shows its traceback.
 
 from __future__ import annotations
 
+import errno
+
+from polysparse.bench.cells import StaleCellsError
 from polysparse.bench.plans import BenchSetupError, StudyInputError
 from polysparse.runtime.checkpoint import CheckpointError
 from polysparse.sparsify.checkpointing import (
@@ -28,7 +31,7 @@ from polysparse.sparsify.driver import IndivisibleLayerError
 from polysparse.sparsify.loading import ModelLoadError, SequenceTooLongError
 from polysparse.sparsify.methods import HessianError
 from polysparse.sparsify.model_graph import NoDecoderBlocksError
-from polysparse.sparsify.output import OutputExistsError, OutputLocationError
+from polysparse.sparsify.output import OutputExistsError, OutputLocationError, ReportError
 from polysparse.sparsify.stats import NonFiniteError
 from polysparse.sparsify.streaming import StreamingUnsupportedError
 from polysparse.sparsify.tasks import TaskError
@@ -49,9 +52,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NonFiniteError,
     OutputExistsError,
     OutputLocationError,
+    ReportError,
     ResumeMismatchError,
     SequenceTooLongError,
     SourceSpecError,
+    StaleCellsError,
     StreamingUnsupportedError,
     StudyInputError,
     TaskError,
@@ -62,4 +67,24 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Errors caused by the user's input: the CLI prints them in one line and exits with status 2."""
 
-__all__ = ["USER_ERRORS"]
+_NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# safetensors reports a failed write as a SafetensorError holding the OS message, not as an OSError.
+_NO_SPACE_MESSAGES = ("No space left", "File too large", "Disk quota exceeded", "FileTooLarge", "StorageFull")
+
+
+def out_of_space(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is a write that found no room: a full disk, a
+    quota, a file-size limit (``ulimit -f``). Not the user's input, but theirs to fix, so the CLI says so in
+    one line (exit status 2) instead of a traceback."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _NO_SPACE_ERRNOS:
+            return True
+        if any(text in str(error) for text in _NO_SPACE_MESSAGES):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+__all__ = ["USER_ERRORS", "out_of_space"]

@@ -33,6 +33,9 @@ class TokenWindows:
     languages: tuple[str, ...] | None = None
     """The calibration language of every window (the part of a mixed spec it came from), where known: what
     the language-aware OWL profile groups statistics by. It does not enter the fingerprint."""
+    part_windows: tuple[tuple[str, int], ...] | None = None
+    """``(part, windows)`` for each part of a calibration spec: the windows each part actually got (fewer
+    than asked where its text ran short), recorded in ``polysparse.json``. Not in the fingerprint."""
 
     def __post_init__(self) -> None:
         if self.input_ids.dim() != 2 or self.input_ids.shape != self.attention_mask.shape:
@@ -88,13 +91,16 @@ class TokenWindows:
         )
 
     def summary(self) -> dict:
-        return {
+        summary = {
             "description": self.description,
             "windows": len(self),
             "seqlen": self.seqlen,
             "tokens": self.ntokens,
             "sha256": self.fingerprint(),
         }
+        if self.part_windows is not None:
+            summary["windows_per_part"] = [{"part": part, "windows": n} for part, n in self.part_windows]
+        return summary
 
 
 def _bos_prefix(tokenizer) -> list[int]:
@@ -198,6 +204,36 @@ def allocate(total: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
+def allocate_parts(total: int, weights: Sequence[float], names: Sequence[str]) -> list[int]:
+    """Windows per mixture part: :func:`allocate`, except that a part whose share rounds to no window gets
+    one, taken from the part with the most.
+
+    Why one window rather than a warning: a part with none would leave its language out of the calibration
+    while ``polysparse.json`` records the mixture as given (``de+en``), and a weight that small is a
+    mixture the user asked for all the same. Mixtures where every part gets a window (the study's equal
+    mixes among them) keep exactly :func:`allocate`'s counts, so their windows do not change.
+    """
+    if total < len(weights):
+        raise ConfigError(
+            f"--nsamples {total} cannot give each of the {len(weights)} parts of the calibration mixture a "
+            f"window; use --nsamples {len(weights)} or more"
+        )
+    counts = allocate(total, weights)
+    for index in [i for i, count in enumerate(counts) if count == 0]:
+        donor = max(range(len(counts)), key=lambda i: counts[i])
+        counts[donor] -= 1
+        counts[index] = 1
+        log.warning(
+            "%s: weight %.3g of %d windows rounds to none; it gets 1 window (taken from %s) so that every "
+            "part of the mixture calibrates",
+            names[index],
+            weights[index],
+            total,
+            names[donor],
+        )
+    return counts
+
+
 def split_source(spec: SourceSpec) -> tuple[list[Document], list[Document]]:
     """(calibration, evaluation) documents of one parsed source spec. The split does not depend on the
     calibration seed, so every run holds out the same documents."""
@@ -255,9 +291,9 @@ def calibration_windows(
     with its part's language (``de``, ``de->en`` for translation prompts; the spec where it names none).
     """
     parts = []
-    for part, count in zip(spec.parts, allocate(nsamples, [part.weight for part in spec.parts])):
-        if count == 0:
-            continue
+    names = [part.spec for part in spec.parts]
+    counts = allocate_parts(nsamples, [part.weight for part in spec.parts], names)
+    for part, count in zip(spec.parts, counts):
         if isinstance(part, TranslatePart):
             windows = translation_windows(part, tokenizer, count, seqlen, seed)
         else:
@@ -266,7 +302,8 @@ def calibration_windows(
                 tokenizer, calibration, count, seqlen, seed, description=part.spec
             )
         parts.append(replace(windows, languages=(part.language or part.spec,) * len(windows)))
-    return parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec.text)
+    joined = parts[0] if len(parts) == 1 else TokenWindows.concatenate(parts, description=spec.text)
+    return replace(joined, part_windows=tuple((name, len(p)) for name, p in zip(names, parts)))
 
 
 def evaluation_windows(

@@ -46,6 +46,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from polysparse.sparsify import strict_json
 from polysparse.sparsify.activations import ActivationStore
 
 log = logging.getLogger("polysparse.sparsify")
@@ -173,6 +174,19 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def folder_fingerprint(folder: str | Path) -> str:
+    """Identity of a model folder by content, for results kept across runs (the study's cells): the SHA-256
+    of every weight file, as a streamed prune's resume hashes them, and of ``config.json`` less the
+    transformers version that wrote it (a re-save by a newer transformers holds the same model)."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.pop("transformers_version", None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]):
+        digest.update(f"{path.name}:{file_sha256(path)}".encode())
+    return digest.hexdigest()
+
+
 def run_fingerprint(
     model: nn.Module,
     config: dict[str, Any],
@@ -245,7 +259,7 @@ def _atomic_save_batches(batches: ActivationStore, path: Path) -> str:
             "data_offsets": [offset, offset + size],
         }
         offset += size
-    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded = strict_json.dumps(header, indent=None, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the reference writer pads the header to 8 bytes
     tmp = path.with_name(f".{path.name}.tmp")
     digest = hashlib.sha256()
@@ -421,7 +435,7 @@ class PruneCheckpoint:
         }
         if streams:
             state["streams"] = sorted(streams)
-        _atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, default=str).encode())
+        _atomic_write_bytes(self.folder / STATE_FILE, strict_json.dumps(state, indent=None).encode())
         self._checksums = checksums
         for prefix in ["hidden", *streams]:
             for old in self.folder.glob(f"{prefix}-*.safetensors"):

@@ -98,26 +98,88 @@ def check_model_folder(path: str | Path) -> Path:
             f"{folder} holds a {model_type or 'model of unknown type'} "
             f"({', '.join(architectures) or 'no architectures'}), not a causal language model"
         )
+    compressed = _compressed_format(config)
+    if compressed is not None:
+        raise ModelLoadError(
+            f"{folder} is a compressed 2:4 checkpoint (format {compressed}, written by polysparse export), "
+            "not a dense Hugging Face folder; write one with `polysparse export "
+            f"{folder} --format dense --out DENSE_FOLDER` (or load it with polysparse.runtime.load_sparse)"
+        )
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise ModelLoadError(f"{folder} has no weight files (*.safetensors)")
     return folder
 
 
+# The sparse formats polysparse export writes whose weights transformers cannot read as they are (the
+# ``dense`` export is a plain HF folder): polysparse's own layout, and compressed-tensors' sparse-24-bitmask,
+# which the compressed-tensors releases this project is tested with do not decompress.
+_COMPRESSED_FORMATS = ("polysparse-sparse24", "sparse-24-bitmask")
+
+# Files one of which a tokenizer needs (fast: tokenizer.json; slow: a sentencepiece or BPE vocabulary).
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "*.tiktoken",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+)
+
+
+def _compressed_format(config: dict) -> str | None:
+    block = config.get("sparsity_config")
+    if isinstance(block, dict) and block.get("format") in _COMPRESSED_FORMATS:
+        return str(block["format"])
+    return None
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer of a model folder; a folder without tokenizer files is named as such."""
+    from transformers import AutoTokenizer
+
+    if not any(any(folder.glob(pattern)) for pattern in _TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{folder} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}); copy them from the "
+            "folder the model came from"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"could not load the tokenizer in {folder}: {error}") from error
+
+
+def check_initialised(folder: Path, missing_keys) -> None:
+    """Refuse a model for which transformers had to initialise weights: the folder lacks them (a base
+    model saved without its language-model head, a file missing a layer's weight), and transformers fills
+    them with random values and goes on. Tied weights (an ``lm_head`` tied to the embedding) are not
+    missing."""
+    missing = sorted(missing_keys or ())
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        head = (
+            " (the folder holds a base model without its language-model head)"
+            if any(key.split(".")[0] in ("lm_head", "embed_out", "output") for key in missing)
+            else ""
+        )
+        raise ModelLoadError(
+            f"{folder} lacks weights that the model needs: {shown}{head}; transformers would fill them with "
+            "random values. Give the folder of a complete causal language model"
+        )
+
+
 def load_causal_lm(path: str | Path, dtype: str | torch.dtype = "auto", tokenizer: bool = True):
     """``(model, tokenizer)`` from a local folder, on the CPU, in eval mode; never reaches a hub."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     folder = check_model_folder(path)
+    tok = load_tokenizer(folder) if tokenizer else None  # first: it fails in a moment, the weights take long
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=parse_dtype(dtype), local_files_only=True)
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=parse_dtype(dtype), local_files_only=True, output_loading_info=True
+        )
     except Exception as error:  # safetensors, torch and transformers raise many types on bad files
         raise ModelLoadError(
             f"could not load the model in {folder}: {type(error).__name__}: {error}"
         ) from error
-    tok = None
-    if tokenizer:
-        try:
-            tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError) as error:
-            raise ModelLoadError(f"could not load the tokenizer in {folder}: {error}") from error
+    check_initialised(folder, info.get("missing_keys"))
     return model.eval(), tok

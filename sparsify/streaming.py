@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from polysparse.sparsify import strict_json
 from polysparse.sparsify.checkpointing import file_sha256
 
 log = logging.getLogger("polysparse.sparsify")
@@ -138,9 +139,15 @@ class BlockStreamer:
 
 def load_streaming_model(folder: str | Path, dtype: str | torch.dtype = "auto"):
     """``(model, tokenizer, streamer)``: blocks on ``meta``, everything else read from the checkpoint."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from polysparse.sparsify.loading import ModelLoadError, check_model_folder, parse_dtype
+    from polysparse.sparsify.loading import (
+        ModelLoadError,
+        check_initialised,
+        check_model_folder,
+        load_tokenizer,
+        parse_dtype,
+    )
     from polysparse.sparsify.model_graph import find_decoder_stack
 
     folder = check_model_folder(folder)
@@ -163,7 +170,6 @@ def load_streaming_model(folder: str | Path, dtype: str | torch.dtype = "auto"):
     block_prefix = f"{stack.path}."
     outside = sorted(name for name in names if not name.startswith(block_prefix))
     present = [name for name in outside if name in checkpoint.files]
-    missing = sorted(set(outside) - set(present))
     stray = sorted(k for k in checkpoint.keys() - names)
     if stray:
         raise StreamingUnsupportedError(
@@ -176,10 +182,9 @@ def load_streaming_model(folder: str | Path, dtype: str | torch.dtype = "auto"):
     still_meta = [
         n for n, p in model.named_parameters() if p.device.type == "meta" and not n.startswith(block_prefix)
     ]
-    if still_meta:
-        raise StreamingUnsupportedError(f"{folder}: no tensors for {still_meta[:5]} (missing: {missing[:5]})")
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return model, tokenizer, BlockStreamer(checkpoint, stack.path, wanted)
+    absent_in_blocks = [n for n in names if n.startswith(block_prefix) and n not in checkpoint.files]
+    check_initialised(folder, [*still_meta, *absent_in_blocks])  # what the full load would fill at random
+    return model, load_tokenizer(folder), BlockStreamer(checkpoint, stack.path, wanted)
 
 
 def write_streamed_output(
@@ -190,7 +195,11 @@ def write_streamed_output(
     Written into a temporary sibling folder and renamed, like every polysparse output.
     """
     from polysparse.sparsify.model_graph import find_decoder_stack
-    from polysparse.sparsify.output import atomic_output_folder, write_report
+    from polysparse.sparsify.output import (
+        atomic_output_folder,
+        drop_inherited_sparsity_record,
+        write_report,
+    )
 
     source = Path(source)
     stack = find_decoder_stack(model)
@@ -216,9 +225,10 @@ def write_streamed_output(
         weight_map.update(dict.fromkeys(outside, name))
         total += sum(t.numel() * t.element_size() for t in outside.values())
         index_file = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (tmp / WEIGHTS_INDEX).write_text(json.dumps(index_file, indent=2), encoding="utf-8")
+        (tmp / WEIGHTS_INDEX).write_text(strict_json.dumps(index_file), encoding="utf-8")
         for path in source.iterdir():
             if path.is_file() and not path.name.endswith(".safetensors") and path.name != WEIGHTS_INDEX:
                 shutil.copy2(path, tmp / path.name)
+        drop_inherited_sparsity_record(tmp)
         write_report(tmp, report)
     return Path(out_dir)

@@ -30,6 +30,7 @@ from polysparse.runtime.checkpoint.save import layer_entries, save_sparse
 from polysparse.runtime.linear import Sparse24Linear
 from polysparse.runtime.swap import sparse_layers
 from polysparse.sparsify.config import SPARSE24
+from polysparse.sparsify.output import OutputLocationError, check_not_input
 
 
 def _dense_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -98,8 +99,10 @@ def export(
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     src, out = Path(src), Path(out)
-    if src.resolve() == out.resolve():
-        raise CheckpointError("export needs an output folder other than its source")
+    try:
+        check_not_input(out, [src], "out")
+    except OutputLocationError as error:
+        raise CheckpointError(str(error)) from None
     model = load_sparse(src, verify=verify)
     block = read_sparsity_config(src)
     if format == "compressed":

@@ -121,7 +121,9 @@ def copy_side_files(source: Path | None, target: Path) -> None:
 def atomic_folder(out: Path, overwrite: bool) -> AbstractContextManager[Path]:
     """A temporary sibling folder to fill, renamed to ``out`` only when the ``with`` block finishes."""
     if out.exists() and not overwrite:
-        raise CheckpointExistsError(f"{out} exists; choose another output or pass overwrite=True")
+        raise CheckpointExistsError(
+            f"{out} exists; choose another output or pass overwrite=True (--overwrite on the command line)"
+        )
     if out.exists() and not out.is_dir():
         raise CheckpointExistsError(f"{out} exists and is not a folder")
     return atomic_output_folder(out, overwrite)
@@ -164,10 +166,12 @@ def write_weights(tmp: Path, name: str, tensors: dict[str, torch.Tensor], fmt: s
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise CheckpointError(f"{path.parent} has no {path.name}; is it a model folder?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptCheckpointError(f"{path} is not valid JSON: {error}") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path}: {error.strerror}") from None
     if not isinstance(data, dict):
         raise CorruptCheckpointError(f"{path} is not a JSON object")
     return data

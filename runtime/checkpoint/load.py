@@ -98,6 +98,15 @@ def _check_files(folder: Path, block: Mapping[str, Any], verify: bool) -> dict[s
     for name, expected in files.items():
         if not isinstance(expected, dict):
             raise CheckpointMismatchError(f"{folder}: malformed manifest entry for {name!r}")
+        wanted = {"bytes": int, "sha256": str} if verify else {"bytes": int}
+        for key, kind in wanted.items():
+            value = expected.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                what = "an integer" if kind is int else "a string"
+                raise CheckpointMismatchError(
+                    f"{folder}: the manifest entry of {name!r} has {key} {value!r} ({type(value).__name__}); "
+                    f"the manifest records {key} as {what}"
+                )
         path = folder / name
         if Path(name).name != name or not path.is_file():
             raise CorruptCheckpointError(f"{folder}: weight file {name!r} is missing")
@@ -305,6 +314,33 @@ def _to_sparse_state(
     return state
 
 
+def _check_tied_head(
+    folder: Path, model: nn.Module, aliases: Mapping[str, str], state: dict[str, torch.Tensor]
+):
+    """Refuse an output embedding stored in its own right, and different from the input embedding, in a
+    checkpoint whose config ties the two: ``tie_weights`` would drop the stored head without a word (as
+    transformers does, with a warning) and every logit would change."""
+    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if not getattr(text_config, "tie_word_embeddings", False):
+        return
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or embedding is None:
+        return
+    names = {id(module): name for name, module in model.named_modules()}
+    head_key, embedding_key = f"{names[id(head)]}.weight", f"{names[id(embedding)]}.weight"
+    if head_key in aliases or head_key not in state or embedding_key not in state:
+        return
+    if state[head_key].shape == state[embedding_key].shape and torch.equal(
+        state[head_key], state[embedding_key]
+    ):
+        return  # the tie loses nothing
+    raise CheckpointMismatchError(
+        f"{folder}: config.json says tie_word_embeddings: true, but the files store their own {head_key}, "
+        f"which differs from {embedding_key}; loading would replace it by the embedding and change every "
+        "logit. Set tie_word_embeddings to false in config.json if the stored head is meant"
+    )
+
+
 def load_sparse(
     folder: str | Path,
     *,
@@ -339,6 +375,7 @@ def load_sparse(
     state = _to_sparse_state(fmt, layers, read_tensors(folder, headers), version)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    _check_tied_head(folder, model, block.get("tied") or {}, state)
     for alias, target in (block.get("tied") or {}).items():
         state[alias] = state[target]
     try:
@@ -360,11 +397,15 @@ def read_sparsity_config(folder: str | Path) -> dict[str, Any]:
 
 
 def is_sparse_checkpoint(folder: str | Path) -> bool:
+    """True when ``config.json`` declares one of polysparse's sparse formats, whatever its version: reading
+    the folder then says whether this polysparse can (an unknown ``format_version`` is that error, not a
+    reason to treat the folder as a dense model)."""
     try:
-        read_sparsity_config(folder)
+        config = read_json(Path(folder) / "config.json")
     except CheckpointError:
         return False
-    return True
+    block = config.get("sparsity_config")
+    return isinstance(block, dict) and block.get("format") in (FORMAT_NATIVE, FORMAT_DENSE, FORMAT_BITMASK)
 
 
 def checkpoint_summary(folder: str | Path) -> dict[str, Any]:

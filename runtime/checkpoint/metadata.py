@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from polysparse.runtime.checkpoint.errors import CheckpointError
 from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.config import SPARSE24
 from polysparse.sparsify.corpora import SourceSpecError, UnknownLanguageError
-from polysparse.sparsify.output import REPORT_FILE, package_version
+from polysparse.sparsify.output import REPORT_FILE, ReportError, package_version, read_report
 
 FORMAT_NATIVE = "polysparse-sparse24"
 FORMAT_DENSE = "dense"
@@ -79,13 +78,12 @@ class SparsityMetadata:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> SparsityMetadata | None:
-        path = Path(folder) / REPORT_FILE
-        if not path.is_file():
+        if not (Path(folder) / REPORT_FILE).is_file():
             return None
         try:
-            return cls.from_report(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, AttributeError) as error:
-            raise CheckpointError(f"{path} is not a valid polysparse report: {error}") from None
+            return cls.from_report(read_report(folder))
+        except ReportError as error:
+            raise CheckpointError(str(error)) from None
 
     @classmethod
     def from_config_block(cls, block: Mapping[str, Any]) -> SparsityMetadata:

@@ -124,6 +124,11 @@ def load_text_documents(spec: SourceSpec) -> list[Document]:
         [Path(pattern)] if Path(pattern).is_file() else []
     )
     paths = [p for p in paths if p.is_file()]
+    if not paths and Path(pattern).is_dir():
+        raise EmptyCorpusError(
+            f"text:{argument}: {pattern} is a folder; name its files, e.g. "
+            f"text:{argument.replace(pattern, str(Path(pattern) / '*.txt'), 1)}"
+        )
     if not paths:
         raise EmptyCorpusError(f"text:{argument}: no file matches {pattern!r}")
     documents = []

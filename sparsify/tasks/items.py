@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from polysparse.sparsify import strict_json
 from polysparse.sparsify.corpora import normalize_language
+from polysparse.sparsify.corpora.text_files import read_text_strict
 
 
 class TaskError(ValueError):
@@ -69,39 +71,42 @@ REQUIRED_FIELDS = ("lang", "context", "choices", "label")
 def read_items(path: str | Path) -> list[Item]:
     """Items of a JSONL task file; a bad line raises :class:`TaskError` naming the file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise TaskError(f"task file {path} is a folder; file: takes one JSONL file (file:{path}/items.jsonl)")
     if not path.is_file():
         raise TaskError(f"task file {path} does not exist")
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TaskError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise TaskError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            missing = [f for f in REQUIRED_FIELDS if f not in record]
-            if missing:
-                raise TaskError(f"{where}: missing field(s) {', '.join(missing)}")
-            problem = item_problem(record["context"], record["choices"], record["label"])
-            if problem:
-                raise TaskError(f"{where}: {problem}")
-            try:
-                lang = normalize_language(str(record["lang"]))
-            except ValueError as error:
-                raise TaskError(f"{where}: {error}") from None
-            items.append(
-                Item(
-                    lang=lang,
-                    context=record["context"],
-                    choices=tuple(record["choices"]),
-                    label=record["label"],
-                    id=str(record.get("id", f"{path.name}:{number}")),
-                )
+    # Strict decoding in the command's --encoding (UTF-8 unless told), a bad byte named by line and column.
+    text = read_text_strict(path)
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TaskError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise TaskError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        missing = [f for f in REQUIRED_FIELDS if f not in record]
+        if missing:
+            raise TaskError(f"{where}: missing field(s) {', '.join(missing)}")
+        problem = item_problem(record["context"], record["choices"], record["label"])
+        if problem:
+            raise TaskError(f"{where}: {problem}")
+        try:
+            lang = normalize_language(str(record["lang"]))
+        except ValueError as error:
+            raise TaskError(f"{where}: {error}") from None
+        items.append(
+            Item(
+                lang=lang,
+                context=record["context"],
+                choices=tuple(record["choices"]),
+                label=record["label"],
+                id=str(record.get("id", f"{path.name}:{number}")),
             )
+        )
     if not items:
         raise TaskError(f"task file {path} holds no items")
     return items
@@ -114,7 +119,7 @@ def write_items(path: str | Path, items: Iterable[Item]) -> Path:
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", encoding="utf-8") as handle:
         for item in items:
-            handle.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+            handle.write(strict_json.dumps(item.to_dict(), indent=None, ensure_ascii=False) + "\n")
     partial.replace(path)
     return path
 
