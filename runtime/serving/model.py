@@ -12,7 +12,6 @@ Sparse layers run the ``auto`` backend: polysparse's kernels on CUDA, the dense 
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,6 @@ from polysparse.runtime.serving.generation import Generator
 from polysparse.runtime.swap import linear_layers, sparse_layers, sparsify_model
 from polysparse.sparsify.loading import ModelLoadError, check_model_folder, parse_dtype
 from polysparse.sparsify.walk import check_device
-
-log = logging.getLogger("polysparse.runtime.serving")
 
 PREFILL_TOKENS = 512
 """The prompt size the report shows a prefill backend for (decode is one token per sequence)."""
@@ -168,6 +165,4 @@ def load_served_model(folder: str | Path, *, device: str | None = None, dtype: s
         backends=backend_report(model),
         how_loaded=how,
     )
-    for line in served.describe():
-        log.info(line)
     return served

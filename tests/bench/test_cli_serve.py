@@ -72,7 +72,9 @@ def test_serve_answers_on_loopback_and_stops_on_ctrl_c(compressed):
             out = dense.generate(**ids, max_new_tokens=8, do_sample=False)
         expected = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         with openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120) as client:
-            answer = client.completions.create(model="served-model", prompt="Der Hund", max_tokens=8, temperature=0)
+            answer = client.completions.create(
+                model="served-model", prompt="Der Hund", max_tokens=8, temperature=0
+            )
         assert answer.choices[0].text == expected
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0

@@ -112,7 +112,8 @@ def test_pipeline_generates_what_the_model_generates(saved_sparse):
     folder = saved_sparse("llama", torch.float32)
     generator = pipeline("text-generation", model=str(folder), dtype=torch.float32)
     assert sparse_layers(generator.model)
-    text = generator("Der Hund", max_new_tokens=6, do_sample=False, return_full_text=False)[0]["generated_text"]
+    answer = generator("Der Hund", max_new_tokens=6, do_sample=False, return_full_text=False)
+    text = answer[0]["generated_text"]
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = tokenizer("Der Hund", return_tensors="pt")
     model = load_sparse(folder)
@@ -155,7 +156,7 @@ def test_without_import_polysparse_a_plain_load_refuses_and_says_what_to_import(
     assert "`import polysparse`" in proc.stdout and "ValueError" in proc.stdout
 
 
-def test_a_folder_written_before_the_quantization_config_loads_with_an_explicit_config(saved_sparse, tmp_path):
+def test_a_folder_written_before_quantization_config_loads_with_an_explicit_one(saved_sparse, tmp_path):
     old = copy_folder(saved_sparse("llama"), tmp_path, "old")
     config = json.loads((old / "config.json").read_text())
     del config["quantization_config"], config["transformers_weights"]

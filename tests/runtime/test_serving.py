@@ -93,7 +93,9 @@ def test_greedy_completion_equals_generate_on_the_pruned_dense_model(client, pru
 def test_chat_completion_uses_the_chat_template(client, pruned):
     dense, tokenizer, _ = pruned
     messages = [{"role": "system", "content": "Kurz."}, {"role": "user", "content": "Der Hund"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+    )
     expected, _ = greedy_text(dense, tokenizer, dict(inputs), 10)
     answer = client.chat.completions.create(model=NAME, messages=messages, max_tokens=10, temperature=0)
     assert answer.choices[0].message.content == expected and answer.choices[0].message.role == "assistant"
