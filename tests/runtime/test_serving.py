@@ -32,17 +32,14 @@ NAME = "tiny-compressed"
 
 
 @pytest.fixture(scope="module")
-def pruned():
+def pruned(tmp_path_factory):
     """(pruned dense model, its tokenizer, the compressed folder)."""
     dense = sparse_tiny_model("llama", dtype=torch.float32, seed=3)
     tokenizer = tiny_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
     sparse = copy.deepcopy(dense)
     sparsify_model(sparse)
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp(prefix="polysparse-serve-")) / NAME
+    folder = tmp_path_factory.mktemp("serve") / NAME
     save_sparse(sparse, folder, tokenizer=tokenizer)
     return dense.eval(), tokenizer, folder
 
