@@ -35,8 +35,8 @@ def _register() -> None:
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     """Registers polysparse's quantizer right after transformers executes its quantizer registry.
 
-    Finds the registry's spec with the other finders and wraps its loader's ``exec_module``; one-shot (it
-    leaves ``sys.meta_path`` once it has found the module)."""
+    Finds the registry's spec with the other finders and wraps its loader's ``exec_module``; it leaves
+    ``sys.meta_path`` once the registry has run (a spec only looked up, never executed, changes nothing)."""
 
     def find_spec(self, fullname, path, target=None):
         if fullname != _REGISTRY_MODULE:
@@ -49,8 +49,6 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
                 break
         else:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
@@ -58,6 +56,8 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             _register()
 
         loader.exec_module = exec_module
