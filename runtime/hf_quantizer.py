@@ -125,5 +125,7 @@ def register() -> None:
         register_quantizer(QUANT_METHOD)(PolysparseHfQuantizer)
 
 
-if globals().get("register_when_defined"):  # set by polysparse's import hook (polysparse/__init__.py)
+# Set by polysparse's import hook (polysparse/_transformers_hook.py) when this module's own import of
+# transformers' quantizers fired it.
+if globals().get("register_when_defined"):
     register()
