@@ -440,6 +440,24 @@ def _export_parser(sub) -> None:
     _add_quiet(p)
 
 
+def _serve_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="an OpenAI-compatible server for a compressed 2:4 (or any causal LM) folder",
+        description=(
+            "Serve /v1/completions and /v1/chat/completions (streaming or not) for one model, named by its "
+            "folder; sparse layers run polysparse's kernels on CUDA and the dense fallback elsewhere. "
+            "Ctrl+C stops it."
+        ),
+    )
+    p.add_argument("model", help="compressed folder (polysparse export, the demo's compressed/) or HF folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--device", help="device (default: cuda if present, else cpu)")
+    p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
+    _add_quiet(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polysparse",
@@ -454,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _bench_parser(sub)
     _export_parser(sub)
+    _serve_parser(sub)
     return parser
 
 
@@ -469,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    from polysparse.bench import demo, jobs
+    from polysparse.bench import demo, jobs, serve
 
     handlers = {
         "prune": jobs.prune_job,
@@ -479,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": demo.demo_job,
         "bench": jobs.bench_job,
         "export": jobs.export_job,
+        "serve": serve.serve_job,
     }
     options = {k: v for k, v in vars(args).items() if k != "command"}
     try:

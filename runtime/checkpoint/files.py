@@ -129,7 +129,16 @@ def atomic_folder(out: Path, overwrite: bool) -> AbstractContextManager[Path]:
     return atomic_output_folder(out, overwrite)
 
 
-def write_config(model: nn.Module, folder: Path, block: dict[str, Any], quantization: dict | None) -> None:
+def write_config(
+    model: nn.Module,
+    folder: Path,
+    block: dict[str, Any],
+    quantization: dict | None,
+    weights_entry: str | None = None,
+) -> None:
+    """``config.json`` (the model's config, ``sparsity_config`` and ``quantization_config``) and the
+    generation config. ``weights_entry``: the ``transformers_weights`` entry, written into the file after
+    transformers saved the config (its ``save_pretrained`` drops that key)."""
     config = copy.deepcopy(model.config)
     config.sparsity_config = block
     if quantization is not None:
@@ -137,6 +146,11 @@ def write_config(model: nn.Module, folder: Path, block: dict[str, Any], quantiza
     elif hasattr(config, "quantization_config"):
         del config.quantization_config
     config.save_pretrained(folder)
+    if weights_entry is not None:
+        path = folder / "config.json"
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries["transformers_weights"] = weights_entry
+        path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     generation = getattr(model, "generation_config", None)
     if generation is not None:
         generation.save_pretrained(folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +159,7 @@ def _layer_keys(
     keys = set()
     if fmt == FORMAT_NATIVE:
         values = _expect(infos, f"{name}.values", (out_f, in_f // 2), _FLOATS)
-        stored_meta = meta_shape(out_f, in_f) if version == 1 else padded_meta_shape(out_f, in_f)
-        _expect(infos, f"{name}.meta", stored_meta, torch.int16)
+        _expect(infos, f"{name}.meta", stored_meta_shape(out_f, in_f, version), torch.int16)
         keys |= {f"{name}.values", f"{name}.meta"}
         dtype = values.dtype
     elif fmt == FORMAT_BITMASK:
@@ -187,6 +186,82 @@ def _layer_keys(
     return keys
 
 
+def stored_meta_shape(out_features: int, in_features: int, version: int = FORMAT_VERSION) -> tuple[int, int]:
+    """Shape of a layer's metadata as a native checkpoint of format ``version`` stores it."""
+    return (
+        meta_shape(out_features, in_features)
+        if version == 1
+        else padded_meta_shape(out_features, in_features)
+    )
+
+
+def native_meta(stored: torch.Tensor, in_features: int, version: int = FORMAT_VERSION) -> torch.Tensor:
+    """The metadata a :class:`Sparse24Linear` holds, from a native checkpoint's stored words (validated).
+
+    A view with 16-byte aligned rows over the padded storage: as stored (version 2, its padding checked to be
+    zero) or padded now (version 1). Raises ``ValueError`` on corrupt metadata."""
+    if version == 1:
+        meta = aligned_meta(stored)
+    else:
+        meta = stored[:, : meta_shape(0, in_features)[1]]
+        if bool(stored[:, meta.shape[1] :].any()):
+            raise ValueError("corrupt 2:4 metadata: the padding past a row's last word is not zero")
+    check_meta(meta, in_features)
+    return meta
+
+
+def swap_in_shells(
+    model: nn.Module,
+    layers: Mapping[str, Mapping[str, Any]],
+    *,
+    stored_version: int | None = None,
+    **module_kwargs: Any,
+) -> None:
+    """Replace each declared layer of ``model`` by a :class:`Sparse24Linear` whose tensors are on ``meta``.
+
+    The declared layout, shape and bias must match the module the model has. With ``stored_version`` the
+    shell's metadata has the shape a native checkpoint of that version stores (what transformers' loader
+    copies in as it is; :func:`native_meta` converts it), else the shape the layer holds. The shell's floats
+    take the dtype of the weight it replaces (transformers casts the stored values to it)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    for name, entry in layers.items():
+        try:
+            module = model.get_submodule(name)
+            layout = module_layout(module)
+        except (AttributeError, TypeError):
+            raise CheckpointMismatchError(
+                f"layer {name!r} of sparsity_config is not a Linear/Conv1D of this {model_type} model"
+            ) from None
+        weight_shape = tuple(module.weight.shape)
+        out_f, in_f = int(entry["out_features"]), int(entry["in_features"])
+        expected = (in_f, out_f) if layout == "conv1d" else (out_f, in_f)
+        if (
+            layout != entry.get("layout", "linear")
+            or weight_shape != expected
+            or bool(entry.get("bias")) != (module.bias is not None)
+        ):
+            raise CheckpointMismatchError(
+                f"layer {name!r}: the model has a {layout} weight of shape {weight_shape} "
+                f"(bias: {module.bias is not None}), sparsity_config declares "
+                f"{entry.get('layout', 'linear')} {out_f} x {in_f} (bias: {bool(entry.get('bias'))})"
+            )
+        dtype = module.weight.dtype
+        shape = (
+            meta_shape(out_f, in_f)
+            if stored_version is None
+            else stored_meta_shape(out_f, in_f, stored_version)
+        )
+        shell = Sparse24Linear(
+            torch.empty(out_f, in_f // 2, device="meta", dtype=dtype),
+            torch.empty(shape, dtype=torch.int16, device="meta"),
+            torch.empty(out_f, device="meta", dtype=dtype) if module.bias is not None else None,
+            layout=layout,
+            **module_kwargs,
+        )
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, shell)
+
+
 def _build_skeleton(folder: Path, layers: Mapping[str, Mapping[str, Any]], **module_kwargs: Any) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -205,43 +280,36 @@ def _build_skeleton(folder: Path, layers: Mapping[str, Mapping[str, Any]], **mod
             f"{folder}: config.json describes a model transformers cannot build "
             f"({type(error).__name__}: {error})"
         ) from error
-    for name, entry in layers.items():
-        try:
-            module = model.get_submodule(name)
-            layout = module_layout(module)
-        except (AttributeError, TypeError):
-            raise CheckpointMismatchError(
-                f"layer {name!r} of sparsity_config is not a Linear/Conv1D of this {config.model_type} model"
-            ) from None
-        weight_shape = tuple(module.weight.shape)
-        out_f, in_f = int(entry["out_features"]), int(entry["in_features"])
-        expected = (in_f, out_f) if layout == "conv1d" else (out_f, in_f)
-        if (
-            layout != entry.get("layout", "linear")
-            or weight_shape != expected
-            or bool(entry.get("bias")) != (module.bias is not None)
-        ):
-            raise CheckpointMismatchError(
-                f"layer {name!r}: the model has a {layout} weight of shape {weight_shape} "
-                f"(bias: {module.bias is not None}), sparsity_config declares "
-                f"{entry.get('layout', 'linear')} {out_f} x {in_f} (bias: {bool(entry.get('bias'))})"
-            )
-        shell = Sparse24Linear(
-            torch.empty(out_f, in_f // 2, device="meta"),
-            torch.empty(meta_shape(out_f, in_f), dtype=torch.int16, device="meta"),
-            torch.empty(out_f, device="meta") if module.bias is not None else None,
-            layout=layout,
-            **module_kwargs,
-        )
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, shell)
+    swap_in_shells(model, layers, **module_kwargs)
     return model
 
 
-def _check_keys(
-    model: nn.Module, block: Mapping[str, Any], stored: Mapping[str, TensorInfo], layer_keys: set[str]
-):
-    """Every non-sparse tensor the model expects is stored with the same shape; nothing else is stored."""
+@dataclass(frozen=True)
+class StoredTensors:
+    """What a checkpoint's files hold, read from their headers only (no tensor data)."""
+
+    headers: dict[str, dict[str, TensorInfo]]  # file name -> tensor name -> dtype and shape
+    infos: dict[str, TensorInfo]  # every stored tensor
+    layer_keys: frozenset[str]  # the stored tensors of the declared sparse layers
+
+
+def inspect_files(folder: Path, block: Mapping[str, Any], verify: bool = True) -> StoredTensors:
+    """Check the files against the manifest (sizes; sha256 with ``verify``) and the declared layers'
+    tensors (names, shapes, dtypes) against ``sparsity_config``; no tensor data is read."""
+    headers = _check_files(folder, block, verify)
+    infos: dict[str, TensorInfo] = {}
+    for file_infos in headers.values():
+        infos.update(file_infos)
+    version = block.get("format_version", FORMAT_VERSION)
+    layer_keys: set[str] = set()
+    for name, entry in block["layers"].items():
+        layer_keys |= _layer_keys(block["format"], name, entry, infos, version)
+    return StoredTensors(headers, infos, frozenset(layer_keys))
+
+
+def check_model_keys(model: nn.Module, block: Mapping[str, Any], stored: StoredTensors) -> None:
+    """Every non-sparse tensor the model (its sparse layers swapped for shells) expects is stored with the
+    same shape; nothing else is stored."""
     aliases = dict(block.get("tied") or {})
     expected = {}
     for name, tensor in model.state_dict().items():
@@ -249,20 +317,21 @@ def _check_keys(
             continue
         expected[name] = tuple(tensor.shape)
     layer_prefixes = tuple(f"{name}." for name in block["layers"])
-    missing = [k for k in expected if k not in stored and not k.startswith(layer_prefixes)]
-    unexpected = [k for k in stored if k not in expected and k not in layer_keys]
+    infos, layer_keys = stored.infos, stored.layer_keys
+    missing = [k for k in expected if k not in infos and not k.startswith(layer_prefixes)]
+    unexpected = [k for k in infos if k not in expected and k not in layer_keys]
     if missing or unexpected:
         raise CheckpointMismatchError(
             f"the files do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
     for key, shape in expected.items():
-        if key in stored and key not in layer_keys and stored[key].shape != shape:
+        if key in infos and key not in layer_keys and infos[key].shape != shape:
             raise CheckpointMismatchError(
-                f"tensor {key!r} has shape {stored[key].shape}, the model expects {shape}"
+                f"tensor {key!r} has shape {infos[key].shape}, the model expects {shape}"
             )
     for alias, target in aliases.items():
-        if target not in stored:
+        if target not in infos:
             raise CheckpointMismatchError(f"tied tensor {alias!r} points at {target!r}, which is not stored")
 
 
@@ -281,18 +350,7 @@ def _to_sparse_state(
         in_f = int(entry["in_features"])
         try:
             if fmt == FORMAT_NATIVE:
-                stored = state[f"{name}.meta"]
-                words = meta_shape(0, in_f)[1]
-                if version == 1:
-                    meta = aligned_meta(stored)
-                else:
-                    meta = stored[:, :words]
-                    if bool(stored[:, words:].any()):
-                        raise ValueError(
-                            "corrupt 2:4 metadata: the padding past a row's last word is not zero"
-                        )
-                check_meta(meta, in_f)
-                state[f"{name}.meta"] = meta
+                state[f"{name}.meta"] = native_meta(state[f"{name}.meta"], in_f, version)
                 continue
             if fmt == FORMAT_BITMASK:
                 shape = state.pop(f"{name}.shape").flatten().tolist()
@@ -362,17 +420,11 @@ def load_sparse(
         raise CheckpointError(f"{folder} is not a folder")
     block = sparsity_block(folder, read_json(folder / "config.json"))
     fmt, layers = block["format"], block["layers"]
-    headers = _check_files(folder, block, verify)
-    stored: dict[str, TensorInfo] = {}
-    for infos in headers.values():
-        stored.update(infos)
-    layer_keys: set[str] = set()
-    version = block.get("format_version", FORMAT_VERSION)
-    for name, entry in layers.items():
-        layer_keys |= _layer_keys(fmt, name, entry, stored, version)
+    stored = inspect_files(folder, block, verify)
     model = _build_skeleton(folder, layers, backend=backend, dispatch=dispatch, cache_dense=cache_dense)
-    _check_keys(model, block, stored, layer_keys)
-    state = _to_sparse_state(fmt, layers, read_tensors(folder, headers), version)
+    check_model_keys(model, block, stored)
+    version = block.get("format_version", FORMAT_VERSION)
+    state = _to_sparse_state(fmt, layers, read_tensors(folder, stored.headers), version)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     _check_tied_head(folder, model, block.get("tied") or {}, state)

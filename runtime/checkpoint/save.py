@@ -40,6 +40,16 @@ def layer_entries(layers: Mapping[str, Sparse24Linear]) -> dict[str, dict[str, A
     }
 
 
+def _transformers_entries() -> tuple[dict[str, Any], str]:
+    """The ``quantization_config`` that makes transformers load the folder through polysparse's quantizer,
+    and the ``transformers_weights`` entry that makes it refuse the folder without polysparse."""
+    # Imported here: the quantizer module imports transformers' quantizers (seconds), which a model being
+    # saved has loaded already.
+    from polysparse.runtime.hf_quantizer import PLAIN_LOAD_REFUSAL, QUANT_METHOD
+
+    return {"quant_method": QUANT_METHOD, "format": FORMAT_NATIVE}, PLAIN_LOAD_REFUSAL
+
+
 def save_sparse(
     model: nn.Module,
     out_dir: str | Path,
@@ -74,7 +84,7 @@ def save_sparse(
     out = Path(out_dir)
     with atomic_folder(out, overwrite) as tmp:
         block["files"] = write_weights(tmp, NATIVE_WEIGHTS, tensors, FORMAT_NATIVE)
-        write_config(model, tmp, block, None)
+        write_config(model, tmp, block, *_transformers_entries())
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         copy_side_files(Path(source) if source is not None else None, tmp)

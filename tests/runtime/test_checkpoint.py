@@ -260,11 +260,6 @@ def test_compressed_tensors_refuses_conv1d(saved_sparse, tmp_path):
     assert not (tmp_path / "ct").exists()
 
 
-def test_plain_from_pretrained_refuses_the_compressed_folder(saved_sparse):
-    with pytest.raises(OSError):
-        AutoModelForCausalLM.from_pretrained(saved_sparse("llama"))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Provenance
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,17 @@
+"""polysparse: language-calibrated pruning and 2:4 sparse inference for Hugging Face causal LMs.
+
+The code lives in four subpackages (``polysparse.kernels``, ``.sparsify``, ``.runtime``, ``.bench``); see
+their docstrings. Importing ``polysparse`` itself does one thing, which is what a user imports it for:
+transformers learns the ``polysparse`` quantization method, so that
+``AutoModelForCausalLM.from_pretrained(folder)`` (and ``pipeline``) loads a compressed 2:4 folder with
+:class:`~polysparse.runtime.linear.Sparse24Linear` layers (:mod:`polysparse.runtime.hf_quantizer`).
+
+The registration is lazy: importing transformers' quantizers costs seconds (torch and every model module), so
+it happens when ``transformers.quantizers.auto`` is imported (at once if it already is), never here.
+"""
+
+from polysparse._transformers_hook import register_when_transformers_loads
+
+# Importing polysparse is how a user asks for the transformers integration: registering it is this import's
+# one side effect, and a cheap one (nothing is imported until transformers imports its quantizers).
+register_when_transformers_loads()
