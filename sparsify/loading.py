@@ -72,8 +72,11 @@ def parse_dtype(name: str | torch.dtype) -> str | torch.dtype:
     return _DTYPES[name]
 
 
-def check_model_folder(path: str | Path) -> Path:
-    """Return the folder if it looks like a Hugging Face causal LM; raise :class:`ModelLoadError` else."""
+def check_model_folder(path: str | Path, *, compressed_ok: bool = False) -> Path:
+    """Return the folder if it looks like a Hugging Face causal LM; raise :class:`ModelLoadError` else.
+
+    A compressed 2:4 folder (``polysparse export``) is refused unless ``compressed_ok``: pruning and
+    evaluation read dense weights, the runtime's loaders (serving) read the compressed ones."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     folder = Path(path)
@@ -99,7 +102,7 @@ def check_model_folder(path: str | Path) -> Path:
             f"({', '.join(architectures) or 'no architectures'}), not a causal language model"
         )
     compressed = _compressed_format(config)
-    if compressed is not None:
+    if compressed is not None and not compressed_ok:
         raise ModelLoadError(
             f"{folder} is a compressed 2:4 checkpoint (format {compressed}, written by polysparse export), "
             "not a dense Hugging Face folder; write one with `polysparse export "

@@ -148,7 +148,7 @@ def load_served_model(folder: str | Path, *, device: str | None = None, dtype: s
     """Load ``folder`` (model and tokenizer) for serving; raises a user error for what cannot be served."""
     from transformers import AutoTokenizer
 
-    folder = check_model_folder(folder)
+    folder = check_model_folder(folder, compressed_ok=True)
     resolved = check_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
