@@ -182,6 +182,70 @@ def installed_digest(root: Path, langs: Sequence[str]) -> dict[str, Any]:
     return {"folders": [f.name for f in folders], "files": files, "sha256": digest.hexdigest()}
 
 
+# --- every file the parsers read ---------------------------------------------------------------------------
+
+
+def catalogue_entries_fingerprint(root: Path) -> dict[str, Any]:
+    """Every entry of every ``.mo`` catalogue under ``root`` (all locales), as :func:`parse_mo` reads it."""
+    from polysparse.sparsify.corpora.gettext_mo import MoFormatError, parse_mo
+
+    chunks: list[str] = []
+    readable = unreadable = 0
+    for path in sorted(root.glob("*/LC_MESSAGES/*.mo")):
+        try:
+            catalogue = parse_mo(path.read_bytes())
+        except MoFormatError:
+            unreadable += 1
+            continue
+        readable += 1
+        chunks.append(str(path.relative_to(root)))
+        for e in catalogue.entries:
+            chunks.extend((e.context or "", e.msgid, e.msgid_plural or "", *e.msgstr))
+    return {"catalogues": readable, "unreadable": unreadable, "sha256": _digest(chunks)}
+
+
+def book_paragraphs_fingerprint(root: Path) -> dict[str, Any]:
+    """The paragraphs :func:`extract_paragraphs` finds on every page of a book (all locales)."""
+    from polysparse.sparsify.corpora.html_prose import extract_paragraphs
+
+    chunks: list[str] = []
+    pages = paragraphs = 0
+    for path in sorted(root.glob("*/*.html")):
+        found = extract_paragraphs(path.read_bytes().decode("utf-8", errors="replace"))
+        pages += 1
+        paragraphs += len(found)
+        chunks.extend((str(path.relative_to(root)), *found))
+    return {"pages": pages, "paragraphs": paragraphs, "sha256": _digest(chunks)}
+
+
+def language_inputs_fingerprint(roots: Iterable[Path]) -> dict[str, Any]:
+    """How every installed locale folder name and every ISO 639-1 and 639-2 code and English name of the
+    language table normalises (``split_locale``)."""
+    from polysparse.sparsify.corpora.languages import split_locale
+
+    inputs = {entry.name for root in roots if root.is_dir() for entry in root.iterdir() if entry.is_dir()}
+    for code in known_languages():
+        inputs |= {code, language_name(code), iso639_2(code), iso639_2(code, bibliographic=True)}
+    rows = []
+    for text in sorted(inputs):
+        try:
+            rows.append("\t".join((text, *split_locale(text))))
+        except UnknownLanguageError:
+            rows.append(f"{text}\tunknown")
+    return {"inputs": len(rows), "sha256": _digest(rows)}
+
+
+def extraction_fingerprints() -> dict[str, Any]:
+    """The parsers' output on every installed file they read, whatever the language."""
+    roots = source_roots()
+    return {
+        "gettext catalogues": catalogue_entries_fingerprint(roots["gettext"]),
+        "handbook pages": book_paragraphs_fingerprint(roots["handbook"]),
+        "install-guide pages": book_paragraphs_fingerprint(roots["install-guide"]),
+        "language inputs": language_inputs_fingerprint(roots.values()),
+    }
+
+
 # --- the whole set ----------------------------------------------------------------------------------------
 
 
@@ -271,7 +335,7 @@ def study_check(windows: dict[str, Any], recorded: dict[str, dict[str, str]]) ->
     return check
 
 
-SECTIONS = ("installed", "documents", "parallel", "tasks", "windows")
+SECTIONS = ("installed", "extraction", "documents", "parallel", "tasks", "windows")
 
 
 def compare(payload: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -327,6 +391,19 @@ def markdown(payload: dict[str, Any]) -> str:
         lines.extend([f"## {title}", "", markdown_table(["spec", count, "sha256"], rows), ""])
 
     table("Installed files", payload["installed"], "files")
+    if "extraction" in payload:
+        rows = [
+            [f"`{k}`", ", ".join(f"{n} {v[n]}" for n in v if n != "sha256"), f"`{v['sha256'][:16]}`"]
+            for k, v in payload["extraction"].items()
+        ]
+        lines.extend(
+            [
+                "## Every installed file the parsers read",
+                "",
+                markdown_table(["input", "count", "sha256"], rows),
+                "",
+            ]
+        )
     table("Documents", payload["documents"], "documents")
     table("Parallel pairs", payload["parallel"], "pairs")
     table("Task items", payload["tasks"], "items")
@@ -370,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     protocol = Protocol()
     payload: dict[str, Any] = {"model": args.model, "protocol": protocol.__dict__, "sources": SOURCE_LANGS}
     payload.update(text_fingerprints(SOURCE_LANGS, protocol))
+    payload["extraction"] = extraction_fingerprints()
     if not args.no_windows:
         from transformers import AutoTokenizer
 
