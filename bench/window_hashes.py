@@ -445,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     protocol = Protocol()
+    run = environment()  # the commit and dirty flag of the code that reads the text, before any edit
     payload: dict[str, Any] = {"model": args.model, "protocol": protocol.__dict__, "sources": SOURCE_LANGS}
     payload.update(text_fingerprints(SOURCE_LANGS, protocol))
     payload["extraction"] = extraction_fingerprints()
@@ -459,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload["study_check"] = study_check(payload["windows"], recorded)
     if args.compare:
         payload["comparison"] = compare(payload, json.loads(Path(args.compare).read_text(encoding="utf-8")))
-    payload["environment"] = environment()
+    payload["environment"] = run
     out = Path(args.out)
     write_json(out / f"{args.name}.json", payload)
     (out / f"{args.name}.md").write_text(markdown(payload), encoding="utf-8")
