@@ -7,12 +7,13 @@ and mask, SparseGPT's solve (inverse Hessian factor and blocked updates) and the
 A report, not a pass/fail timing: ``make benchmark`` saves the timings under ``bench/results/benchmarks/``
 and compares them with the last saved run (see its README). In ``make test`` the project's pytest
 configuration disables timing (``--benchmark-disable``) and each benchmark runs its function once, checking
-what it returned (the SparseGPT and ADMM solves on down_proj's 2048 inputs only when timed).
+what it returned.
 """
 
 import pytest
 import torch
 
+from polysparse.kernels import fallback_counts
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.methods import admm_update, prune_sparsegpt, prune_wanda
 from polysparse.sparsify.stats import LayerStatistics
@@ -41,13 +42,6 @@ def _layer(name: str, seed: int = 0) -> tuple[torch.Tensor, LayerStatistics]:
     stats = LayerStatistics(in_features, want_norms=True, want_hessian=True)
     stats.add(_inputs(in_features, seed))
     return weight, stats
-
-
-def _skip_untimed_2048_solve(benchmark, layer: str) -> None:
-    """The solves on 2048 inputs take about a minute on the 2-core machine: untimed (``make test``), the
-    same code runs on q_proj only."""
-    if benchmark.disabled and LAYERS[layer][1] == 2048:
-        pytest.skip("timed only (make benchmark): q_proj runs the same solve untimed")
 
 
 def _check_mask(keep: torch.Tensor, setting: dict, per_row: bool = True) -> None:
@@ -85,22 +79,23 @@ def test_wanda(benchmark, layer, setting):
     weight, stats = _layer(layer)
     result = benchmark(prune_wanda, weight, stats, PruneConfig(**setting))
     _check_mask(result.keep, setting)
+    op = "nm_mask" if "pattern" in setting else "unstructured_mask"
+    assert any(name == op for name, _ in fallback_counts)  # the CPU path, not Triton's interpreter
 
 
 @pytest.mark.parametrize("setting", SETTINGS.values(), ids=SETTINGS.keys())
 @pytest.mark.parametrize("layer", ["q_proj", "down_proj"])
 def test_sparsegpt(benchmark, layer, setting):
-    _skip_untimed_2048_solve(benchmark, layer)
     weight, stats = _layer(layer)
     config = PruneConfig(method="sparsegpt", **setting)
     result = benchmark.pedantic(prune_sparsegpt, (weight, stats, config), rounds=3, warmup_rounds=1)
     _check_mask(result.keep, setting, per_row=False)
     assert (result.weight[~result.keep] == 0).all()
+    assert any(op == "sparsegpt_solve" for op, _ in fallback_counts)  # the CPU path, not Triton's interpreter
 
 
 @pytest.mark.parametrize("layer", ["q_proj", "down_proj"])
 def test_admm_update(benchmark, layer):
-    _skip_untimed_2048_solve(benchmark, layer)
     weight, stats = _layer(layer)
     pruned = prune_wanda(weight, stats, PruneConfig(pattern="2:4"))
     hessian = stats.hessian()
