@@ -11,7 +11,7 @@ own.
 Pages are parsed by libxml2's HTML parser (``lxml``), which builds the element tree the rules above walk.
 It reads markup as HTML does: a ``<p>`` ends where a block element starts, so ``<p>A<ul><li>B</li></ul>C</p>``
 gives ``A`` alone (the hand-written parser this replaced kept ``A``, ``B``, ``C``). No page of the installed
-books holds a block inside a ``<p>``: all 4,898 pages of both books give the same paragraphs as before
+books holds a block inside a ``<p>``: every page of both gives the same paragraphs as before
 (``bench/results/corpora/window-hashes.md``).
 """
 
