@@ -6,13 +6,13 @@ VENV ?= .venv
 PYTHON ?= python3
 # The CPU build of torch 2.13 lies on this machine's disk (PIP_FIND_LINKS); a GPU machine keeps its own.
 TORCH_SPEC ?= torch==2.13.0
-DEBIAN_PACKAGES = debian-handbook installation-guide-amd64 \
+DEBIAN_PACKAGES = iso-codes debian-handbook installation-guide-amd64 \
 	manpages-de manpages-fr manpages-ru manpages-ja manpages-zh manpages-es manpages-pl manpages-uk
 PYTEST_ARGS ?=
 
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint debian-packages clean
+.PHONY: demo test benchmark lint debian-packages clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ demo: $(BIN)/.installed debian-packages
 
 test: $(BIN)/.installed debian-packages
 	POLYSPARSE_REQUIRE_DEBIAN_TEXT=1 POLYSPARSE_SLOW_TESTS=1 $(BIN)/python -P -m pytest -q $(PYTEST_ARGS)
+
+# The CPU prune path's hot functions (tests/benchmarks) timed and saved under bench/results/benchmarks/,
+# compared with the last run saved there (a report: no timing fails the run). One thread, for steadier numbers.
+BENCHMARK_ARGS ?=
+benchmark: $(BIN)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python -P -m pytest -q tests/benchmarks --benchmark-enable \
+		--benchmark-storage=bench/results/benchmarks --benchmark-compare --benchmark-save=cpu-prune-path \
+		--benchmark-columns=min,median,iqr,rounds --benchmark-sort=fullname $(BENCHMARK_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

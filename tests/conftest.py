@@ -35,3 +35,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# Tests that read the real Debian packages (``debian-handbook``, ``installation-guide-amd64``, ``manpages-*``,
+# gettext catalogues) skip when a package is absent, naming the package to install; with
+# ``POLYSPARSE_REQUIRE_DEBIAN_TEXT=1`` (CI, after ``make debian-packages``) they fail instead.
+@pytest.fixture
+def require_installed():
+    def check(path: str, package: str) -> Path:
+        found = Path(path)
+        if found.exists() and any(found.iterdir()):
+            return found
+        message = f"{path} is missing: install the Debian package {package} (make debian-packages)"
+        if os.environ.get("POLYSPARSE_REQUIRE_DEBIAN_TEXT", "") not in ("", "0"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+    return check

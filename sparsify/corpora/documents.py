@@ -13,6 +13,10 @@ class SourceSpecError(ValueError):
     """A text source spec that does not parse, or names a source or option that does not exist."""
 
 
+class MissingDependencyError(ImportError):
+    """A package that a source (or the language table) needs is not installed."""
+
+
 @dataclass(frozen=True)
 class Document:
     """One coherent piece of text (a file, a page, a record) in one language.

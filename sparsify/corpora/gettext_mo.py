@@ -15,13 +15,15 @@ with no letter of that script. Menu accelerators are removed (``_Open`` -> ``Ope
 plural entry the singular original pairs with the first plural form. Pairs (and, as documents, target
 messages) are deduplicated within the language, first catalogue (by locale, then domain) first.
 
+Catalogues are read with ``polib`` (:func:`parse_mo`); on every installed catalogue it gives the same entries
+as the parser it replaced (``bench/results/corpora/window-hashes.md``).
+
 Documents: one per catalogue (``doc_id`` ``gettext/<locale>/<domain>``), its kept target messages one per
 line. Symbolic links (aliases of another catalogue) are skipped.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import struct
@@ -31,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import polib
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.languages import (
@@ -46,7 +50,6 @@ from polysparse.sparsify.corpora.prose import has_letters, lacks_native_script
 NAME = "gettext"
 DEFAULT_ROOT = "/usr/share/locale"
 ROOT_VARIABLE = "POLYSPARSE_LOCALE_ROOT"
-MO_MAGIC = 0x950412DE
 
 
 class MoFormatError(ValueError):
@@ -71,68 +74,31 @@ class Catalogue:
     entries: tuple[MoEntry, ...]
 
 
-def _charset(header_text: str) -> str:
-    match = re.search(r"charset=([\w.:-]+)", header_text)
-    if not match:
-        return "utf-8"
-    try:
-        return codecs.lookup(match.group(1)).name
-    except LookupError:
-        return "utf-8"
+def _translations(entry: polib.MOEntry) -> tuple[str, ...]:
+    if entry.msgid_plural:
+        return tuple(entry.msgstr_plural[form] for form in sorted(entry.msgstr_plural))
+    return (entry.msgstr,)
 
 
 def parse_mo(data: bytes) -> Catalogue:
-    """Parse a GNU ``.mo`` file (either byte order, format revision 0 or 1).
+    """Parse a GNU ``.mo`` file (either byte order, format revision 0 or 1) with ``polib``.
 
     Context (``msgctxt``) and plural forms are split out of the keys and values; the header entry (empty
-    id, no context) becomes :attr:`Catalogue.header`. System-dependent strings (revision 1 extras) are not
-    read; the plain tables hold every other message.
+    id, no context) becomes :attr:`Catalogue.header`. Strings are decoded strictly in the header's charset
+    (UTF-8 when it names none or an unknown one). A file polib cannot read raises :class:`MoFormatError`;
+    polib does not check that strings end inside the file, so a file cut inside its strings is read as far
+    as it goes.
     """
-    if len(data) < 28:
-        raise MoFormatError("too short for a .mo header")
-    for order in ("<", ">"):
-        if struct.unpack(order + "I", data[:4])[0] == MO_MAGIC:
-            break
-    else:
-        raise MoFormatError("bad magic number: not a .mo file")
-    revision, count, originals, translations = struct.unpack(order + "4I", data[4:20])
-    if revision >> 16 > 1:
-        raise MoFormatError(f"unsupported .mo major revision {revision >> 16}")
-    if originals + 8 * count > len(data) or translations + 8 * count > len(data):
-        raise MoFormatError("string tables run past the end of the file")
-    table = struct.Struct(order + "II")
-
-    def raw(table_offset: int, i: int) -> bytes:
-        length, offset = table.unpack_from(data, table_offset + 8 * i)
-        if offset + length > len(data):
-            raise MoFormatError(f"string {i} runs past the end of the file")
-        return data[offset : offset + length]
-
-    pairs = [(raw(originals, i), raw(translations, i)) for i in range(count)]
-    header_text = next((t.decode("ascii", "replace") for o, t in pairs if o == b""), "")
-    charset = _charset(header_text)
-    header: dict[str, str] = {}
-    entries = []
-    for key, value in pairs:
-        key_text = key.decode("utf-8", "replace")
-        value_text = value.decode(charset, "replace")
-        if not key_text:
-            for line in value_text.splitlines():
-                name, sep, field = line.partition(":")
-                if sep:
-                    header[name.strip()] = field.strip()
-            continue
-        context, sep, msgid = key_text.rpartition("\x04")
-        msgid, _, plural = msgid.partition("\x00")
-        entries.append(
-            MoEntry(
-                msgid=msgid,
-                msgstr=tuple(value_text.split("\x00")),
-                context=context if sep else None,
-                msgid_plural=plural or None,
-            )
-        )
-    return Catalogue(header=header, entries=tuple(entries))
+    try:
+        catalogue = polib.mofile(data)
+    except (OSError, ValueError, struct.error) as error:  # bad magic or revision, truncated tables, bad bytes
+        raise MoFormatError(f"not a readable .mo catalogue: {error}") from error
+    entries = tuple(
+        MoEntry(entry.msgid, _translations(entry), entry.msgctxt, entry.msgid_plural or None)
+        for entry in catalogue
+    )
+    header = {name.strip(): value for name, value in catalogue.metadata.items()}
+    return Catalogue(header=header, entries=entries)
 
 
 # --- message cleaning -------------------------------------------------------------------------------------
@@ -344,13 +310,17 @@ def _lengths(handle, offset: int, count: int, order: str) -> array:
 
 
 def _translated_bytes(path: Path) -> int:
-    """Bytes of a catalogue's translations but the header's, from its tables alone (no string decoded)."""
+    """Bytes of a catalogue's translations but the header's, from its tables alone (no string decoded).
+
+    Read from the length tables by hand rather than through polib, which would decode every string of every
+    installed catalogue just to size them for the listing of ``polysparse corpora``.
+    """
     with path.open("rb") as handle:
         head = handle.read(28)
         if len(head) < 28:
             return 0
-        order = "<" if struct.unpack("<I", head[:4])[0] == MO_MAGIC else ">"
-        if struct.unpack(order + "I", head[:4])[0] != MO_MAGIC:
+        order = "<" if struct.unpack("<I", head[:4])[0] == polib.MOFile.MAGIC else ">"
+        if struct.unpack(order + "I", head[:4])[0] != polib.MOFile.MAGIC:
             return 0
         _, count, originals, translations = struct.unpack(order + "4I", head[4:20])
         first_original = _lengths(handle, originals, min(count, 1), order)

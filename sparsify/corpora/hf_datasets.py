@@ -19,7 +19,12 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
-from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
+from polysparse.sparsify.corpora.documents import (
+    Document,
+    EmptyCorpusError,
+    MissingDependencyError,
+    SourceSpecError,
+)
 from polysparse.sparsify.corpora.languages import UNDETERMINED, Language
 
 if TYPE_CHECKING:
@@ -27,10 +32,6 @@ if TYPE_CHECKING:
 
 NAME = "hf"
 TEXT_FIELDS = ("text", "sentence", "content", "document")
-
-
-class MissingDependencyError(ImportError):
-    """An optional package a source needs is not installed."""
 
 
 class DatasetUnavailableError(RuntimeError):

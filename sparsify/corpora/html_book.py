@@ -19,9 +19,7 @@ Rules shared by ``handbook:LANG`` and ``install-guide:LANG``:
 
 from __future__ import annotations
 
-import html
 import os
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,7 +34,6 @@ from polysparse.sparsify.corpora.languages import (
     select_locales,
 )
 from polysparse.sparsify.corpora.prose import (
-    NEAR_COPY_RATIO,
     ParagraphFilter,
     has_letters,
     lacks_native_script,
@@ -189,79 +186,18 @@ def book_parallel(
     return pairs
 
 
-# A fast, approximate paragraph scan for listings: no nesting, no skipped blocks, comparison with English on
-# the raw HTML of each paragraph first, on its text only when that differs. Several times the speed of
-# extract_paragraphs, within a few percent of its byte counts on the installed books.
-_QUICK_MARKERS = (('<div class="para">', "</div>"), ("<p>", "</p>"))
-_TAG = re.compile(r"<[^>]+>")
-
-
-def _quick_raw_paragraphs(path: Path) -> list[str]:
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    raw = []
-    for start, end in _QUICK_MARKERS:
-        for chunk in text.split(start)[1:]:
-            stop = chunk.find(end)
-            raw.append(chunk[: stop if stop >= 0 else None])
-    return raw
-
-
-def _quick_text(raw: str) -> str:
-    text = _TAG.sub("", raw)
-    return " ".join((html.unescape(text) if "&" in text else text).split())
-
-
 @lru_cache(maxsize=8)
-def quick_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
-    """Estimated (documents, UTF-8 bytes of text) per ISO 639-1 language, without the full parse.
+def book_statistics(book: HtmlBook) -> dict[str, tuple[int, int]]:
+    """(documents, UTF-8 bytes of their text) per ISO 639-1 language, from the full extraction.
 
-    The same rules as :func:`book_documents`, approximately: the near-copy test is a cheap word overlap.
+    Exact, and cached per process with the parsed pages, which later loads of the book reuse.
     """
-    installed = installed_locales(book)
-    english_by_page: dict[str, list[str]] = {}
-    for locale in _english_locales(book):
-        for page in _page_names(book, locale):
-            english_by_page.setdefault(page, _quick_raw_paragraphs(Path(book.root) / locale / page))
-    english = {raw for raws in english_by_page.values() for raw in raws}
-    english_texts_by_page = {
-        page: [_quick_text(raw) for raw in raws] for page, raws in english_by_page.items()
-    }
-    english_text = {text for texts in english_texts_by_page.values() for text in texts}
-    stats: dict[str, tuple[int, int]] = {}
-    for lang, locales in locales_by_language(installed).items():
-        done: set[str] = set()
-        docs = size = 0
-        for locale in locales:
-            for page in _page_names(book, locale):
-                page_bytes = 0
-                raws = _quick_raw_paragraphs(Path(book.root) / locale / page)
-                english_texts = english_texts_by_page.get(page, [])
-                aligned = lang != "en" and len(english_texts) == len(raws)
-                for i, raw in enumerate(raws):
-                    if raw in done or (lang != "en" and raw in english):
-                        continue
-                    done.add(raw)
-                    text = _quick_text(raw)
-                    if lang != "en" and text in english_text:
-                        continue
-                    if aligned and _mostly_words_of(text, english_texts[i]):
-                        continue
-                    if text and not lacks_native_script(text, lang):
-                        page_bytes += len(text.encode()) + 2
-                if page_bytes:
-                    docs += 1
-                    size += page_bytes - 2
-        stats[lang] = (docs, size)
-    return {lang: value for lang, value in stats.items() if value[0]}
-
-
-def _mostly_words_of(text: str, original: str) -> bool:
-    """Cheap stand-in for near_copy: most of the words of ``text`` occur in ``original``."""
-    words = text.split()
-    if not words:
-        return False
-    vocabulary = set(original.split())
-    return sum(w in vocabulary for w in words) >= NEAR_COPY_RATIO * len(words)
+    stats = {}
+    for lang in locales_by_language(installed_locales(book)):
+        documents = book_documents(book, lang)
+        if documents:
+            stats[lang] = (len(documents), sum(len(d.text.encode()) for d in documents))
+    return stats
 
 
 def resolve_root(environment_variable: str, default: str) -> str:

@@ -4,13 +4,20 @@ A paragraph is the text of a ``<p>`` element or a ``<div class="para">`` (Public
 markup (commands, file names, emphasis, links) included as plain text. Left out: code and terminal listings
 (``<pre>``, ``screen``, ``programlisting``, synopses), tables, headings and titles, navigation (headers,
 footers, tables of contents), legal notices, author and copyright blocks, footnote markers (the notes
-themselves are kept) and the page banner. A paragraph that holds a nested block (a list inside a paragraph)
-is cut into the text before and after the block; the block's own paragraphs come out on their own.
+themselves are kept) and the page banner. A ``<div class="para">`` that holds a nested block (a list inside
+a paragraph) is cut into the text before and after the block; the block's own paragraphs come out on their
+own.
+
+Pages are parsed by libxml2's HTML parser (``lxml``), which builds the element tree the rules above walk.
+It reads markup as HTML does: a ``<p>`` ends where a block element starts, so ``<p>A<ul><li>B</li></ul>C</p>``
+gives ``A`` alone (the hand-written parser this replaced kept ``A``, ``B``, ``C``). No page of the installed
+books holds a block inside a ``<p>``: every page of both gives the same paragraphs as before
+(``bench/results/corpora/window-hashes.md``).
 """
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+import lxml.html
 
 from polysparse.sparsify.corpora.prose import normalize_space
 
@@ -31,13 +38,14 @@ _SKIP_CLASSES = _words(
     "authorgroup editor othercredit copyright revhistory index indexterm"
 )
 _SKIP_IDS = frozenset({"banner", "title"})
+_PARSER = lxml.html.HTMLParser(encoding="utf-8")
 
 
-class _ProseParser(HTMLParser):
+class _ProseWalker:
+    """Collects paragraphs walking the tree in document order (text, children, then the element's tail)."""
+
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.paragraphs: list[str] = []
-        self._stack: list[tuple[str, bool, bool]] = []  # (tag, starts prose, starts a skipped subtree)
         self._prose = 0
         self._skip = 0
         self._buffer: list[str] = []
@@ -49,57 +57,50 @@ class _ProseParser(HTMLParser):
             if text:
                 self.paragraphs.append(text)
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _VOID:
-            if tag == "br" and self._prose and not self._skip:
-                self._buffer.append(" ")
-            return
-        classes: set[str] = set()
-        element_id = ""
-        for name, value in attrs:
-            if name == "class" and value:
-                classes.update(value.split())
-            elif name == "id" and value:
-                element_id = value
-        # Footnote markers (<a class="footnote"><sup class="footnote">[1]</sup></a> in the text and
-        # <a class="para"><sup class="para">[1]</sup></a> before the note) are not text; the notes are.
-        skip = (
-            tag in _SKIP_TAGS
-            or not classes.isdisjoint(_SKIP_CLASSES)
-            or element_id in _SKIP_IDS
-            or (tag in ("a", "sup") and bool(classes & {"footnote", "para"}))
-        )
-        prose = tag == "p" or (tag == "div" and "para" in classes)
-        if tag in _BLOCK:
-            self._flush()
-        self._stack.append((tag, prose, skip))
-        self._prose += prose
-        self._skip += skip
+    def _text(self, text: str | None) -> None:
+        if text and self._prose and not self._skip:
+            self._buffer.append(text)
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _VOID or all(entry[0] != tag for entry in self._stack):
-            return
-        while self._stack:
-            open_tag, prose, skip = self._stack.pop()
-            if open_tag in _BLOCK:
+    def paragraphs_of(self, root) -> list[str]:
+        self.walk(root)
+        self._flush()
+        return self.paragraphs
+
+    def walk(self, element) -> None:
+        tag = element.tag
+        if not isinstance(tag, str):  # a comment or processing instruction: only its tail is text
+            pass
+        elif tag in _VOID:
+            if tag == "br":
+                self._text(" ")
+        else:
+            classes = set((element.get("class") or "").split())
+            # Footnote markers (<a class="footnote"><sup class="footnote">[1]</sup></a> in the text and
+            # <a class="para"><sup class="para">[1]</sup></a> before the note) are not text; the notes are.
+            skip = (
+                tag in _SKIP_TAGS
+                or not classes.isdisjoint(_SKIP_CLASSES)
+                or element.get("id", "") in _SKIP_IDS
+                or (tag in ("a", "sup") and bool(classes & {"footnote", "para"}))
+            )
+            prose = tag == "p" or (tag == "div" and "para" in classes)
+            block = tag in _BLOCK
+            if block:
+                self._flush()
+            self._prose += prose
+            self._skip += skip
+            self._text(element.text)
+            for child in element:
+                self.walk(child)
+            if block:
                 self._flush()
             self._prose -= prose
             self._skip -= skip
-            if open_tag == tag:
-                break
-
-    def handle_data(self, data: str) -> None:
-        if self._prose and not self._skip:
-            self._buffer.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
+        self._text(element.tail)
 
 
 def extract_paragraphs(html: str) -> list[str]:
     """The prose paragraphs of one HTML page, whitespace-normalised, in document order (duplicates kept)."""
-    parser = _ProseParser()
-    parser.feed(html)
-    parser.close()
-    return parser.paragraphs
+    if not html.strip():
+        return []
+    return _ProseWalker().paragraphs_of(lxml.html.document_fromstring(html.encode("utf-8"), parser=_PARSER))

@@ -1,7 +1,8 @@
 """Language codes: accept ``de``, ``de-DE``, ``de_DE.UTF-8``, ``deu``/``ger``, ``German``; return ISO 639-1.
 
-Every ISO 639-1 language is known (the table below lists its English name, ISO 639-2/T and ISO 639-2/B codes
-and a few other English names). Matching is case-insensitive.
+Every ISO 639-1 language is known, with its English names and ISO 639-2/T and ISO 639-2/B codes, from the
+ISO 639 table of Debian's ``iso-codes`` package (``/usr/share/iso-codes/json/iso_639-2.json``). Matching
+is case-insensitive.
 
 Regional and script variants map to the base language: ``zh-CN``, ``zh_TW``, ``zh-Hant`` -> ``zh``; ``pt-BR``
 -> ``pt``; ``de_CH`` -> ``de``; ``sr@latin`` -> ``sr``. Documents are tagged with the base language only; the
@@ -13,265 +14,91 @@ accepted for ``he``, ``id``, ``yi``. Languages without an ISO 639-1 code (Asturi
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-# ISO 639-1 -> (English name, ISO 639-2/T, ISO 639-2/B or "", other accepted English names / old codes).
-# Codes and names from ISO 639-2 (as distributed by Debian's iso-codes); display names shortened.
-_LANGUAGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "aa": ("Afar", "aar", "", ()),
-    "ab": ("Abkhazian", "abk", "", ()),
-    "ae": ("Avestan", "ave", "", ()),
-    "af": ("Afrikaans", "afr", "", ()),
-    "ak": ("Akan", "aka", "", ()),
-    "am": ("Amharic", "amh", "", ()),
-    "an": ("Aragonese", "arg", "", ()),
-    "ar": ("Arabic", "ara", "", ()),
-    "as": ("Assamese", "asm", "", ()),
-    "av": ("Avaric", "ava", "", ()),
-    "ay": ("Aymara", "aym", "", ()),
-    "az": ("Azerbaijani", "aze", "", ()),
-    "ba": ("Bashkir", "bak", "", ()),
-    "be": ("Belarusian", "bel", "", ()),
-    "bg": ("Bulgarian", "bul", "", ()),
-    "bh": ("Bihari languages", "bih", "", ()),
-    "bi": ("Bislama", "bis", "", ()),
-    "bm": ("Bambara", "bam", "", ()),
-    "bn": ("Bengali", "ben", "", ()),
-    "bo": ("Tibetan", "bod", "tib", ()),
-    "br": ("Breton", "bre", "", ()),
-    "bs": ("Bosnian", "bos", "", ()),
-    "ca": ("Catalan", "cat", "", ("Valencian",)),
-    "ce": ("Chechen", "che", "", ()),
-    "ch": ("Chamorro", "cha", "", ()),
-    "co": ("Corsican", "cos", "", ()),
-    "cr": ("Cree", "cre", "", ()),
-    "cs": ("Czech", "ces", "cze", ()),
-    "cu": (
-        "Church Slavonic",
-        "chu",
-        "",
-        ("Church Slavic", "Old Slavonic", "Old Bulgarian", "Old Church Slavonic"),
-    ),
-    "cv": ("Chuvash", "chv", "", ()),
-    "cy": ("Welsh", "cym", "wel", ()),
-    "da": ("Danish", "dan", "", ()),
-    "de": ("German", "deu", "ger", ()),
-    "dv": ("Dhivehi", "div", "", ("Divehi", "Maldivian")),
-    "dz": ("Dzongkha", "dzo", "", ()),
-    "ee": ("Ewe", "ewe", "", ()),
-    "el": ("Greek", "ell", "gre", ("Modern Greek",)),
-    "en": ("English", "eng", "", ()),
-    "eo": ("Esperanto", "epo", "", ()),
-    "es": ("Spanish", "spa", "", ("Castilian",)),
-    "et": ("Estonian", "est", "", ()),
-    "eu": ("Basque", "eus", "baq", ()),
-    "fa": ("Persian", "fas", "per", ("Farsi",)),
-    "ff": ("Fulah", "ful", "", ()),
-    "fi": ("Finnish", "fin", "", ()),
-    "fj": ("Fijian", "fij", "", ()),
-    "fo": ("Faroese", "fao", "", ()),
-    "fr": ("French", "fra", "fre", ()),
-    "fy": ("Western Frisian", "fry", "", ()),
-    "ga": ("Irish", "gle", "", ()),
-    "gd": ("Scottish Gaelic", "gla", "", ("Gaelic",)),
-    "gl": ("Galician", "glg", "", ()),
-    "gn": ("Guarani", "grn", "", ()),
-    "gu": ("Gujarati", "guj", "", ()),
-    "gv": ("Manx", "glv", "", ()),
-    "ha": ("Hausa", "hau", "", ()),
-    "he": ("Hebrew", "heb", "", ("iw",)),
-    "hi": ("Hindi", "hin", "", ()),
-    "ho": ("Hiri Motu", "hmo", "", ()),
-    "hr": ("Croatian", "hrv", "", ()),
-    "ht": ("Haitian Creole", "hat", "", ("Haitian",)),
-    "hu": ("Hungarian", "hun", "", ()),
-    "hy": ("Armenian", "hye", "arm", ()),
-    "hz": ("Herero", "her", "", ()),
-    "ia": ("Interlingua", "ina", "", ()),
-    "id": ("Indonesian", "ind", "", ("in",)),
-    "ie": ("Interlingue", "ile", "", ("Occidental",)),
-    "ig": ("Igbo", "ibo", "", ()),
-    "ii": ("Sichuan Yi", "iii", "", ("Nuosu",)),
-    "ik": ("Inupiaq", "ipk", "", ()),
-    "io": ("Ido", "ido", "", ()),
-    "is": ("Icelandic", "isl", "ice", ()),
-    "it": ("Italian", "ita", "", ()),
-    "iu": ("Inuktitut", "iku", "", ()),
-    "ja": ("Japanese", "jpn", "", ()),
-    "jv": ("Javanese", "jav", "", ()),
-    "ka": ("Georgian", "kat", "geo", ()),
-    "kg": ("Kongo", "kon", "", ()),
-    "ki": ("Kikuyu", "kik", "", ("Gikuyu",)),
-    "kj": ("Kwanyama", "kua", "", ("Kuanyama",)),
-    "kk": ("Kazakh", "kaz", "", ()),
-    "kl": ("Greenlandic", "kal", "", ("Kalaallisut",)),
-    "km": ("Central Khmer", "khm", "", ()),
-    "kn": ("Kannada", "kan", "", ()),
-    "ko": ("Korean", "kor", "", ()),
-    "kr": ("Kanuri", "kau", "", ()),
-    "ks": ("Kashmiri", "kas", "", ()),
-    "ku": ("Kurdish", "kur", "", ()),
-    "kv": ("Komi", "kom", "", ()),
-    "kw": ("Cornish", "cor", "", ()),
-    "ky": ("Kyrgyz", "kir", "", ("Kirghiz", "Kirghiz")),
-    "la": ("Latin", "lat", "", ()),
-    "lb": ("Luxembourgish", "ltz", "", ("Letzeburgesch",)),
-    "lg": ("Ganda", "lug", "", ()),
-    "li": ("Limburgish", "lim", "", ("Limburgan", "Limburger")),
-    "ln": ("Lingala", "lin", "", ()),
-    "lo": ("Lao", "lao", "", ()),
-    "lt": ("Lithuanian", "lit", "", ()),
-    "lu": ("Luba-Katanga", "lub", "", ()),
-    "lv": ("Latvian", "lav", "", ()),
-    "mg": ("Malagasy", "mlg", "", ()),
-    "mh": ("Marshallese", "mah", "", ()),
-    "mi": ("Maori", "mri", "mao", ()),
-    "mk": ("Macedonian", "mkd", "mac", ()),
-    "ml": ("Malayalam", "mal", "", ()),
-    "mn": ("Mongolian", "mon", "", ()),
-    "mr": ("Marathi", "mar", "", ()),
-    "ms": ("Malay", "msa", "may", ()),
-    "mt": ("Maltese", "mlt", "", ()),
-    "my": ("Burmese", "mya", "bur", ()),
-    "na": ("Nauru", "nau", "", ()),
-    "nb": ("Norwegian Bokmål", "nob", "", ("Bokmål", "Norwegian Bokmal")),
-    "nd": ("North Ndebele", "nde", "", ()),
-    "ne": ("Nepali", "nep", "", ()),
-    "ng": ("Ndonga", "ndo", "", ()),
-    "nl": ("Dutch", "nld", "dut", ("Flemish",)),
-    "nn": ("Norwegian Nynorsk", "nno", "", ("Nynorsk",)),
-    "no": ("Norwegian", "nor", "", ()),
-    "nr": ("South Ndebele", "nbl", "", ()),
-    "nv": ("Navajo", "nav", "", ("Navaho",)),
-    "ny": ("Chichewa", "nya", "", ("Chewa", "Nyanja")),
-    "oc": ("Occitan", "oci", "", ("Provençal", "Provençal")),
-    "oj": ("Ojibwa", "oji", "", ()),
-    "om": ("Oromo", "orm", "", ()),
-    "or": ("Oriya", "ori", "", ()),
-    "os": ("Ossetian", "oss", "", ("Ossetic",)),
-    "pa": ("Punjabi", "pan", "", ("Panjabi", "Panjabi")),
-    "pi": ("Pali", "pli", "", ()),
-    "pl": ("Polish", "pol", "", ()),
-    "ps": ("Pashto", "pus", "", ("Pushto", "Pushto")),
-    "pt": ("Portuguese", "por", "", ()),
-    "qu": ("Quechua", "que", "", ()),
-    "rm": ("Romansh", "roh", "", ()),
-    "rn": ("Rundi", "run", "", ()),
-    "ro": ("Romanian", "ron", "rum", ("Moldavian", "Moldovan", "Moldavian", "Moldovan")),
-    "ru": ("Russian", "rus", "", ()),
-    "rw": ("Kinyarwanda", "kin", "", ()),
-    "sa": ("Sanskrit", "san", "", ()),
-    "sc": ("Sardinian", "srd", "", ()),
-    "sd": ("Sindhi", "snd", "", ()),
-    "se": ("Northern Sami", "sme", "", ()),
-    "sg": ("Sango", "sag", "", ()),
-    "si": ("Sinhala", "sin", "", ("Sinhalese", "Sinhalese")),
-    "sk": ("Slovak", "slk", "slo", ()),
-    "sl": ("Slovenian", "slv", "", ()),
-    "sm": ("Samoan", "smo", "", ()),
-    "sn": ("Shona", "sna", "", ()),
-    "so": ("Somali", "som", "", ()),
-    "sq": ("Albanian", "sqi", "alb", ()),
-    "sr": ("Serbian", "srp", "", ()),
-    "ss": ("Swati", "ssw", "", ()),
-    "st": ("Southern Sotho", "sot", "", ("Sesotho",)),
-    "su": ("Sundanese", "sun", "", ()),
-    "sv": ("Swedish", "swe", "", ()),
-    "sw": ("Swahili", "swa", "", ()),
-    "ta": ("Tamil", "tam", "", ()),
-    "te": ("Telugu", "tel", "", ()),
-    "tg": ("Tajik", "tgk", "", ()),
-    "th": ("Thai", "tha", "", ()),
-    "ti": ("Tigrinya", "tir", "", ()),
-    "tk": ("Turkmen", "tuk", "", ()),
-    "tl": ("Tagalog", "tgl", "", ()),
-    "tn": ("Tswana", "tsn", "", ()),
-    "to": ("Tonga", "ton", "", ()),
-    "tr": ("Turkish", "tur", "", ()),
-    "ts": ("Tsonga", "tso", "", ()),
-    "tt": ("Tatar", "tat", "", ()),
-    "tw": ("Twi", "twi", "", ()),
-    "ty": ("Tahitian", "tah", "", ()),
-    "ug": ("Uyghur", "uig", "", ("Uighur", "Uighur")),
-    "uk": ("Ukrainian", "ukr", "", ()),
-    "ur": ("Urdu", "urd", "", ()),
-    "uz": ("Uzbek", "uzb", "", ()),
-    "ve": ("Venda", "ven", "", ()),
-    "vi": ("Vietnamese", "vie", "", ()),
-    "vo": ("Volapük", "vol", "", ()),
-    "wa": ("Walloon", "wln", "", ()),
-    "wo": ("Wolof", "wol", "", ()),
-    "xh": ("Xhosa", "xho", "", ()),
-    "yi": ("Yiddish", "yid", "", ("ji",)),
-    "yo": ("Yoruba", "yor", "", ()),
-    "za": ("Zhuang", "zha", "", ("Chuang",)),
-    "zh": ("Chinese", "zho", "chi", ()),
-    "zu": ("Zulu", "zul", "", ()),
+from polysparse.sparsify.corpora.documents import MissingDependencyError
+
+ISO_CODES_ROOT = "/usr/share/iso-codes/json"
+"""Where Debian's ``iso-codes`` package installs the ISO 639 table (``iso_639-2.json``)."""
+ISO_CODES_VARIABLE = "POLYSPARSE_ISO_CODES_ROOT"
+"""Points the table at another copy of iso-codes' ``json`` folder (another system's installation)."""
+
+DISPLAY_NAMES = {
+    "cu": "Church Slavonic",
+    "dv": "Dhivehi",
+    "el": "Greek",
+    "gd": "Scottish Gaelic",
+    "ht": "Haitian Creole",
+    "ia": "Interlingua",
+    "kj": "Kwanyama",
+    "kl": "Greenlandic",
+    "ky": "Kyrgyz",
+    "li": "Limburgish",
+    "nb": "Norwegian Bokmål",
+    "nd": "North Ndebele",
+    "nr": "South Ndebele",
+    "oc": "Occitan",
+    "pa": "Punjabi",
+    "ps": "Pashto",
+    "st": "Southern Sotho",
+    "to": "Tonga",
+    "ug": "Uyghur",
 }
+"""English names where iso-codes' first name is not the short common one: it lists several in another order
+(``Kirghiz; Kyrgyz``), inverts one (``Greek, Modern (1453-)``) or qualifies it (``Tonga (Tonga Islands)``).
+The names enter translation prompts (``German: ...``), so they stay as the committed results used them."""
+
+EXTRA_NAMES = {
+    "el": ("Modern Greek",),
+    "fa": ("Farsi",),
+    "he": ("iw",),
+    "id": ("in",),
+    "nb": ("Bokmål", "Norwegian Bokmal"),
+    "nn": ("Nynorsk",),
+    "st": ("Sesotho",),
+    "yi": ("ji",),
+}
+"""Names and codes accepted besides iso-codes' own: common English names it lacks and the deprecated ISO
+639-1 codes."""
+
+
+@lru_cache(maxsize=1)
+def _languages() -> dict[str, tuple[str, str, str, tuple[str, ...]]]:
+    """ISO 639-1 -> (English name, ISO 639-2/T, ISO 639-2/B or "", other accepted names), from iso-codes."""
+    path = Path(os.environ.get(ISO_CODES_VARIABLE) or ISO_CODES_ROOT) / "iso_639-2.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["639-2"]
+    except (OSError, ValueError, KeyError) as error:
+        raise MissingDependencyError(
+            f"cannot read the ISO 639 language table {path} ({error}): install the Debian package iso-codes "
+            f"(sudo apt-get install iso-codes), or set {ISO_CODES_VARIABLE} to the json folder of iso-codes"
+        ) from error
+    table = {}
+    for entry in sorted((e for e in entries if "alpha_2" in e), key=lambda e: e["alpha_2"]):
+        code = entry["alpha_2"]
+        names = [name.strip() for name in entry["name"].split(";")]
+        if "common_name" in entry:
+            names.append(entry["common_name"])
+        name = DISPLAY_NAMES.get(code, names[0])
+        aliases = tuple(n for n in (*names, *EXTRA_NAMES.get(code, ())) if n != name)
+        table[code] = (name, entry["alpha_3"], entry.get("bibliographic", ""), aliases)
+    return table
+
 
 UNDETERMINED = "und"
 """ISO 639-2 code for text whose language was not given."""
 
-NON_LATIN_SCRIPT = frozenset(
-    {
-        "am",
-        "ar",
-        "as",
-        "ba",
-        "be",
-        "bg",
-        "bn",
-        "bo",
-        "ce",
-        "cv",
-        "dv",
-        "dz",
-        "el",
-        "fa",
-        "gu",
-        "he",
-        "hi",
-        "hy",
-        "iu",
-        "ja",
-        "ka",
-        "kk",
-        "km",
-        "kn",
-        "ko",
-        "ks",
-        "ky",
-        "lo",
-        "mk",
-        "ml",
-        "mn",
-        "mr",
-        "my",
-        "ne",
-        "or",
-        "os",
-        "pa",
-        "ps",
-        "ru",
-        "sa",
-        "sd",
-        "si",
-        "sr",
-        "ta",
-        "te",
-        "tg",
-        "th",
-        "ti",
-        "tt",
-        "ug",
-        "uk",
-        "ur",
-        "yi",
-        "zh",
-    }
-)
+NON_LATIN_SCRIPT = frozenset({
+    "am", "ar", "as", "ba", "be", "bg", "bn", "bo", "ce", "cv", "dv", "dz", "el", "fa", "gu", "he", "hi",
+    "hy", "iu", "ja", "ka", "kk", "km", "kn", "ko", "ks", "ky", "lo", "mk", "ml", "mn", "mr", "my", "ne",
+    "or", "os", "pa", "ps", "ru", "sa", "sd", "si", "sr", "ta", "te", "tg", "th", "ti", "tt", "ug", "uk",
+    "ur", "yi", "zh",
+})  # fmt: skip
 """Languages normally written in a script other than Latin: a paragraph of theirs with no letter outside
 ASCII is not in that language (it is an untranslated English original). Serbian counts as Cyrillic: its
 Latin-script locales (``sr@latin``) are only read when asked for by name."""
@@ -298,7 +125,7 @@ class UnknownLanguageError(ValueError):
 @lru_cache(maxsize=1)
 def _index() -> dict[str, str]:
     index: dict[str, str] = {}
-    for code, (name, t_code, b_code, aliases) in _LANGUAGES.items():
+    for code, (name, t_code, b_code, aliases) in _languages().items():
         for key in (code, name, t_code, b_code, *aliases):
             if key:
                 index.setdefault(key.lower(), code)
@@ -307,7 +134,7 @@ def _index() -> dict[str, str]:
 
 def known_languages() -> list[str]:
     """Every ISO 639-1 code polysparse knows, sorted."""
-    return sorted(_LANGUAGES)
+    return sorted(_languages())
 
 
 def describe_languages(codes: Iterable[str]) -> str:
@@ -348,7 +175,7 @@ def normalize_language(code: str) -> str:
 def language_name(code: str) -> str:
     """English name of a language (``de`` -> ``German``)."""
     iso = normalize_language(code)
-    return "Undetermined" if iso == UNDETERMINED else _LANGUAGES[iso][0]
+    return "Undetermined" if iso == UNDETERMINED else _languages()[iso][0]
 
 
 def iso639_2(code: str, bibliographic: bool = False) -> str:
@@ -356,7 +183,7 @@ def iso639_2(code: str, bibliographic: bool = False) -> str:
     iso = normalize_language(code)
     if iso == UNDETERMINED:
         return UNDETERMINED
-    _, t_code, b_code, _ = _LANGUAGES[iso]
+    _, t_code, b_code, _ = _languages()[iso]
     return (b_code or t_code) if bibliographic else t_code
 
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from polysparse.sparsify.corpora import gettext_mo, handbook, install_guide, manpages
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
 from polysparse.sparsify.corpora.hf_datasets import load_hf_documents
+from polysparse.sparsify.corpora.html_book import book_statistics
 from polysparse.sparsify.corpora.html_book import installed_locales as book_locales
-from polysparse.sparsify.corpora.html_book import quick_statistics as book_statistics
 from polysparse.sparsify.corpora.languages import (
     Language,
     language_name,
@@ -68,10 +68,10 @@ def load_documents(spec: SourceSpec) -> list[Document]:
 class CorpusInfo:
     """One source and language available on this machine.
 
-    ``documents`` and ``text_bytes`` are estimates computed without the full extraction; loading the source
-    gives the exact figures. Handbook and guide: a quick paragraph scan with the same English rules (within
-    a few percent). Man pages: page files and roff source size (about twice the prose extracted). gettext:
-    catalogues and the size of all their translations (about 10% above the messages kept).
+    ``documents`` and ``text_bytes``: handbook and guide, exact (the full extraction); the others, estimates
+    computed without the full extraction (loading the source gives the exact figures). Man pages: page
+    files and roff source size (about twice the prose extracted). gettext: catalogues and the size of all
+    their translations (about 10% above the messages kept).
     """
 
     source: str
@@ -115,10 +115,9 @@ def _package(source: str, lang: str) -> str:
 
 
 def available_corpora(sources: tuple[str, ...] | list[str] | None = None) -> list[CorpusInfo]:
-    """Every installed source and language on this machine, with estimated document and byte counts.
-
-    Reads file tables and a quick scan of the installed files (about a second per source, cached per
-    process), never the full extraction.
+    """Every installed source and language on this machine, with document and byte counts (see
+    :class:`CorpusInfo`): the books are extracted in full, man pages and gettext catalogues only scanned;
+    cached per process.
     """
     found = []
     for source in sources or INSTALLED_SOURCES:

@@ -9,9 +9,9 @@ from polysparse.sparsify.corpora.html_book import (
     _locale_pages,
     book_documents,
     book_parallel,
+    book_statistics,
     english_paragraphs,
     installed_locales,
-    quick_statistics,
 )
 from polysparse.sparsify.corpora.install_guide import (
     install_guide,
@@ -114,14 +114,12 @@ def test_synthetic_unknown_and_missing_languages(book):
         book_documents(book, "Elvish")
 
 
-def test_synthetic_quick_statistics_close_to_the_full_parse(book):
-    stats = quick_statistics(book)
+def test_synthetic_book_statistics_are_the_full_parse(book):
+    stats = book_statistics(book)
     assert set(stats) == {"de", "en", "ja"}
     for lang in stats:
         docs = book_documents(book, lang)
-        exact = sum(len(d.text.encode()) for d in docs)
-        # The scan also counts navigation <p> text ("Prev Next", "Home"), keeps near copies: an upper bound.
-        assert stats[lang][0] == len(docs) and exact <= stats[lang][1] <= 1.5 * exact + 20
+        assert stats[lang] == (len(docs), sum(len(d.text.encode()) for d in docs))
 
 
 # --- the installed packages ---------------------------------------------------------------------------------

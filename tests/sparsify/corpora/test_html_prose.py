@@ -58,3 +58,10 @@ def test_html_style_void_elements_and_unclosed_tags_do_not_derail():
         "<p>Last.</p></body></html>"
     )
     assert extract_paragraphs(html) == ["First line second line.", "An unclosed span.", "Last."]
+
+
+def test_a_block_ends_a_p_element_as_html_parsers_read_it():
+    # libxml2 closes the <p> at the list: what follows is no longer inside a paragraph. Publican's
+    # <div class="para"> may hold blocks and is cut around them instead.
+    assert extract_paragraphs("<p>A<ul><li>B</li></ul>C</p>") == ["A"]
+    assert extract_paragraphs('<div class="para">A<ul><li><p>B</p></li></ul>C</div>') == ["A", "B", "C"]

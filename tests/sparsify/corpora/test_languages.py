@@ -1,6 +1,8 @@
 import pytest
 
+from polysparse.sparsify.corpora import MissingDependencyError, languages
 from polysparse.sparsify.corpora.languages import (
+    ISO_CODES_VARIABLE,
     NON_LATIN_SCRIPT,
     UNDETERMINED,
     UnknownLanguageError,
@@ -112,3 +114,43 @@ def test_select_locales_error_lists_what_the_source_has():
     with pytest.raises(UnknownLanguageError) as error:
         select_locales("xx-YY", ["de-DE"], "handbook")
     assert "installed here: de (German)" in str(error.value)
+
+
+# Every other name the hand-written table (before iso-codes) accepted, and its language.
+FORMER_TABLE_NAMES = [
+    ("Bokmål", "nb"), ("Castilian", "es"), ("Chewa", "ny"), ("Chuang", "za"), ("Church Slavic", "cu"),
+    ("Divehi", "dv"), ("Farsi", "fa"), ("Flemish", "nl"), ("Gaelic", "gd"), ("Gikuyu", "ki"),
+    ("Haitian", "ht"), ("Kalaallisut", "kl"), ("Kirghiz", "ky"), ("Kuanyama", "kj"), ("Letzeburgesch", "lb"),
+    ("Limburgan", "li"), ("Limburger", "li"), ("Maldivian", "dv"), ("Modern Greek", "el"),
+    ("Moldavian", "ro"), ("Moldovan", "ro"), ("Navaho", "nv"), ("Norwegian Bokmal", "nb"), ("Nuosu", "ii"),
+    ("Nyanja", "ny"), ("Nynorsk", "nn"), ("Occidental", "ie"), ("Old Bulgarian", "cu"),
+    ("Old Church Slavonic", "cu"), ("Old Slavonic", "cu"), ("Ossetic", "os"), ("Panjabi", "pa"),
+    ("Provençal", "oc"), ("Pushto", "ps"), ("Sesotho", "st"), ("Sinhalese", "si"), ("Uighur", "ug"),
+    ("Valencian", "ca"), ("in", "id"), ("iw", "he"), ("ji", "yi"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, code", FORMER_TABLE_NAMES)
+def test_names_the_former_table_accepted_still_give_their_language(name, code):
+    assert normalize_language(name) == code
+
+
+def test_short_english_names_where_iso_codes_lists_several_or_inverts_one():
+    names = [language_name(code) for code in ("el", "ky", "nb", "to", "pa", "es", "bn")]
+    assert names == ["Greek", "Kyrgyz", "Norwegian Bokmål", "Tonga", "Punjabi", "Spanish", "Bengali"]
+    assert normalize_language("Greek, Modern (1453-)") == "el"  # iso-codes' own spelling is accepted too
+    assert normalize_language("Bangla") == "bn"  # its common name
+
+
+def test_a_missing_iso_codes_table_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv(ISO_CODES_VARIABLE, str(tmp_path))
+    languages._languages.cache_clear()
+    languages._index.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match=r"apt-get install iso-codes"):
+            normalize_language("German")
+    finally:
+        monkeypatch.delenv(ISO_CODES_VARIABLE)
+        languages._languages.cache_clear()
+        languages._index.cache_clear()
+    assert normalize_language("German") == "de"
