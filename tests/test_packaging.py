@@ -103,3 +103,23 @@ def test_the_lint_patterns_catch_what_they_must():
     assert TEST_PYTHON.search('[sys.executable,\n  "-m", "x"]') and not TEST_PYTHON.search(
         '[sys.executable, "-P"'
     )
+
+
+def test_the_gpu_paths_import_with_only_the_gpu_images_packages():
+    """The GPU machine installs polysparse with --no-deps beside torch, triton, transformers and safetensors:
+    the text-only dependencies (polib, lxml) and the test extra (openai) must not be needed to import the
+    command line, the jobs, the throughput benchmark, the kernel benchmarks or the runtime."""
+    script = (
+        "import sys\n"
+        "class Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('polib', 'lxml', 'openai'):\n"
+        "            raise ImportError(f'{name} is not installed on the GPU image')\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "import polysparse.bench.cli, polysparse.bench.jobs, polysparse.bench.throughput\n"
+        "import polysparse.bench.shape_models, polysparse.bench.kernels.sparse24_matmul\n"
+        "import polysparse.runtime, polysparse.runtime.linear, polysparse.runtime.checkpoint\n"
+        "print('imported')\n"
+    )
+    proc = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-3000:]

@@ -33,8 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import polib
+from typing import TYPE_CHECKING
 
 from polysparse.sparsify.corpora.documents import Document, ParallelPair, SourceSpecError
 from polysparse.sparsify.corpora.languages import (
@@ -47,9 +46,13 @@ from polysparse.sparsify.corpora.languages import (
 )
 from polysparse.sparsify.corpora.prose import has_letters, lacks_native_script
 
+if TYPE_CHECKING:
+    import polib
+
 NAME = "gettext"
 DEFAULT_ROOT = "/usr/share/locale"
 ROOT_VARIABLE = "POLYSPARSE_LOCALE_ROOT"
+MO_MAGIC = 0x950412DE  # the first four bytes of a .mo file, in the byte order it was written in
 
 
 class MoFormatError(ValueError):
@@ -89,6 +92,8 @@ def parse_mo(data: bytes) -> Catalogue:
     polib does not check that strings end inside the file, so a file cut inside its strings is read as far
     as it goes.
     """
+    import polib  # here, not at import: the GPU image has no polib, and only the gettext: source needs it
+
     try:
         catalogue = polib.mofile(data)
     except (OSError, ValueError, struct.error) as error:  # bad magic or revision, truncated tables, bad bytes
@@ -319,8 +324,8 @@ def _translated_bytes(path: Path) -> int:
         head = handle.read(28)
         if len(head) < 28:
             return 0
-        order = "<" if struct.unpack("<I", head[:4])[0] == polib.MOFile.MAGIC else ">"
-        if struct.unpack(order + "I", head[:4])[0] != polib.MOFile.MAGIC:
+        order = "<" if struct.unpack("<I", head[:4])[0] == MO_MAGIC else ">"
+        if struct.unpack(order + "I", head[:4])[0] != MO_MAGIC:
             return 0
         _, count, originals, translations = struct.unpack(order + "4I", head[4:20])
         first_original = _lengths(handle, originals, min(count, 1), order)

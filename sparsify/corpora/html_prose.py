@@ -17,7 +17,7 @@ books holds a block inside a ``<p>``: every page of both gives the same paragrap
 
 from __future__ import annotations
 
-import lxml.html
+from functools import lru_cache
 
 from polysparse.sparsify.corpora.prose import normalize_space
 
@@ -38,7 +38,15 @@ _SKIP_CLASSES = _words(
     "authorgroup editor othercredit copyright revhistory index indexterm"
 )
 _SKIP_IDS = frozenset({"banner", "title"})
-_PARSER = lxml.html.HTMLParser(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _lxml_html():
+    """lxml's HTML module and parser, imported on first use: the GPU image has no lxml, and only the HTML
+    sources need it."""
+    import lxml.html
+
+    return lxml.html, lxml.html.HTMLParser(encoding="utf-8")
 
 
 class _ProseWalker:
@@ -103,4 +111,5 @@ def extract_paragraphs(html: str) -> list[str]:
     """The prose paragraphs of one HTML page, whitespace-normalised, in document order (duplicates kept)."""
     if not html.strip():
         return []
-    return _ProseWalker().paragraphs_of(lxml.html.document_fromstring(html.encode("utf-8"), parser=_PARSER))
+    html_module, parser = _lxml_html()
+    return _ProseWalker().paragraphs_of(html_module.document_fromstring(html.encode("utf-8"), parser=parser))
