@@ -13,6 +13,7 @@ import triton
 from helpers.sparse24_cases import DEVICE, TOL, expected, make_case
 from polysparse.kernels import sparse24_decode_mma as dm
 from polysparse.kernels import sparse24_matmul as sm
+from polysparse.kernels import sparse24_splitk as splitk
 
 VALID_NIBBLES = [p0 | p1 << 2 for p1 in range(4) for p0 in range(p1)]  # p0 < p1: what the compressor writes
 
@@ -111,7 +112,7 @@ def test_configs_fit_the_kernel():
 
 def test_decode_split_heuristic(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(sm, "_num_sms", lambda device: 132)
+    monkeypatch.setattr(splitk, "num_sms", lambda device: 132)
     assert sm.decode_split_k(4096, 4096, cpu) == 8  # 32 row tiles x 8 splits = 256 programs
     assert sm.decode_split_k(14336, 4096, cpu) == 2  # 112 row tiles
     assert sm.decode_split_k(640, 640, cpu) == 1  # too short a K to split
