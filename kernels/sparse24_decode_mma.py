@@ -11,9 +11,14 @@ warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16`` (the triton 3.
 * a group's kept pair ``(v0, v1)`` is one 32-bit word ``P`` (bytes ``v0.lo v0.hi v1.lo v1.hi``);
 * its dense columns ``(c0, c1)`` and ``(c2, c3)`` are ``prmt(P, 0, s_lo)`` and ``prmt(P, 0, s_hi)``, where
   the selectors pick ``v0``'s bytes (0, 1), ``v1``'s (2, 3) or zero bytes (4) per column;
-* the selectors depend only on the group's 4-bit nibble; a table indexed by a whole metadata byte
-  (:func:`prmt_selector_table`, 256 x 16 bytes, read through L1) gives those of two groups in one 16-byte
-  load, so a group costs half a table load and two ``prmt`` instead of a dozen compares and selects.
+* the selectors depend only on the group's 4-bit nibble: a 16-entry table (:func:`prmt_nibble_table`, 128
+  bytes, one L1 line) gives them in one 8-byte load, so a group costs a table load and two ``prmt`` instead
+  of a dozen compares and selects. The load is ``ld.global.ca`` written as inline PTX, outside Triton's
+  software pipeline: as a ``tl.load`` Triton staged it through shared memory with ``cp.async`` every tile,
+  and the 4 KB byte-indexed table of the ``tl.dot`` kernel (:func:`prmt_selector_table`, two groups per
+  16-byte entry) went through ``cp.async.cg``, which bypasses L1: 16 KB requested from L2 per 9 KB of
+  weight, 3.1 bytes from L2 per byte of weight in all (issue 22's memory model,
+  ``bench/results/kernels/compiled-triton-*.md``); now 1.2, and a warp's 32 gathers touch one line.
 
 ``prmt`` is PTX (``tl.inline_asm_elementwise``); under Triton's CPU interpreter, which cannot run PTX, the
 same selectors drive :func:`_prmt_by_shifts`, plain integer ops equal to ``prmt`` for every selector the
@@ -99,6 +104,18 @@ def _cached_table(device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64, device=device)
 
 
+def prmt_nibble_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(16,)`` int64, indexed by a group's nibble: ``s_lo | s_hi << 32`` (:func:`prmt_selectors`). 128
+    bytes, one L1 line: the decode kernel's table (a warp's 32 gathers touch that one line)."""
+    return _cached_nibble_table(torch.device(device))
+
+
+@functools.cache
+def _cached_nibble_table(device: torch.device) -> torch.Tensor:
+    return torch.tensor([lo | hi << 32 for lo, hi in map(prmt_selectors, range(16))], dtype=torch.int64,
+                        device=device)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Triton kernel
 # ----------------------------------------------------------------------------------------------------------
@@ -173,6 +190,42 @@ def _expand_24_prmt(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.c
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
 
 
+# The selectors of a group from the nibble table, loaded through L1 (ld.global.ca) outside Triton's software
+# pipeline: as a tl.load it would be staged through shared memory with cp.async every tile (16 KB written
+# and read back per 9 KB of weight), and with 16-byte entries bypass L1 (cp.async.cg) and come from L2.
+# The address is one mad.wide (base + 8 nibble: a single IMAD.WIDE) instead of a 64-bit pointer add (two LEA).
+_LOAD_CA_PTX = tl.constexpr("""{
+    .reg .b64 address;
+    mad.wide.u32 address, $1, 8, $2;
+    ld.global.ca.b64 $0, [address];
+    }""")
+
+
+@triton.jit
+def _table_entries(table_ptr, index, INTERPRET: tl.constexpr):
+    """int64 ``table_ptr[index]`` by ``ld.global.ca`` (a ``tl.load`` under the interpreter). One source line
+    for both, so that the memory model's address trace (interpreter) and the compiled load share it."""
+    return tl.load(table_ptr + index) if INTERPRET else tl.inline_asm_elementwise(_LOAD_CA_PTX, "=l,r,l", [index, tl.full(index.shape, 0, tl.int64) + table_ptr.to(tl.int64, bitcast=True)], dtype=tl.int64, is_pure=True, pack=1)  # noqa: E501  # fmt: skip
+
+
+@triton.jit
+def _expand_24_nibble(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                      BF16: tl.constexpr, INTERPRET: tl.constexpr):  # fmt: skip
+    """Pairs ``[BLOCK_N, BLOCK_K/4]``, words ``[BLOCK_N, BLOCK_K/32]`` (int32) -> ``[BLOCK_N, BLOCK_K]``, the
+    selectors of each group gathered from :func:`prmt_nibble_table` by its nibble."""
+    G: tl.constexpr = BLOCK_K // 4
+    shifts = tl.arange(0, 8) * 4
+    nib = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xF, (BLOCK_N, G))
+    selectors = _table_entries(table_ptr, nib, INTERPRET)
+    if INTERPRET:
+        d0, d1 = _halves(_prmt_by_shifts(pair, (selectors & 0xFFFF).to(tl.int32)), BF16)
+        d2, d3 = _halves(_prmt_by_shifts(pair, (selectors >> 32).to(tl.int32)), BF16)
+    else:
+        d0, d1, d2, d3 = _prmt_asm(pair, selectors, BF16)
+    # join(join(d0, d2), join(d1, d3))[n, g, i, j] = d_{2i+j}: column 4g + 2i + j once flattened.
+    return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
+
+
 @triton.jit
 def _decode_tile(
     acc,
@@ -202,7 +255,7 @@ def _decode_tile(
         x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None], other=0.0)
         pair = tl.load(p_rows + g[None, :])
         words = tl.load(e_rows + w_idx[None, :])
-    w = _expand_24_prmt(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
+    w = _expand_24_nibble(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
     if INTERPRET:
         return acc + tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
     return acc + tl.dot(w, tl.trans(x))
@@ -213,7 +266,7 @@ def _sparse24_decode_mma_kernel(
     x_ptr,
     p_ptr,  # values as int32: one (v0, v1) pair per group
     meta_ptr,  # metadata as int32: eight groups per word, rows 16-byte aligned (format version 2)
-    table_ptr,  # prmt_selector_table: (256, 2) int64
+    table_ptr,  # prmt_nibble_table: (16,) int64
     bias_ptr,
     y_ptr,
     M,
@@ -336,7 +389,7 @@ def sparse24_decode_mma_launch(
     if x2d.stride(1) != 1:
         x2d = x2d.contiguous()
     values, pairs, words = kernel_operands(values, meta)
-    table = prmt_selector_table(x2d.device)
+    table = prmt_nibble_table(x2d.device)
     has_bias = bias is not None
 
     def grid(meta_args):

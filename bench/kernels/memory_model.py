@@ -223,11 +223,30 @@ def main_loop_global_ops(ttgir: str) -> list[GlobalOp]:
     layouts = parse_layouts(ttgir)
     body = _loop_body(ttgir, re.compile(r"= scf\.for .*\{\s*$"))
     ops = []
+    # A load written as inline PTX (``tl.inline_asm_elementwise`` whose text holds one ``ld.global``): the
+    # address trace knows its addresses (the interpreter runs a tl.load on the same source line).
+    asm = re.compile(
+        r'tt\.elementwise_inline_asm "[^"]*(ld\.global[\w.]*)[^"]*".* -> '
+        r"tensor<([\dx]+)x(\w+), (#\w+)> loc\((#loc\d+)\)\s*$"
+    )
     pattern = re.compile(
         r"(tt\.load|ttg\.async_copy_global_to_local) .*?: tensor<([\dx]+)x!tt\.ptr<(\w+)>, (#\w+)>.*"
         r"loc\((#loc\d+)\)\s*$"
     )
     for line in body.splitlines():
+        inline = asm.search(line)
+        if inline:
+            _, shape, element, layout, loc = inline.groups()
+            ops.append(
+                GlobalOp(
+                    kind="load",
+                    line=_resolve_line(locs, loc) or -1,
+                    shape=tuple(int(v) for v in shape.split("x")),
+                    element_bytes=_ELEMENT_BYTES[element],
+                    layout=layouts.get(layout, layout),
+                )
+            )
+            continue
         found = pattern.search(line)
         if not found:
             continue

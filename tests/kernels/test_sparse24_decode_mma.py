@@ -57,6 +57,15 @@ def test_selector_table_tensor():
     assert dm.prmt_selector_table("cpu") is table  # one table per device
 
 
+def test_nibble_table_tensor():
+    table = dm.prmt_nibble_table("cpu")
+    assert table.dtype == torch.int64 and table.shape == (16,) and table.numel() * 8 == 128  # one L1 line
+    for nibble in range(16):
+        s_lo, s_hi = dm.prmt_selectors(nibble)
+        assert int(table[nibble]) == s_lo | s_hi << 32
+    assert dm.prmt_nibble_table("cpu") is table  # one table per device
+
+
 def _run(m, k, n, dtype, bias, split_k, block_n, block_k):
     x, values, meta, b, dense = make_case((m,), k, n, dtype, bias)
     out = torch.full((m, n), float("nan"), dtype=dtype, device=DEVICE)
