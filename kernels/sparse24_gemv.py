@@ -6,7 +6,8 @@ select, 128 bytes per group), so only the kept half of the products is computed,
 
 **Lanes along K.** Two lanes share a weight row (``LANES_K``), each loading 16 bytes of values (four groups,
 16 columns) per step, sixteen rows per warp: a warp-level values load touches 16 rows x 32 contiguous
-bytes, 4 cycles of the L1 data stage (and of the tag stage) for 512 bytes. With a whole row per lane (the kernel before issue 22) every
+bytes, 4 cycles of the L1 data stage (and of the tag stage) for 512 bytes. With a whole row per lane (the
+kernel before issue 22) every
 16-byte load of a warp touched 32 lines, 8 tag-stage cycles for the same bytes, and the pair-table gathers
 on top put L1 at 41% of an H200's cycles at full bandwidth (``bench/results/kernels/compiled-triton-*.md``,
 memory section). Both lanes of a row load the row's 16 bytes of metadata per tile (one vector, the same

@@ -26,7 +26,8 @@ and how few instructions each byte costs. It does not use this kernel: one row o
 instructions per KB of weight of this kernel at ``BLOCK_M = 16`` (within the <= 90 budget on sm_90).
 When the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K`` programs that
 write float32 partial sums, and a second small kernel adds them in a fixed order (so results are
-deterministic), adds the bias and casts (:mod:`polysparse.kernels.sparse24_splitk`). Small batches (M <= 128) use 32- and 64-row tiles; prefill (M in
+deterministic), adds the bias and casts (:mod:`polysparse.kernels.sparse24_splitk`). Small batches
+(M <= 128) use 32- and 64-row tiles; prefill (M in
 the thousands) is compute bound and uses large square-ish tiles with grouped tile ordering for L2 reuse;
 there the expansion is pure overhead over a dense GEMM, and the runtime should dispatch to cuBLAS or
 cuSPARSELt where they measure faster.

@@ -164,10 +164,14 @@ def run(specs: dict[str, dict[str, Any]], timeout: float = 1800) -> dict[str, An
         spec_path, out_path = Path(folder) / "specs.json", Path(folder) / "traces.pkl"
         spec_path.write_text(json.dumps(specs))
         env = dict(os.environ, TRITON_INTERPRET="1")
+        command = [sys.executable, "-P", "-m", "polysparse.bench.kernels.address_trace"]
         proc = subprocess.run(
-            [sys.executable, "-P", "-m", "polysparse.bench.kernels.address_trace", str(spec_path), str(out_path)],
-            capture_output=True, text=True, env=env, timeout=timeout,
-        )  # fmt: skip
+            [*command, str(spec_path), str(out_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
         if proc.returncode or not out_path.exists():
             raise RuntimeError(f"address trace failed ({proc.returncode}): {proc.stderr[-3000:]}")
         return pickle.loads(out_path.read_bytes())

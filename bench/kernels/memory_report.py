@@ -84,37 +84,37 @@ def memory_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Memory side of the decode kernels (model)",
         "",
-        "Per global load / async copy of the main loop: the layout of its pointers (TTGIR), the widest vector "
-        "its addresses allow (checked against the PTX loop's loads), and an address trace of one program "
-        "from Triton's CPU interpreter on random 2:4 operands (x with 16 rows for the tensor-core kernel). "
+        "Per global load / async copy of the main loop: the layout of its pointers (TTGIR), the widest "
+        "vector its addresses allow (checked against the PTX loop's loads), and an address trace of one "
+        "program from Triton's CPU interpreter on random 2:4 operands (x with 16 rows for the tensor-core kernel). "
         "L1 cycles per request = max(1, ceil(max(lines / 4, unique bytes / 128))); bytes from L2 = every "
         "sector of an L1-bypassing request (`cp.async.cg`), the distinct sectors of the program for an "
         "L1-allocating one. Shared-memory traffic of the loop (`ld.shared`, `st.shared`, `ldmatrix`) is "
         "counted apart, as conflict-free 128-byte wavefronts. L1 cycles the GPU has per KB at full DRAM "
         f"bandwidth: {available}. Sources: {memory_model.L1_SOURCES}",
         "",
-        f"Budgets: <= {L2_GOAL_PER_WEIGHT_BYTE} B from L2 per B of weight, L1 <= {L1_GOAL_SHARE:.0%} of H100's "
-        "and H200's cycles. Reachable = 1 / the largest share (issue, L1, L2, L1 + shared), at most 100%.",
+        f"Budgets: <= {L2_GOAL_PER_WEIGHT_BYTE} B from L2 per B of weight, L1 <= {L1_GOAL_SHARE:.0%} of "
+        "H100's and H200's cycles. Reachable = 1 / the largest share (issue, L1, L2, L1 + shared), at most "
+        "100%.",
         "",
         "| arch | kernel | config | L1 cycles/KB | L2 B/B | shared cycles/KB | GPU | issue | L1 | L2 | "
         "L1 + shared | binds | DRAM reachable |",
-        "| --- |" * 13,
+        "|" + " --- |" * 13,
     ]
     for r in decode:
         memory = r["memory"]
         for gpu, limit in (r.get("limits") or {}).items():
-            cells = [
-                f"sm_{r['arch']}", r["family"].split("/")[-1], r["label"], f"{memory['l1_cycles_per_kb']:.1f}",
-                f"{memory['l2_bytes_per_weight_byte']:.2f}", f"{memory['shared_cycles_per_kb']:.1f}", gpu,
-                _share(r, gpu, "issue"), _share(r, gpu, "L1"), _share(r, gpu, "L2"), _share(r, gpu, "L1 + shared"),
-                limit["binds"] or "-", f"{limit['dram_share_reachable']:.0%}",
-            ]  # fmt: skip
+            cells = [f"sm_{r['arch']}", r["family"].split("/")[-1], r["label"]]
+            cells += [f"{memory['l1_cycles_per_kb']:.1f}", f"{memory['l2_bytes_per_weight_byte']:.2f}"]
+            cells += [f"{memory['shared_cycles_per_kb']:.1f}", gpu]
+            cells += [_share(r, gpu, key) for key in ("issue", "L1", "L2", "L1 + shared")]
+            cells += [limit["binds"] or "-", f"{limit['dram_share_reachable']:.0%}"]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Loads of the main loop, first configuration of each kernel and target, per iteration:", ""]
     lines += [
         "| arch | kernel | argument | op | path | B/lane | requests | B/request | sectors/request | "
         "lines/request | L1 cycles | L2 B |",
-        "| --- |" * 12,
+        "|" + " --- |" * 12,
     ]
     seen = set()
     for r in decode:
@@ -123,7 +123,8 @@ def memory_lines(rows: list[dict[str, Any]]) -> list[str]:
         seen.add((r["family"], r["arch"]))
         for s in r["memory"]["sites"]:
             cells = [
-                f"sm_{r['arch']}", r["family"].split("/")[-1], s["argument"], s["kind"], s["path"], s["width"],
+                f"sm_{r['arch']}", r["family"].split("/")[-1], s["argument"], s["kind"], s["path"],
+                s["width"],
                 f"{s['requests_per_iteration']:.0f}", f"{s['bytes_per_request']:.0f}",
                 f"{s['sectors_per_request']:.1f}", f"{s['lines_per_request']:.1f}",
                 f"{s['l1_cycles_per_iteration']:.0f}", f"{s['l2_bytes_per_iteration']:.0f}",
