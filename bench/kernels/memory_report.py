@@ -86,7 +86,8 @@ def memory_lines(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "Per global load / async copy of the main loop: the layout of its pointers (TTGIR), the widest "
         "vector its addresses allow (checked against the PTX loop's loads), and an address trace of one "
-        "program from Triton's CPU interpreter on random 2:4 operands (x with 16 rows for the tensor-core kernel). "
+        "program from Triton's CPU interpreter on random 2:4 operands (x with 16 rows for the tensor-core "
+        "kernel). "
         "L1 cycles per request = max(1, ceil(max(lines / 4, unique bytes / 128))); bytes from L2 = every "
         "sector of an L1-bypassing request (`cp.async.cg`), the distinct sectors of the program for an "
         "L1-allocating one. Shared-memory traffic of the loop (`ld.shared`, `st.shared`, `ldmatrix`) is "
