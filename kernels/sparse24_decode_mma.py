@@ -11,14 +11,15 @@ warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16`` (the triton 3.
 * a group's kept pair ``(v0, v1)`` is one 32-bit word ``P`` (bytes ``v0.lo v0.hi v1.lo v1.hi``);
 * its dense columns ``(c0, c1)`` and ``(c2, c3)`` are ``prmt(P, 0, s_lo)`` and ``prmt(P, 0, s_hi)``, where
   the selectors pick ``v0``'s bytes (0, 1), ``v1``'s (2, 3) or zero bytes (4) per column;
-* the selectors depend only on the group's 4-bit nibble: a 16-entry table (:func:`prmt_nibble_table`, 128
-  bytes, one L1 line) gives them in one 8-byte load, so a group costs a table load and two ``prmt`` instead
-  of a dozen compares and selects. The load is ``ld.global.ca`` written as inline PTX, outside Triton's
-  software pipeline: as a ``tl.load`` Triton staged it through shared memory with ``cp.async`` every tile,
-  and the 4 KB byte-indexed table of the ``tl.dot`` kernel (:func:`prmt_selector_table`, two groups per
-  16-byte entry) went through ``cp.async.cg``, which bypasses L1: 16 KB requested from L2 per 9 KB of
-  weight, 3.1 bytes from L2 per byte of weight in all (issue 22's memory model,
-  ``bench/results/kernels/compiled-triton-*.md``); now 1.2, and a warp's 32 gathers touch one line.
+* the selectors depend only on the group's 4-bit nibble: a table indexed by a whole metadata byte
+  (:func:`prmt_byte_table`, 256 x 8 bytes: two groups' 32-bit selector words) gives those of two groups in
+  one 8-byte load, so a group costs half a table load, a shift and two ``prmt`` instead of a dozen compares
+  and selects. The load is ``ld.global.ca`` written as inline PTX, outside Triton's software pipeline: as a
+  ``tl.load`` Triton staged it through shared memory with ``cp.async`` every tile, and the 16-byte entries
+  of the ``tl.dot`` kernel's table (:func:`prmt_selector_table`) went through ``cp.async.cg``, which
+  bypasses L1: 16 KB requested from L2 per 9 KB of weight, 3.1 bytes from L2 per byte of weight in all
+  (issue 22's memory model, ``bench/results/kernels/compiled-triton-*.md``); now 1.2. With 8-byte entries
+  the 36 bytes of valid nibble pairs lie in 6 lines, so a warp's 32 gathers cost 2 L1 cycles.
 
 ``prmt`` is PTX (``tl.inline_asm_elementwise``); under Triton's CPU interpreter, which cannot run PTX, the
 same selectors drive :func:`_prmt_by_shifts`, plain integer ops equal to ``prmt`` for every selector the
@@ -104,16 +105,21 @@ def _cached_table(device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64, device=device)
 
 
-def prmt_nibble_table(device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(16,)`` int64, indexed by a group's nibble: ``s_lo | s_hi << 32`` (:func:`prmt_selectors`). 128
-    bytes, one L1 line: the decode kernel's table (a warp's 32 gathers touch that one line)."""
-    return _cached_nibble_table(torch.device(device))
+def prmt_byte_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(256,)`` int64, indexed by a metadata byte (two groups): the 32-bit word ``s_lo | s_hi << 16``
+    (:func:`prmt_selectors`) of group ``h``'s nibble ``(byte >> 4h) & 15`` in bits ``32h .. 32h + 31``. 2 KB;
+    the 36 bytes of valid nibble pairs lie in 6 of its 16 lines. The decode kernel's table."""
+    return _cached_byte_table(torch.device(device))
 
 
 @functools.cache
-def _cached_nibble_table(device: torch.device) -> torch.Tensor:
-    return torch.tensor([lo | hi << 32 for lo, hi in map(prmt_selectors, range(16))], dtype=torch.int64,
-                        device=device)  # fmt: skip
+def _cached_byte_table(device: torch.device) -> torch.Tensor:
+    words = [lo | hi << 16 for lo, hi in map(prmt_selectors, range(16))]
+    entries = [words[byte & 0xF] | words[byte >> 4] << 32 for byte in range(256)]
+    # int64 holds the bit pattern (entries with the top bit set are negative).
+    return torch.tensor(
+        [e - (1 << 64) if e >= 1 << 63 else e for e in entries], dtype=torch.int64, device=device
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -157,6 +163,36 @@ _PRMT_PTX = tl.constexpr("""{
     }""")
 
 
+# The same from a 32-bit selector word s_lo | s_hi << 16 (prmt reads the low 16 bits of its selector).
+_PRMT_WORD_PTX = tl.constexpr("""{
+    .reg .b32 w, hi;
+    prmt.b32 w, $4, 0, $5;
+    mov.b32 {$0, $1}, w;
+    shr.b32 hi, $5, 16;
+    prmt.b32 w, $4, 0, hi;
+    mov.b32 {$2, $3}, w;
+    }""")
+
+
+@triton.jit
+def _prmt_word_asm(pair, selector, BF16: tl.constexpr):
+    """The four 16-bit columns of each group from its pair word and 32-bit selector word."""
+    if BF16:
+        d0, d1, d2, d3 = tl.inline_asm_elementwise(
+            _PRMT_WORD_PTX,
+            "=h,=h,=h,=h,r,r",
+            [pair, selector],
+            dtype=(tl.bfloat16,) * 4,
+            is_pure=True,
+            pack=1,
+        )
+    else:
+        d0, d1, d2, d3 = tl.inline_asm_elementwise(
+            _PRMT_WORD_PTX, "=h,=h,=h,=h,r,r", [pair, selector], dtype=(tl.float16,) * 4, is_pure=True, pack=1
+        )
+    return d0, d1, d2, d3
+
+
 @triton.jit
 def _prmt_asm(pair, selectors, BF16: tl.constexpr):
     """The four 16-bit columns of each group, from its pair word and selectors (two ``prmt``)."""
@@ -190,10 +226,10 @@ def _expand_24_prmt(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.c
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
 
 
-# The selectors of a group from the nibble table, loaded through L1 (ld.global.ca) outside Triton's software
-# pipeline: as a tl.load it would be staged through shared memory with cp.async every tile (16 KB written
-# and read back per 9 KB of weight), and with 16-byte entries bypass L1 (cp.async.cg) and come from L2.
-# The address is one mad.wide (base + 8 nibble: a single IMAD.WIDE) instead of a 64-bit pointer add (two LEA).
+# The selector words of two groups from the byte table, loaded through L1 (ld.global.ca) outside Triton's
+# software pipeline: as a tl.load it would be staged through shared memory with cp.async every tile (16 KB
+# written and read back per 9 KB of weight), and with 16-byte entries bypass L1 (cp.async.cg) and come from
+# L2. The address is base + 8 byte (mad.wide; ptxas makes it LEA + LEA.HI.X).
 _LOAD_CA_PTX = tl.constexpr("""{
     .reg .b64 address;
     mad.wide.u32 address, $1, 8, $2;
@@ -209,20 +245,23 @@ def _table_entries(table_ptr, index, INTERPRET: tl.constexpr):
 
 
 @triton.jit
-def _expand_24_nibble(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      BF16: tl.constexpr, INTERPRET: tl.constexpr):  # fmt: skip
+def _expand_24_bytes(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                     BF16: tl.constexpr, INTERPRET: tl.constexpr):  # fmt: skip
     """Pairs ``[BLOCK_N, BLOCK_K/4]``, words ``[BLOCK_N, BLOCK_K/32]`` (int32) -> ``[BLOCK_N, BLOCK_K]``, the
-    selectors of each group gathered from :func:`prmt_nibble_table` by its nibble."""
-    G: tl.constexpr = BLOCK_K // 4
-    shifts = tl.arange(0, 8) * 4
-    nib = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xF, (BLOCK_N, G))
-    selectors = _table_entries(table_ptr, nib, INTERPRET)
+    selector words of each two groups gathered from :func:`prmt_byte_table` by their metadata byte."""
+    G2: tl.constexpr = BLOCK_K // 8
+    shifts = tl.arange(0, 4) * 8
+    byte = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xFF, (BLOCK_N, G2))
+    entry = _table_entries(table_ptr, byte, INTERPRET)  # [BN, G2]: group 2 g2 + h's word in bits 32 h
+    selector = (entry[:, :, None] >> (tl.arange(0, 2) * 32)[None, None, :]).to(tl.int32)  # [BN, G2, 2]
+    pair = tl.reshape(pair, (BLOCK_N, G2, 2))
     if INTERPRET:
-        d0, d1 = _halves(_prmt_by_shifts(pair, (selectors & 0xFFFF).to(tl.int32)), BF16)
-        d2, d3 = _halves(_prmt_by_shifts(pair, (selectors >> 32).to(tl.int32)), BF16)
+        d0, d1 = _halves(_prmt_by_shifts(pair, selector & 0xFFFF), BF16)
+        d2, d3 = _halves(_prmt_by_shifts(pair, (selector >> 16) & 0xFFFF), BF16)
     else:
-        d0, d1, d2, d3 = _prmt_asm(pair, selectors, BF16)
-    # join(join(d0, d2), join(d1, d3))[n, g, i, j] = d_{2i+j}: column 4g + 2i + j once flattened.
+        d0, d1, d2, d3 = _prmt_word_asm(pair, selector, BF16)
+    # join(join(d0, d2), join(d1, d3))[n, g2, h, i, j] = d_{2i+j} of group 2 g2 + h: column
+    # 8 g2 + 4h + 2i + j once flattened.
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
 
 
@@ -255,7 +294,7 @@ def _decode_tile(
         x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None], other=0.0)
         pair = tl.load(p_rows + g[None, :])
         words = tl.load(e_rows + w_idx[None, :])
-    w = _expand_24_nibble(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
+    w = _expand_24_bytes(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
     if INTERPRET:
         return acc + tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
     return acc + tl.dot(w, tl.trans(x))
@@ -266,7 +305,7 @@ def _sparse24_decode_mma_kernel(
     x_ptr,
     p_ptr,  # values as int32: one (v0, v1) pair per group
     meta_ptr,  # metadata as int32: eight groups per word, rows 16-byte aligned (format version 2)
-    table_ptr,  # prmt_nibble_table: (16,) int64
+    table_ptr,  # prmt_byte_table: (256,) int64
     bias_ptr,
     y_ptr,
     M,
@@ -389,7 +428,7 @@ def sparse24_decode_mma_launch(
     if x2d.stride(1) != 1:
         x2d = x2d.contiguous()
     values, pairs, words = kernel_operands(values, meta)
-    table = prmt_nibble_table(x2d.device)
+    table = prmt_byte_table(x2d.device)
     has_bias = bias is not None
 
     def grid(meta_args):

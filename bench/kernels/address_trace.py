@@ -144,22 +144,38 @@ def _kernel_files() -> set[str]:
     return {sparse24_gemv.__file__, sparse24_decode_mma.__file__}
 
 
+def import_file(path: str):
+    """The module of a Python file given by its path (kernels outside the package: the tests' own)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     os.environ["TRITON_INTERPRET"] = "1"
     specs = json.loads(Path(argv[0]).read_text())
-    files = _kernel_files()
     traces = {}
     for key, spec in specs.items():
-        traces[key] = trace(decode_launch(spec), files)
+        if "setup" in spec:  # "path/to/file.py:function": a zero-argument launch of that file's kernels
+            path, name = spec["setup"].rsplit(":", 1)
+            module = import_file(path)
+            traces[key] = trace(getattr(module, name), {str(Path(path).resolve()), module.__file__})
+        else:
+            traces[key] = trace(decode_launch(spec), _kernel_files())
     Path(argv[1]).write_bytes(pickle.dumps(traces))
     return 0
 
 
 def run(specs: dict[str, dict[str, Any]], timeout: float = 1800) -> dict[str, Any]:
-    """Trace every spec (``{key: spec}``) in a child process with the interpreter on; ``{key: trace}``."""
+    """Trace every spec (``{key: spec}``: a compiled launch's ``family``, ``constexprs``, ``num_warps``,
+    ``num_stages``, or ``{"setup": "file.py:function"}``) in a child process with the interpreter on;
+    ``{key: {kernel name: trace}}``."""
     with tempfile.TemporaryDirectory(prefix="polysparse-trace-") as folder:
         spec_path, out_path = Path(folder) / "specs.json", Path(folder) / "traces.pkl"
         spec_path.write_text(json.dumps(specs))

@@ -90,8 +90,13 @@ def compile_launch(launch: Launch, arch: int) -> dict[str, Any]:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    module_name, role = launch.kernel.split(":")
-    fn = importlib.import_module(f"polysparse.kernels.{module_name}").JIT_KERNELS[role]
+    module_name, role = launch.kernel.rsplit(":", 1)
+    if module_name.endswith(".py"):  # a kernel file outside the package, by path: its function ``role``
+        from polysparse.bench.kernels.address_trace import import_file
+
+        fn = getattr(import_file(module_name), role)
+    else:
+        fn = importlib.import_module(f"polysparse.kernels.{module_name}").JIT_KERNELS[role]
     names = list(fn.arg_names)
     unknown = (set(launch.constexprs) | set(launch.types) | set(launch.divisible)) - set(names)
     if unknown:

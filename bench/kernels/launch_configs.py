@@ -52,7 +52,7 @@ class Launch:
 
     family: str  # e.g. "sparse24_matmul/dot"
     label: str  # the configuration, human-readable
-    kernel: str  # "module:role": a key of JIT_KERNELS in polysparse.kernels.<module>
+    kernel: str  # "module:role": a key of JIT_KERNELS in polysparse.kernels.<module>; or "path.py:function"
     types: dict[str, str]  # pointer and non-i32 argument types; other arguments are i32
     constexprs: dict[str, Any]
     divisible: tuple[str, ...] = ()  # arguments a real launch specialises as divisible by 16

@@ -150,8 +150,23 @@ def parse_layouts(ttgir: str) -> dict[str, str]:
 
 
 def layout_for(text: str, shape: list[int]) -> Layout | None:
-    """The :class:`Layout` of a ``#ttg.blocked`` or ``#ttg.linear`` attribute over ``shape`` (None for
-    another kind)."""
+    """The :class:`Layout` of a ``#ttg.blocked``, ``#ttg.linear`` or ``#ttg.slice`` (of one of those)
+    attribute over ``shape`` (None for another kind)."""
+    if text.startswith("#ttg.slice"):
+        found = re.match(r"#ttg\.slice<\{dim = (\d+), parent = (.*)\}>$", text)
+        if not found:
+            return None
+        dim = int(found.group(1))
+        parent = layout_for(found.group(2), [*shape[:dim], 1, *shape[dim:]])
+        if parent is None:
+            return None
+
+        def drop(bases):  # the sliced dimension's coordinate goes; moves only along it become broadcasts
+            return tuple(tuple(v for d, v in enumerate(vec) if d != dim) for vec in bases)
+
+        # A register that only moved along the sliced dimension holds the same element: not a second one.
+        registers = tuple(vec for vec in drop(parent.register) if any(vec))
+        return Layout(registers, drop(parent.lane), drop(parent.warp))
     if text.startswith("#ttg.blocked"):
 
         def field(name: str) -> list[int]:
@@ -217,22 +232,32 @@ def _loop_body(text: str, opener: re.Pattern) -> str:
     return "\n".join(best)
 
 
+_LAYOUT_REF = r"#ttg\.slice<\{[^}]*\}>|#\w+"
+
+
 def main_loop_global_ops(ttgir: str) -> list[GlobalOp]:
     """The global loads and async copies in the largest ``scf.for`` of a TTGIR module."""
     locs = dict(re.findall(r"^(#loc\d+) = (loc\(.*\))\s*$", ttgir, re.M))
     layouts = parse_layouts(ttgir)
-    body = _loop_body(ttgir, re.compile(r"= scf\.for .*\{\s*$"))
+    body = _loop_body(ttgir, re.compile(r"\bscf\.for .*\{\s*$"))
     ops = []
     # A load written as inline PTX (``tl.inline_asm_elementwise`` whose text holds one ``ld.global``): the
     # address trace knows its addresses (the interpreter runs a tl.load on the same source line).
     asm = re.compile(
         r'tt\.elementwise_inline_asm "[^"]*(ld\.global[\w.]*)[^"]*".* -> '
-        r"tensor<([\dx]+)x(\w+), (#\w+)> loc\((#loc\d+)\)\s*$"
+        rf"tensor<([\dx]+)x(\w+), ({_LAYOUT_REF})> loc\((#loc\d+)\)\s*$"
     )
     pattern = re.compile(
-        r"(tt\.load|ttg\.async_copy_global_to_local) .*?: tensor<([\dx]+)x!tt\.ptr<(\w+)>, (#\w+)>.*"
-        r"loc\((#loc\d+)\)\s*$"
+        r"(tt\.load|ttg\.async_copy_global_to_local) .*?: "
+        rf"tensor<([\dx]+)x!tt\.ptr<(\w+)>, ({_LAYOUT_REF})>.*loc\((#loc\d+)\)\s*$"
     )
+
+    def resolve(layout: str) -> str:
+        sliced = re.match(r"#ttg\.slice<\{dim = (\d+), parent = (#\w+)\}>$", layout)
+        if sliced:
+            return f"#ttg.slice<{{dim = {sliced.group(1)}, parent = {resolve(sliced.group(2))}}}>"
+        return layouts.get(layout, layout)
+
     for line in body.splitlines():
         inline = asm.search(line)
         if inline:
@@ -243,7 +268,7 @@ def main_loop_global_ops(ttgir: str) -> list[GlobalOp]:
                     line=_resolve_line(locs, loc) or -1,
                     shape=tuple(int(v) for v in shape.split("x")),
                     element_bytes=_ELEMENT_BYTES[element],
-                    layout=layouts.get(layout, layout),
+                    layout=resolve(layout),
                 )
             )
             continue

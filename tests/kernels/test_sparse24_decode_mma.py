@@ -57,13 +57,18 @@ def test_selector_table_tensor():
     assert dm.prmt_selector_table("cpu") is table  # one table per device
 
 
-def test_nibble_table_tensor():
-    table = dm.prmt_nibble_table("cpu")
-    assert table.dtype == torch.int64 and table.shape == (16,) and table.numel() * 8 == 128  # one L1 line
-    for nibble in range(16):
-        s_lo, s_hi = dm.prmt_selectors(nibble)
-        assert int(table[nibble]) == s_lo | s_hi << 32
-    assert dm.prmt_nibble_table("cpu") is table  # one table per device
+def test_byte_table_tensor():
+    table = dm.prmt_byte_table("cpu")
+    assert table.dtype == torch.int64 and table.shape == (256,)  # 2 KB
+    for byte in range(256):
+        entry = int(table[byte]) & (1 << 64) - 1
+        for h in range(2):
+            s_lo, s_hi = dm.prmt_selectors((byte >> (4 * h)) & 0xF)
+            assert (entry >> (32 * h)) & 0xFFFFFFFF == s_lo | s_hi << 16
+    assert dm.prmt_byte_table("cpu") is table  # one table per device
+    # The bytes of two valid nibbles (p0 < p1) lie in 6 of the table's 16 lines of 128 bytes.
+    valid = [n for n in range(16) if (n & 3) < (n >> 2)]
+    assert len({(lo | hi << 4) * 8 // 128 for lo in valid for hi in valid}) == 6
 
 
 def _run(m, k, n, dtype, bias, split_k, block_n, block_k):
