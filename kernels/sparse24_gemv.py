@@ -74,29 +74,19 @@ def _gemv_tile(
     group,
     word,
     shift,
-    n_mask,
     kt,
     G,
     BLOCK_K: tl.constexpr,
     BF16: tl.constexpr,
-    MASK_N: tl.constexpr,
     MASK_K: tl.constexpr,
 ):
-    """``acc[r, n, l, q] += v0 * x[p0] + v1 * x[p1]`` for the pairs of K-tile ``kt``."""
+    """``acc[r, n, l, q] += v0 * x[p0] + v1 * x[p1]`` for the pairs of K-tile ``kt`` (no row masks: rows
+    past N read row N - 1, see the kernel)."""
     g = kt * (BLOCK_K // 4) + group  # [REPS, 1, LANES_K, 4]: the group of each pair
     w = kt * (BLOCK_K // 32) + word  # [REPS, 1, 1, 1]: the int32 metadata word of step r (both lanes')
-    rows_on = n_mask[None, :, None, None]
     if MASK_K:
-        v_mask = g < G
-        e_mask = w * 8 < G
-        if MASK_N:
-            v_mask = v_mask & rows_on
-            e_mask = e_mask & rows_on
-        pair = tl.load(v_rows + g, mask=v_mask, other=0)
-        words = tl.load(e_rows + w, mask=e_mask, other=0)
-    elif MASK_N:
-        pair = tl.load(v_rows + g, mask=rows_on, other=0)
-        words = tl.load(e_rows + w, mask=rows_on, other=0)
+        pair = tl.load(v_rows + g, mask=g < G, other=0)
+        words = tl.load(e_rows + w, mask=w * 8 < G, other=0)
     else:
         pair = tl.load(v_rows + g)
         words = tl.load(e_rows + w)
@@ -162,7 +152,8 @@ def _sparse24_gemv_kernel(
     # row load the row's 16 bytes of words once per tile (one vector: the words are contiguous along r).
     word = offs_r
     shift = offs_l * 16 + offs_q * 4
-    rows64 = offs_n.to(tl.int64)[None, :, None, None]
+    # Rows past N read row N - 1 (their sums are never stored): the main loop needs no row masks.
+    rows64 = (offs_n if EVEN_N else tl.minimum(offs_n, N - 1)).to(tl.int64)[None, :, None, None]
     v_rows = v_ptr + rows64 * stride_vn
     e_rows = meta_ptr + rows64 * (stride_en16 * 4)  # a multiple of 4 int32: 16-byte aligned rows
     t_row = t_ptr + pid_m.to(tl.int64) * stride_tm
@@ -174,16 +165,14 @@ def _sparse24_gemv_kernel(
     acc = tl.zeros((REPS, BLOCK_N, 2, 4), dtype=tl.float32)
     if EVEN_K:
         for kt in range(k_first, k_last):
-            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, n_mask, kt, G, BLOCK_K, BF16,
-                             not EVEN_N, False)  # fmt: skip
+            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, kt, G, BLOCK_K, BF16, False)
     else:
         # Whole tiles unmasked; the last tile of the row, partly past K, masked on its own.
         for kt in range(k_first, min(k_last, k_tiles - 1)):
-            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, n_mask, kt, G, BLOCK_K, BF16,
-                             not EVEN_N, False)  # fmt: skip
+            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, kt, G, BLOCK_K, BF16, False)
         if (k_first < k_tiles) & (k_last == k_tiles):  # this split holds the tail (empty splits do not)
-            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, n_mask, k_tiles - 1, G, BLOCK_K,
-                             BF16, not EVEN_N, True)  # fmt: skip
+            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, k_tiles - 1, G, BLOCK_K, BF16,
+                             True)  # fmt: skip
     out = tl.sum(tl.sum(tl.sum(acc, axis=3), axis=2), axis=0)
     y_ptrs = y_ptr + pid_k * stride_ys + pid_m.to(tl.int64) * stride_ym + offs_n
     if SPLIT_K == 1:
@@ -195,9 +184,11 @@ def _sparse24_gemv_kernel(
 
 
 # The program's rows are a multiple of a warp's sixteen (32 lanes / LANES_K).
+# No 64-row tiles: every program reads its K range of the x pair table (96 of 128 bytes per group), and over
+# 64 rows that is 1.33 bytes from L2 per byte of weight against the 1.3 budget (issue 22's memory model,
+# bench/results/kernels/compiled-triton-*.md); 128 rows: 1.17, 256: 1.08. Split-K fills the GPU instead.
 GEMV_CONFIGS = [
     triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=1),
-    triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=2, num_stages=1),
     triton.Config({"BLOCK_N": 256, "BLOCK_K": 128}, num_warps=8, num_stages=1),
 ]
 _GEMV_INTERPRETER = [triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=1, num_stages=1)]

@@ -103,7 +103,7 @@ def _operands(n: int, k: int, dtype: str, seed: int = 0):
 
 def decode_launch(spec: dict[str, Any]) -> Callable[[], object]:
     """A zero-argument launch of a decode kernel for a compiled-launch spec (``family``, ``constexprs``,
-    ``num_warps``, ``num_stages``): ``TRACE_K`` columns (64 fewer, and 64 rows fewer than two row tiles, for
+    ``num_warps``, ``num_stages``): ``TRACE_K`` columns (64 fewer, and 32 rows fewer than two row tiles, for
     the masked variants), so that program 0 runs full main-loop tiles."""
     import torch
     import triton
@@ -112,7 +112,7 @@ def decode_launch(spec: dict[str, Any]) -> Callable[[], object]:
     split = c["SPLIT_K"]
     block_n = c["BLOCK_N"]
     even = c.get("EVEN_N", True) and c.get("EVEN_K", True)
-    n = 2 * block_n - (0 if even else 64)
+    n = 2 * block_n - (0 if even else 32)  # masked: the second row tile partly past N
     k = TRACE_K - (0 if even else 64)
     values, meta, cast = _operands(n, k, "bf16" if c["BF16"] else "fp16")
     config = triton.Config(

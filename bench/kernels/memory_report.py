@@ -77,7 +77,7 @@ def _share(row: dict[str, Any], gpu: str, key: str) -> str:
 def memory_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Per decode row: L1 cycles and L2 bytes per KB, the share of each limit per GPU, what binds, and the
     DRAM share reachable; then the loads of each kernel's first configuration, request by request."""
-    decode = [r for r in rows if r.get("memory") and "error" not in r["memory"]]
+    decode = [r for r in rows if (r.get("memory") or {}).get("l1_cycles_per_kb") is not None]
     if not decode:
         return []
     available = ", ".join(f"{g.name} {memory_model.l1_cycles_per_kb_available(g):.1f}" for g in GPUS)
