@@ -65,7 +65,12 @@ from polysparse.bench.kernels.launch_configs import (  # noqa: F401
     Launch,
     launches,
 )
-from polysparse.bench.kernels.memory_report import add_memory_model, memory_lines, memory_problems
+from polysparse.bench.kernels.memory_report import (
+    add_memory_model,
+    memory_lines,
+    memory_problems,
+    prediction_lines,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "kernels"
 
@@ -195,6 +200,16 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     lines += ["## Problems", ""] + ([f"- {p}" for p in found] if found else ["None."]) + [""]
     lines += ["## Decode per batch size: the kernel the op dispatches to", ""]
     lines += decode_by_m_lines(rows) + [""]
+    if any(r.get("limits") for r in rows):
+        lines += ["## Prediction per GPU: the decode kernels at full DRAM bandwidth", ""]
+        lines += [
+            "Share of each limit the dispatched kernel needs to stream its weight at the GPU's DRAM "
+            "bandwidth (largest over the variants compiled; L2 at 5120 B/clock, the A100 whitepaper's "
+            "figure, assumed for H100/H200), the limit that binds first, and the share of DRAM bandwidth "
+            "it can reach: a prediction from the compiled code until `bench/scripts/gpu_all.sh` has run.",
+            "",
+        ]
+        lines += prediction_lines(rows, DECODE_PATHS) + [""]
     lines += memory_lines(rows)
     lines += ["## Summary: the 2:4 matmul per regime", ""] + summary_lines(rows) + [""]
     for family in dict.fromkeys(r["family"] for r in rows):

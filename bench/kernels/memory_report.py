@@ -132,3 +132,40 @@ def memory_lines(rows: list[dict[str, Any]]) -> list[str]:
             ]  # fmt: skip
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines + [""]
+
+
+def prediction_lines(rows: list[dict[str, Any]], paths: tuple[tuple[str, str], ...]) -> list[str]:
+    """Per decode path (``(M, family)``) and GPU, over every variant compiled for the GPU's target: the
+    largest share of each limit at full DRAM bandwidth, the limit that binds in the worst variant, and the
+    share of DRAM bandwidth reachable there (a prediction from static code, not a measurement)."""
+    lines = [
+        "| M | kernel | GPU | DRAM TB/s | issue | L1 | L2 | L1 + shared | binds first | DRAM reachable |",
+        "|" + " --- |" * 10,
+    ]
+    for m, family in paths:
+        for gpu in GPUS:
+            group = [
+                r for r in rows
+                if r["family"] == family and gpu.name in (r.get("limits") or {})
+            ]  # fmt: skip
+            if not group:
+                continue
+            limits = [r["limits"][gpu.name] for r in group]
+            worst = min(limits, key=lambda lim: lim["dram_share_reachable"])
+
+            def top(key: str) -> str:
+                values = [lim["shares"][key] for lim in limits if key in lim["shares"]]
+                return f"{max(values):.0%}" if values else "-"
+
+            cells = [
+                m,
+                family.split("/")[-1],
+                gpu.name,
+                f"{gpu.bandwidth_tbs}",
+                top("issue"),
+                top("L1"),
+                top("L2"),
+            ]
+            cells += [top("L1 + shared"), worst["binds"], f"{worst['dram_share_reachable']:.0%}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
