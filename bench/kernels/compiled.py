@@ -196,6 +196,9 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         "H100 3.35, H200 4.8 TB/s) over peak issue. A prediction from static code, not a measurement.",
         "",
     ]
+    if header.get("compiled_at"):  # --merge: families recompiled at a later commit than the rest
+        at = ", ".join(f"{family} {commit}" for family, commit in header["compiled_at"].items())
+        lines += [f"Families by the commit they were compiled at (`--merge`): {at}.", ""]
     found = problems(rows)
     lines += ["## Problems", ""] + ([f"- {p}" for p in found] if found else ["None."]) + [""]
     lines += ["## Decode per batch size: the kernel the op dispatches to", ""]
@@ -240,6 +243,24 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _merged(
+    path: Path, rows: list[dict[str, Any]], header: dict[str, Any], families: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``rows`` of ``families`` in place of theirs in the result file at ``path``, its other rows kept."""
+    old = json.loads(path.read_text())
+    kept = [r for r in old["results"] if r["family"] not in families]
+    compiled_at = dict(old["header"].get("compiled_at") or {})
+    for r in kept:
+        compiled_at.setdefault(r["family"], old["header"]["commit"])
+    for family in families:
+        compiled_at[family] = header["commit"]
+    seconds = round(old["header"].get("seconds", 0) + header["seconds"], 1)
+    merged_rows = [r for r in rows] + kept
+    order = {family: i for i, family in enumerate(dict.fromkeys(r["family"] for r in old["results"]))}
+    merged_rows.sort(key=lambda r: order.get(r["family"], len(order)))
+    return merged_rows, header | {"compiled_at": compiled_at, "seconds": seconds}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"result folder (default {RESULTS_DIR})")
@@ -253,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--name", default=None, help="result file stem (default compiled-triton-<version>)")
     p.add_argument("--render", type=Path, default=None, help="only re-write the .md of this result .json")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --family: replace only those families' rows in the existing result file, keep the others "
+        "(the header records which families were compiled at which commit)",
+    )
     args = p.parse_args(argv)
     if args.render is not None:
         data = json.loads(args.render.read_text())
@@ -288,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     stem = args.name or f"compiled-triton-{triton.__version__}{'-ci' if args.subset == 'ci' else ''}"
+    if args.merge:
+        rows, header = _merged(args.out / f"{stem}.json", rows, header, {la.family for la in selected})
     payload = {
         "benchmark": "compiled",
         "header": header,

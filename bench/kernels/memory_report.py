@@ -153,7 +153,7 @@ def prediction_lines(rows: list[dict[str, Any]], paths: tuple[tuple[str, str], .
             limits = [r["limits"][gpu.name] for r in group]
             worst = min(limits, key=lambda lim: lim["dram_share_reachable"])
 
-            def top(key: str) -> str:
+            def top(key: str, limits: list[dict[str, Any]] = limits) -> str:
                 values = [lim["shares"][key] for lim in limits if key in lim["shares"]]
                 return f"{max(values):.0%}" if values else "-"
 
