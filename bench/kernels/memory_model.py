@@ -3,11 +3,13 @@
 For every global load and async copy in the main loop (the largest ``scf.for`` of the TTGIR) this module
 combines three things the compile and a CPU run give without a GPU:
 
-* the **layout** of the pointer tensor (TTGIR ``#blocked`` or ``#linear``): which lane of which warp holds
-  which element, and in which register order;
-* the **instruction** the backend emitted for it (PTX lines carrying the load's source line): its width
-  per lane (a 16-byte ``ld.global.v4`` or ``cp.async ... 16``, an 8-byte gather, ...) and its **cache
-  path**: ``ld.global`` and ``cp.async.ca`` allocate in L1, ``cp.async.cg`` and ``ld.global.cg`` bypass it;
+* the **layout** of the pointer tensor (TTGIR ``#blocked``, ``#linear`` or a ``#ttg.slice`` of one): which
+  lane of which warp holds which element, and in which register order;
+* the **instruction**: the widest vector per lane the layout and the addresses allow (a 16-byte
+  ``ld.global.v4`` or ``cp.async ... 16``, an 8-byte gather, ...), checked against the global loads of the
+  PTX loop (their count and widths must match exactly), which also give its **cache path**: ``ld.global``
+  and ``cp.async.ca`` allocate in L1, ``cp.async.cg`` and ``ld.global.cg`` bypass it. A load written as
+  inline PTX (an ``ld.global`` in ``tl.inline_asm_elementwise``) counts like a ``tl.load``;
 * the **addresses**, from an address trace of the kernel run by Triton's CPU interpreter on real operands
   (:mod:`polysparse.bench.kernels.address_trace`): gathers through tables are data-dependent, so the trace
   is what they touch, not a formula.
