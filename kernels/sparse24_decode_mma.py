@@ -14,12 +14,12 @@ warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16`` (the triton 3.
 * the selectors depend only on the group's 4-bit nibble: a table indexed by a whole metadata byte
   (:func:`prmt_byte_table`, 256 x 8 bytes: two groups' 32-bit selector words) gives those of two groups in
   one 8-byte load, so a group costs half a table load, a shift and two ``prmt`` instead of a dozen compares
-  and selects. The load is ``ld.global.ca`` written as inline PTX, outside Triton's software pipeline: as a
-  ``tl.load`` Triton staged it through shared memory with ``cp.async`` every tile, and the 16-byte entries
-  of the ``tl.dot`` kernel's table (:func:`prmt_selector_table`) went through ``cp.async.cg``, which
-  bypasses L1: 16 KB requested from L2 per 9 KB of weight, 3.1 bytes from L2 per byte of weight in all
-  (issue 22's memory model, ``bench/results/kernels/compiled-triton-*.md``); now 1.2. With 8-byte entries
-  the 36 bytes of valid nibble pairs lie in 6 lines, so a warp's 32 gathers cost 2 L1 cycles.
+  and selects. The 16-byte entries of the ``tl.dot`` kernel's table (:func:`prmt_selector_table`) went
+  through ``cp.async.cg``, which bypasses L1: 16 KB requested from L2 per 9 KB of weight, 3.1 bytes from L2
+  per byte of weight in all (issue 22's memory model, ``bench/results/kernels/compiled-triton-*.md``). The
+  8-byte entries here are read through L1 (``cp.async.ca`` in Triton's pipeline with triton 3.6, an inline
+  ``ld.global.ca`` outside it with 3.9: :data:`TABLE_PIPELINED`): 1.2 bytes from L2 per byte of weight,
+  and the 36 bytes of valid nibble pairs lie in 6 lines, so a warp's 32 gathers cost 2 L1 cycles.
 
 ``prmt`` is PTX (``tl.inline_asm_elementwise``); under Triton's CPU interpreter, which cannot run PTX, the
 same selectors drive :func:`_prmt_by_shifts`, plain integer ops equal to ``prmt`` for every selector the
@@ -246,14 +246,18 @@ def _table_entries(table_ptr, index, INTERPRET: tl.constexpr):
 
 @triton.jit
 def _expand_24_bytes(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                     BF16: tl.constexpr, INTERPRET: tl.constexpr):  # fmt: skip
+                     BF16: tl.constexpr, INTERPRET: tl.constexpr, TABLE_PIPELINED: tl.constexpr):  # fmt: skip
     """Pairs ``[BLOCK_N, BLOCK_K/4]``, words ``[BLOCK_N, BLOCK_K/32]`` (int32) -> ``[BLOCK_N, BLOCK_K]``, the
     selector words of each two groups gathered from :func:`prmt_byte_table` by their metadata byte."""
     G2: tl.constexpr = BLOCK_K // 8
     shifts = tl.arange(0, 4) * 8
     byte = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xFF, (BLOCK_N, G2))
-    entry = _table_entries(table_ptr, byte, INTERPRET)  # [BN, G2]: group 2 g2 + h's word in bits 32 h
-    selector = (entry[:, :, None] >> (tl.arange(0, 2) * 32)[None, None, :]).to(tl.int32)  # [BN, G2, 2]
+    if TABLE_PIPELINED:  # a tl.load of the table read as int32: word h of the byte's 8-byte entry
+        words_ptr = table_ptr.to(tl.pointer_type(tl.int32), bitcast=True)
+        selector = tl.load(words_ptr + byte[:, :, None] * 2 + tl.arange(0, 2)[None, None, :])  # [BN, G2, 2]
+    else:
+        entry = _table_entries(table_ptr, byte, INTERPRET)  # [BN, G2]: group 2 g2 + h's word in bits 32 h
+        selector = (entry[:, :, None] >> (tl.arange(0, 2) * 32)[None, None, :]).to(tl.int32)  # [BN, G2, 2]
     pair = tl.reshape(pair, (BLOCK_N, G2, 2))
     if INTERPRET:
         d0, d1 = _halves(_prmt_by_shifts(pair, selector & 0xFFFF), BF16)
@@ -280,6 +284,7 @@ def _decode_tile(
     BF16: tl.constexpr,
     INTERPRET: tl.constexpr,
     MASK_K: tl.constexpr,
+    TABLE_PIPELINED: tl.constexpr,
 ):
     """``acc[n, m] += W[n, tile kt] @ x[m, tile kt]``; ``MASK_K``: the tile reaches past K (zeros there)."""
     k_cols = kt * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -294,7 +299,7 @@ def _decode_tile(
         x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None], other=0.0)
         pair = tl.load(p_rows + g[None, :])
         words = tl.load(e_rows + w_idx[None, :])
-    w = _expand_24_bytes(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
+    w = _expand_24_bytes(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET, TABLE_PIPELINED)
     if INTERPRET:
         return acc + tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
     return acc + tl.dot(w, tl.trans(x))
@@ -325,6 +330,7 @@ def _sparse24_decode_mma_kernel(
     BLOCK_K: tl.constexpr,
     EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no row masks
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks
+    TABLE_PIPELINED: tl.constexpr,  # the selector table through Triton's cp.async pipeline (see CONFIGS)
 ):
     """Program (row tile, k-split): ``acc[n, m] = sum_k W[n, k] x[m, k]`` over its K range."""
     pid_n = tl.program_id(0)
@@ -347,15 +353,15 @@ def _sparse24_decode_mma_kernel(
     if EVEN_K:
         for kt in range(k_first, k_last):
             acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, kt, K, BLOCK_K, BLOCK_N, BF16,
-                               INTERPRET, False)  # fmt: skip
+                               INTERPRET, False, TABLE_PIPELINED)  # fmt: skip
     else:
         # Whole tiles unmasked; the last tile of the row, partly past K, masked on its own.
         for kt in range(k_first, min(k_last, k_tiles - 1)):
             acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, kt, K, BLOCK_K, BLOCK_N, BF16,
-                               INTERPRET, False)  # fmt: skip
+                               INTERPRET, False, TABLE_PIPELINED)  # fmt: skip
         if (k_first < k_tiles) & (k_last == k_tiles):  # this split holds the tail (empty splits do not)
             acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, k_tiles - 1, K, BLOCK_K,
-                               BLOCK_N, BF16, INTERPRET, True)  # fmt: skip
+                               BLOCK_N, BF16, INTERPRET, True, TABLE_PIPELINED)  # fmt: skip
 
     y_ptrs = y_ptr + pid_k * stride_ys + offs_m.to(tl.int64)[None, :] * stride_ym + offs_n[:, None]
     y_mask = m_mask[None, :] & n_mask[:, None]
@@ -378,11 +384,18 @@ def _config(bn: int, bk: int, warps: int, stages: int) -> triton.Config:
 
 # Two warps: mma.sync on every target (with four, Triton picks wgmma on sm_90 and stages the register A
 # operand through shared memory: ~120-128 warp-instructions per KB in exploratory compiles for issue 12).
-# 128 x 64 tiles with 4 stages are the one shape those compiles found at <= 90 warp-instructions per KB on
-# sm_90 with both triton 3.6 (80-84) and 3.9 (88-89) and no spills (the committed reports,
-# bench/results/kernels/compiled-triton-*.md, cover it): 64-row tiles reload x's fragments per row tile
-# (91-106), 128 x 128 tiles spill on 3.9 and 5-6 stages add address arithmetic (91 on 3.9).
-CONFIGS = [_config(128, 64, 2, 4)]
+# 128 x 64 tiles: 64-row tiles reload x's fragments per row tile (91-106 warp-instructions per KB in the
+# compiles for issue 12), 128 x 128 tiles spilled on 3.9 and, with the byte table, read 1.34 B from L2 per
+# B of weight on 3.6 (x grows with the tile); stages as TABLE_PIPELINED says.
+TABLE_PIPELINED = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9)
+"""Whether the selector table is a ``tl.load`` that Triton's software pipeline stages (``cp.async.ca``, 8
+bytes: through L1) or an inline ``ld.global.ca`` outside it. Triton 3.6 keeps the expanded tile in
+registers for the ``mma`` only with the pipelined load (with the inline load it stages the tile through
+shared memory: 131 warp-instructions per KB), and with 2 stages issues 84 per KB; triton 3.9 issues 96 with
+the pipelined load and 88 with the inline one and 4 stages (CI compiles for issue 22; the committed
+reports, ``bench/results/kernels/compiled-triton-*.md``, hold each version's choice)."""
+
+CONFIGS = [_config(128, 64, 2, 2 if TABLE_PIPELINED else 4)]
 _INTERPRETER = [_config(32, 128, 1, 1)]
 
 
@@ -393,7 +406,9 @@ EVEN_TILES = {
 """Triton heuristics: whether the tiles divide N and K, so the main loop needs no masks (the GEMV and the
 ``tl.dot`` kernel in :mod:`polysparse.kernels.sparse24_matmul` use them too)."""
 
-_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_decode_mma_kernel)
+_kernel_h = triton.heuristics(dict(EVEN_TILES, TABLE_PIPELINED=lambda args: TABLE_PIPELINED))(
+    _sparse24_decode_mma_kernel
+)
 _kernel_tuned = triton.autotune(
     configs=_INTERPRETER if interpreter_enabled() else CONFIGS,
     key=["N", "K", "SPLIT_K"],

@@ -82,8 +82,8 @@ def _gemv_tile(
 ):
     """``acc[r, n, l, q] += v0 * x[p0] + v1 * x[p1]`` for the pairs of K-tile ``kt`` (no row masks: rows
     past N read row N - 1, see the kernel)."""
-    g = kt * (BLOCK_K // 4) + group  # [REPS, 1, LANES_K, 4]: the group of each pair
-    w = kt * (BLOCK_K // 32) + word  # [REPS, 1, 1, 1]: the int32 metadata word of step r (both lanes')
+    g = kt * (BLOCK_K // 4) + group  # the group of each pair (shapes: see the kernel)
+    w = kt * (BLOCK_K // 32) + word  # the int32 metadata word of step r (both lanes')
     if MASK_K:
         pair = tl.load(v_rows + g, mask=g < G, other=0)
         words = tl.load(e_rows + w, mask=w * 8 < G, other=0)
@@ -131,6 +131,7 @@ def _sparse24_gemv_kernel(
     BLOCK_K: tl.constexpr,
     EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no row masks
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K tail
+    LANES_INNER: tl.constexpr,  # the lane dimension next to the vector one (see LANES_INNER below)
 ):
     """Program (row tile, k-split, x row): ``y[m, rows] (+)= W[rows, k range] @ x[m, k range]``.
 
@@ -144,8 +145,13 @@ def _sparse24_gemv_kernel(
     G = K // 4
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
-    offs_r = tl.arange(0, REPS)[:, None, None, None]
-    offs_l = tl.arange(0, 2)[None, None, :, None]
+    # Tiles are [REPS, BLOCK_N, 2, 4] or [2, BLOCK_N, REPS, 4] (LANES_INNER): see LANES_INNER below.
+    if LANES_INNER:
+        offs_r = tl.arange(0, REPS)[:, None, None, None]
+        offs_l = tl.arange(0, 2)[None, None, :, None]
+    else:
+        offs_l = tl.arange(0, 2)[:, None, None, None]
+        offs_r = tl.arange(0, REPS)[None, None, :, None]
     offs_q = tl.arange(0, 4)[None, None, None, :]
     group = (offs_r * 2 + offs_l) * 4 + offs_q  # the lane's 16-byte vector is groups 4 (2r + l) .. + 3
     # Step r's eight groups are int32 word r of the tile: lane l's nibbles in its half l. Both lanes of a
@@ -162,7 +168,10 @@ def _sparse24_gemv_kernel(
     tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
     k_first = pid_k * tiles_per_split
     k_last = min(k_first + tiles_per_split, k_tiles)
-    acc = tl.zeros((REPS, BLOCK_N, 2, 4), dtype=tl.float32)
+    if LANES_INNER:
+        acc = tl.zeros((REPS, BLOCK_N, 2, 4), dtype=tl.float32)
+    else:
+        acc = tl.zeros((2, BLOCK_N, REPS, 4), dtype=tl.float32)
     if EVEN_K:
         for kt in range(k_first, k_last):
             acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, word, shift, kt, G, BLOCK_K, BF16, False)
@@ -193,7 +202,17 @@ GEMV_CONFIGS = [
 ]
 _GEMV_INTERPRETER = [triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=1, num_stages=1)]
 
-_sparse24_gemv_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_gemv_kernel)
+LANES_INNER = tuple(int(v) for v in triton.__version__.split(".")[:2]) >= (3, 9)
+"""How the tiles' dimensions are ordered so that Triton puts two lanes per row. Its coalescing pass gives the
+16-byte vector dimension to one thread and then spreads lanes over the other dimensions in an order it
+breaks ties in by index: ascending in triton 3.6, descending in 3.9 (the TTGIR of both,
+``bench/results/kernels/compiled-triton-*.md``). With the lane dimension last before the vector (3.9) or
+first (3.6) the lanes go to it, then to rows; the other order put the steps on lanes (three of four lanes
+on other groups: 2 L1 cycles per table gather, 40% of an H200 with triton 3.6)."""
+
+_sparse24_gemv_kernel_h = triton.heuristics(dict(EVEN_TILES, LANES_INNER=lambda args: LANES_INNER))(
+    _sparse24_gemv_kernel
+)
 _sparse24_gemv = triton.autotune(
     configs=_GEMV_INTERPRETER if interpreter_enabled() else GEMV_CONFIGS,
     key=["N", "K", "SPLIT_K"],

@@ -177,6 +177,7 @@ def _gemv_launches(subset: str) -> list[Launch]:
                                 BF16=dtype == "bf16",
                                 EVEN_N=even_n,
                                 EVEN_K=even_k,
+                                LANES_INNER=sg.LANES_INNER,
                                 **kw,
                             ),  # fmt: skip
                             divisible=(
@@ -257,6 +258,7 @@ def _decode_mma_launches(subset: str) -> list[Launch]:
                                 INTERPRET=False,
                                 EVEN_N=even,
                                 EVEN_K=even,
+                                TABLE_PIPELINED=dm.TABLE_PIPELINED,
                                 **kw,
                             ),  # fmt: skip
                             divisible=tuple(divisible),

@@ -96,6 +96,14 @@ def test_decode_kernel_matches_dense(m, k, n, split_k, block_n, block_k, dtype, 
     _run(m, k, n, dtype, bias, split_k, block_n, block_k)
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_both_table_paths_match_dense(monkeypatch, pipelined):
+    # The selector table is a pipelined tl.load (triton < 3.9) or an inline ld.global.ca (3.9): the same
+    # words either way (under the interpreter both are a load of the same table).
+    monkeypatch.setattr(dm, "TABLE_PIPELINED", pipelined)
+    _run(7, 320, 192, torch.bfloat16, True, 2, 128, 64)
+
+
 def test_decode_kernel_takes_unaligned_views_and_strided_x():
     x, values, meta, b, dense = make_case((4,), 128, 64, torch.float16, bias=True)
     flat_values = torch.zeros(values.numel() + 2, dtype=values.dtype, device=DEVICE)

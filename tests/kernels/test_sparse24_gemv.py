@@ -67,3 +67,14 @@ def test_gemv_split_heuristic(monkeypatch):
     assert gemv.gemv_split_k(1, 14336, 4096, cpu) == 2  # 112 row tiles
     assert gemv.gemv_split_k(1, 640, 640, cpu) == 1  # too short a K to split
     assert gemv.gemv_split_k(2, 4096, 14336, cpu) == 4  # two x rows: twice the programs per split
+
+
+@pytest.mark.parametrize("lanes_inner", [True, False])
+def test_both_tile_orders_match_dense(monkeypatch, lanes_inner):
+    # The tile's dimension order follows the installed triton (LANES_INNER); both orders compute the same.
+    monkeypatch.setattr(gemv, "LANES_INNER", lanes_inner)
+    x, values, meta, b, dense = make_case((1,), 960, 192, torch.float16, True)
+    out = torch.full((1, 192), float("nan"), dtype=torch.float16, device=DEVICE)
+    config = triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=1, num_stages=1)
+    gemv.sparse24_gemv_triton(x, values, meta, b, out, split_k=2, config=config)
+    torch.testing.assert_close(out, expected(x, dense, b), **TOL[torch.float16])
