@@ -47,6 +47,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from polysparse.bench.kernels import memory_model
 from polysparse.bench.kernels.compiled_code import (  # noqa: F401 (the module's public face, as before)
     _opcode,
     _prepare_environment,
@@ -73,6 +74,12 @@ from polysparse.bench.kernels.memory_report import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "kernels"
+HARDWARE_SOURCES = (
+    "SMs, boost clock and DRAM bandwidth from NVIDIA's data sheets (A100 SXM 80 GB: 108 SMs, 1410 MHz, "
+    "2.0 TB/s; H100 SXM5: 132 SMs, 1980 MHz, 3.35 TB/s; H200 SXM: the same GH100 at 4.8 TB/s); issue: 4 "
+    "schedulers per SM, one warp-instruction each per clock (NVIDIA's Ampere and Hopper architecture "
+    "whitepapers); L2 5120 B/clock (A100 whitepaper, L2 read bandwidth; assumed for H100/H200)."
+)
 
 # ----------------------------------------------------------------------------------------------------------
 # Findings and the report
@@ -210,6 +217,8 @@ def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
             "bandwidth (largest over the variants compiled; L2 at 5120 B/clock, the A100 whitepaper's "
             "figure, assumed for H100/H200), the limit that binds first, and the share of DRAM bandwidth "
             "it can reach: a prediction from the compiled code until `bench/scripts/gpu_all.sh` has run.",
+            "",
+            f"Hardware rates: {HARDWARE_SOURCES} {memory_model.L1_SOURCES}",
             "",
         ]
         lines += prediction_lines(rows, DECODE_PATHS) + [""]
