@@ -83,13 +83,14 @@ def _throughput(payload: dict[str, Any]) -> list[str]:
     name = payload.get("model_name", "?")
     out = []
     for s in payload.get("speedups", []):
+        mode = s.get("decode_mode", "eager")
         decode = {
             r["variant"]: r["decode_tokens_per_s"]["median"]
             for r in payload.get("rows", [])
-            if r["batch"] == s["batch"] and r["prompt"] == s["prompt"]
+            if (r["batch"], r["prompt"], r.get("decode_mode", "eager")) == (s["batch"], s["prompt"], mode)
         }
         out.append(
-            f"  {name[:34].ljust(34)} batch {s['batch']:>3} prompt {s['prompt']:>5}: decode "
+            f"  {name[:34].ljust(34)} batch {s['batch']:>3} prompt {s['prompt']:>5} {mode:>5}: decode "
             f"{decode.get('dense', float('nan')):8.1f} -> {decode.get('sparse', float('nan')):8.1f} tok/s "
             f"({s['decode']:.2f}x), prefill {s['prefill']:.2f}x, greedy equal {s.get('greedy_tokens_equal')}"
         )

@@ -107,6 +107,10 @@ class StudyPlan:
 CACHE_KINDS = ("dynamic", "static")
 """KV cache kinds of ``polysparse bench`` (the first is the default)."""
 
+DECODE_MODES = ("graph", "eager")
+"""How ``polysparse bench`` times decode: ``graph`` replays one CUDA graph per token with a static cache
+(:mod:`polysparse.runtime.graph_decode`; CUDA only), ``eager`` runs the steps one by one with ``cache``."""
+
 
 class BenchSetupError(ValueError):
     """The models cannot be benchmarked as asked (no 2:4 layers, prompt too long, bad sizes)."""
@@ -123,6 +127,7 @@ class ThroughputPlan:
     warmup: int = 1
     cache: str = CACHE_KINDS[0]
     seed: int = SEED
+    decode_modes: tuple[str, ...] = DECODE_MODES
 
     def __post_init__(self) -> None:
         for name in ("batch_sizes", "prompt_lengths"):
@@ -136,6 +141,10 @@ class ThroughputPlan:
             raise BenchSetupError("repeats must be >= 1 and warmup >= 0")
         if self.cache not in CACHE_KINDS:
             raise BenchSetupError(f"cache must be {' or '.join(CACHE_KINDS)}, got {self.cache!r}")
+        modes = tuple(self.decode_modes)
+        if not modes or set(modes) - set(DECODE_MODES) or len(set(modes)) != len(modes):
+            raise BenchSetupError(f"decode_modes must be distinct values of {DECODE_MODES}, got {modes}")
+        object.__setattr__(self, "decode_modes", modes)
 
 
 def parse_sizes(text: str | Sequence[int]) -> tuple[int, ...]:

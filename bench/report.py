@@ -97,7 +97,8 @@ def say_speedups(payload: dict[str, Any], quiet: bool, indent: str = "") -> None
         say(f"{indent}(the same dense computation on both sides: differences below are timing noise)", quiet)
     for s in payload["speedups"]:
         say(
-            f"{indent}batch {s['batch']}, prompt {s['prompt']}: decode {s['decode']:.2f}x, "
+            f"{indent}batch {s['batch']}, prompt {s['prompt']}, {s.get('decode_mode', 'eager')} decode: "
+            f"decode {s['decode']:.2f}x, "
             f"prefill {s['prefill']:.2f}x (sparse / dense, medians)",
             quiet,
         )

@@ -30,6 +30,7 @@ from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.plans import BenchSetupError, ThroughputPlan
 from polysparse.bench.report import DEFAULT_RESULTS_DIR, environment, markdown_table, write_json
 from polysparse.runtime.checkpoint import checkpoint_summary, is_sparse_checkpoint, load_sparse
+from polysparse.runtime.graph_decode import graph_decode_reason, time_generation_graphed
 from polysparse.runtime.linear import BACKENDS, DispatchTable, backend_runs, reset_backend_runs
 from polysparse.runtime.swap import densify_model, sparse_layers, sparsify_model
 from polysparse.runtime.timing import PeakMemory, Spread, time_generation, weight_bytes_per_step
@@ -131,6 +132,46 @@ def _check_lengths(model: nn.Module, plan: ThroughputPlan) -> None:
         )
 
 
+def decode_modes_here(plan: ThroughputPlan, device: torch.device) -> tuple[list[str], dict[str, str]]:
+    """The plan's decode modes that can run on ``device``, and why each other one cannot."""
+    skipped = {}
+    if "graph" in plan.decode_modes:
+        reason = graph_decode_reason(device)
+        if reason:
+            skipped["graph"] = reason
+    return [m for m in plan.decode_modes if m not in skipped], skipped
+
+
+def _timer(mode: str, plan: ThroughputPlan) -> Callable[..., Any]:
+    if mode == "graph":
+        return time_generation_graphed
+    return lambda model, ids, new_tokens: time_generation(model, ids, new_tokens, cache=plan.cache)
+
+
+def _row(name: str, mode: str, plan: ThroughputPlan, batch: int, prompt: int, runs, peaks, model) -> dict:
+    prefill = Spread.of([r.prefill_s for r in runs])
+    decode = Spread.of([r.decode_s for r in runs])
+    steps = runs[0].decode_steps
+    read = weight_bytes_per_step(model, m=batch)
+    return {
+        "variant": name,
+        "decode_mode": mode,
+        "batch": batch,
+        "prompt": prompt,
+        "new_tokens": plan.new_tokens,
+        "ttft_ms": Spread(prefill.median * 1e3, prefill.min * 1e3, prefill.max * 1e3, prefill.n).to_dict(),
+        "prefill_tokens_per_s": prefill.scaled(batch * prompt).to_dict(),
+        "decode_ms_per_step": Spread(
+            decode.median * 1e3 / steps, decode.min * 1e3 / steps, decode.max * 1e3 / steps, decode.n
+        ).to_dict(),
+        "decode_tokens_per_s": decode.scaled(batch * steps).to_dict(),
+        "peak_memory_bytes": None if peaks[0] is None else max(peaks),
+        "weight_bytes_per_step": read,
+        "weight_bytes_per_token": read / batch,
+        "weight_gb_per_s": read * steps / decode.median / 1e9,
+    }
+
+
 def measure(
     dense: nn.Module,
     sparse: nn.Module,
@@ -140,13 +181,17 @@ def measure(
     cells: CellStore | None = None,
     group: str = "",
 ) -> dict[str, Any]:
-    """Time both models over the plan; return ``rows`` (per variant and size) and ``speedups``.
+    """Time both models over the plan; return ``rows`` (per variant, decode mode and size), ``speedups``
+    and ``decode_modes_skipped`` (a mode the device cannot run, e.g. CUDA graphs on a CPU, and why).
 
     With ``cells``, every finished (batch, prompt) cell is kept under ``group`` and not measured again
     when an interrupted benchmark is started again.
     """
     device = next(sparse.parameters()).device
     _check_lengths(sparse, plan)
+    modes, skipped = decode_modes_here(plan, device)
+    if not modes:
+        raise BenchSetupError(f"no decode mode of {plan.decode_modes} can run here: {skipped}")
     models = {"dense": dense, "sparse": sparse}
     vocab = _vocab_size(sparse)
     rows, speedups = [], []
@@ -155,66 +200,47 @@ def measure(
             done = cells.get(group, f"b{batch}-p{prompt}") if cells is not None else None
             if done is not None:
                 rows += done["rows"]
-                speedups.append(done["speedup"])
+                speedups += done["speedups"]
                 continue
             ids = _prompt_ids(vocab, batch, prompt, plan.seed, device)
-            if progress:
-                progress(f"batch {batch}, prompt {prompt}, {plan.new_tokens} new tokens")
-            for _ in range(plan.warmup):
-                for name in VARIANTS:
-                    time_generation(models[name], ids, plan.new_tokens, cache=plan.cache)
-            samples: dict[str, list] = {name: [] for name in VARIANTS}
-            peaks: dict[str, list] = {name: [] for name in VARIANTS}
-            for repeat in range(plan.repeats):
-                for name in VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]:
-                    with PeakMemory(device) as peak:
-                        samples[name].append(
-                            time_generation(models[name], ids, plan.new_tokens, cache=plan.cache)
-                        )
-                    peaks[name].append(peak.bytes)
-            tokens = {name: samples[name][0].tokens for name in VARIANTS}
-            by_variant = {}
-            for name in VARIANTS:
-                runs = samples[name]
-                prefill = Spread.of([r.prefill_s for r in runs])
-                decode = Spread.of([r.decode_s for r in runs])
-                steps = runs[0].decode_steps
-                read = weight_bytes_per_step(models[name], m=batch)
-                row = {
-                    "variant": name,
-                    "batch": batch,
-                    "prompt": prompt,
-                    "new_tokens": plan.new_tokens,
-                    "ttft_ms": Spread(
-                        prefill.median * 1e3, prefill.min * 1e3, prefill.max * 1e3, prefill.n
-                    ).to_dict(),
-                    "prefill_tokens_per_s": prefill.scaled(batch * prompt).to_dict(),
-                    "decode_ms_per_step": Spread(
-                        decode.median * 1e3 / steps,
-                        decode.min * 1e3 / steps,
-                        decode.max * 1e3 / steps,
-                        decode.n,
-                    ).to_dict(),
-                    "decode_tokens_per_s": decode.scaled(batch * steps).to_dict(),
-                    "peak_memory_bytes": None if peaks[name][0] is None else max(peaks[name]),
-                    "weight_bytes_per_step": read,
-                    "weight_bytes_per_token": read / batch,
-                    "weight_gb_per_s": read * steps / decode.median / 1e9,
+            cell_rows, cell_speedups = [], []
+            for mode in modes:
+                if progress:
+                    progress(f"batch {batch}, prompt {prompt}, {plan.new_tokens} new tokens, {mode} decode")
+                timer = _timer(mode, plan)
+                for _ in range(plan.warmup):
+                    for name in VARIANTS:
+                        timer(models[name], ids, plan.new_tokens)
+                samples: dict[str, list] = {name: [] for name in VARIANTS}
+                peaks: dict[str, list] = {name: [] for name in VARIANTS}
+                for repeat in range(plan.repeats):
+                    for name in VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]:
+                        with PeakMemory(device) as peak:
+                            samples[name].append(timer(models[name], ids, plan.new_tokens))
+                        peaks[name].append(peak.bytes)
+                by_variant = {
+                    name: _row(name, mode, plan, batch, prompt, samples[name], peaks[name], models[name])
+                    for name in VARIANTS
                 }
-                rows.append(row)
-                by_variant[name] = row
-            d, s = by_variant["dense"], by_variant["sparse"]
-            speedup = {
-                "batch": batch,
-                "prompt": prompt,
-                "decode": s["decode_tokens_per_s"]["median"] / d["decode_tokens_per_s"]["median"],
-                "prefill": s["prefill_tokens_per_s"]["median"] / d["prefill_tokens_per_s"]["median"],
-                "greedy_tokens_equal": bool(torch.equal(tokens["dense"], tokens["sparse"])),
-            }
-            speedups.append(speedup)
+                cell_rows += [by_variant["dense"], by_variant["sparse"]]
+                d, s = by_variant["dense"], by_variant["sparse"]
+                cell_speedups.append(
+                    {
+                        "batch": batch,
+                        "prompt": prompt,
+                        "decode_mode": mode,
+                        "decode": s["decode_tokens_per_s"]["median"] / d["decode_tokens_per_s"]["median"],
+                        "prefill": s["prefill_tokens_per_s"]["median"] / d["prefill_tokens_per_s"]["median"],
+                        "greedy_tokens_equal": bool(
+                            torch.equal(samples["dense"][0].tokens, samples["sparse"][0].tokens)
+                        ),
+                    }
+                )
+            rows += cell_rows
+            speedups += cell_speedups
             if cells is not None:
-                cells.put(group, f"b{batch}-p{prompt}", {"rows": [d, s], "speedup": speedup})
-    return {"rows": rows, "speedups": speedups}
+                cells.put(group, f"b{batch}-p{prompt}", {"rows": cell_rows, "speedups": cell_speedups})
+    return {"rows": rows, "speedups": speedups, "decode_modes_skipped": skipped}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -250,6 +276,10 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Parity on {par['tokens']} tokens: max |logit diff| {par['max_abs_logit_diff']:.3g} "
         f"(max |logit| {par['max_abs_logit']:.3g}), argmax agreement {par['argmax_agreement']:.1%}.",
         f"Timing: {payload['timing']}",
+        *(
+            f"Decode mode {mode} not measured: {why}."
+            for mode, why in (payload.get("decode_modes_skipped") or {}).items()
+        ),
         f"Machine load (1-min average, {payload['load_average_1min']['cpus']} CPUs): "
         f"{_fmt(payload['load_average_1min']['before'])} before, "
         f"{_fmt(payload['load_average_1min']['after'])} after.",
@@ -259,6 +289,7 @@ def markdown(payload: dict[str, Any]) -> str:
         [
             r["batch"],
             r["prompt"],
+            r.get("decode_mode", "eager"),
             r["variant"],
             r["prefill_tokens_per_s"]["median"],
             r["ttft_ms"]["median"],
@@ -274,6 +305,7 @@ def markdown(payload: dict[str, Any]) -> str:
             [
                 "batch",
                 "prompt",
+                "decode",
                 "model",
                 "prefill tok/s",
                 "TTFT ms",
@@ -288,11 +320,18 @@ def markdown(payload: dict[str, Any]) -> str:
     lines.append("Sparse / dense (medians):\n")
     lines.append(
         markdown_table(
-            ["batch", "prompt", "decode speedup", "prefill speedup", "greedy tokens equal"],
+            ["batch", "prompt", "decode", "decode speedup", "prefill speedup", "greedy tokens equal"],
             [
-                [s["batch"], s["prompt"], s["decode"], s["prefill"], s["greedy_tokens_equal"]]
+                [
+                    s["batch"],
+                    s["prompt"],
+                    s.get("decode_mode", "eager"),
+                    s["decode"],
+                    s["prefill"],
+                    s["greedy_tokens_equal"],
+                ]
                 for s in payload["speedups"]
-            ],
+            ],  # fmt: skip
         )
     )
     return "\n".join(lines)
@@ -308,6 +347,7 @@ def plot(payload: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         log.info("matplotlib is not installed: no plot")
         return None
+    mode = payload["rows"][0].get("decode_mode", "eager")  # the first decode mode measured (graph on CUDA)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, title in (
         (axes[0], "decode_tokens_per_s", "decode"),
@@ -315,7 +355,10 @@ def plot(payload: dict[str, Any], path: Path) -> Path | None:
     ):
         for prompt in sorted({r["prompt"] for r in payload["rows"]}):
             for variant, style in (("dense", "o--"), ("sparse", "s-")):
-                rows = [r for r in payload["rows"] if r["prompt"] == prompt and r["variant"] == variant]
+                rows = [
+                    r for r in payload["rows"]
+                    if (r["prompt"], r["variant"], r.get("decode_mode", "eager")) == (prompt, variant, mode)
+                ]  # fmt: skip
                 ax.plot(
                     [r["batch"] for r in rows],
                     [r[metric]["median"] for r in rows],
@@ -351,7 +394,9 @@ def write_results(
 
 TIMING_NOTE = (
     "wall clock, device synchronised before every read; warm-up excluded; median (min-max) over the repeats, "
-    "dense and sparse alternating. TTFT = prefill forward + first token; decode = the remaining steps. "
+    "dense and sparse alternating. TTFT = prefill forward + first token; decode = the remaining steps, "
+    "'graph': static KV cache, each step one replay of a CUDA graph (no launch overhead), 'eager': one "
+    "launch per kernel (launch overhead included). "
     "Weight GB/s = weight bytes read per decode step (what the backend that ran reads) x steps / decode time."
 )
 

@@ -11,9 +11,15 @@ warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16`` (the triton 3.
 * a group's kept pair ``(v0, v1)`` is one 32-bit word ``P`` (bytes ``v0.lo v0.hi v1.lo v1.hi``);
 * its dense columns ``(c0, c1)`` and ``(c2, c3)`` are ``prmt(P, 0, s_lo)`` and ``prmt(P, 0, s_hi)``, where
   the selectors pick ``v0``'s bytes (0, 1), ``v1``'s (2, 3) or zero bytes (4) per column;
-* the selectors depend only on the group's 4-bit nibble; a table indexed by a whole metadata byte
-  (:func:`prmt_selector_table`, 256 x 16 bytes, read through L1) gives those of two groups in one 16-byte
-  load, so a group costs half a table load and two ``prmt`` instead of a dozen compares and selects.
+* the selectors depend only on the group's 4-bit nibble: a table indexed by a whole metadata byte
+  (:func:`prmt_byte_table`, 256 x 8 bytes: two groups' 32-bit selector words) gives those of two groups in
+  one 8-byte load, so a group costs half a table load, a shift and two ``prmt`` instead of a dozen compares
+  and selects. The 16-byte entries of the ``tl.dot`` kernel's table (:func:`prmt_selector_table`) went
+  through ``cp.async.cg``, which bypasses L1: 16 KB requested from L2 per 9 KB of weight, 3.1 bytes from L2
+  per byte of weight in all (issue 22's memory model, ``bench/results/kernels/compiled-triton-*.md``). The
+  8-byte entries here are read through L1 (``cp.async.ca`` in Triton's pipeline with triton 3.6, an inline
+  ``ld.global.ca`` outside it with 3.9: :data:`TABLE_PIPELINED`): 1.2 bytes from L2 per byte of weight,
+  and the 36 bytes of valid nibble pairs lie in 6 lines, so a warp's 32 gathers cost 2 L1 cycles.
 
 ``prmt`` is PTX (``tl.inline_asm_elementwise``); under Triton's CPU interpreter, which cannot run PTX, the
 same selectors drive :func:`_prmt_by_shifts`, plain integer ops equal to ``prmt`` for every selector the
@@ -99,6 +105,23 @@ def _cached_table(device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64, device=device)
 
 
+def prmt_byte_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(256,)`` int64, indexed by a metadata byte (two groups): the 32-bit word ``s_lo | s_hi << 16``
+    (:func:`prmt_selectors`) of group ``h``'s nibble ``(byte >> 4h) & 15`` in bits ``32h .. 32h + 31``. 2 KB;
+    the 36 bytes of valid nibble pairs lie in 6 of its 16 lines. The decode kernel's table."""
+    return _cached_byte_table(torch.device(device))
+
+
+@functools.cache
+def _cached_byte_table(device: torch.device) -> torch.Tensor:
+    words = [lo | hi << 16 for lo, hi in map(prmt_selectors, range(16))]
+    entries = [words[byte & 0xF] | words[byte >> 4] << 32 for byte in range(256)]
+    # int64 holds the bit pattern (entries with the top bit set are negative).
+    return torch.tensor(
+        [e - (1 << 64) if e >= 1 << 63 else e for e in entries], dtype=torch.int64, device=device
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Triton kernel
 # ----------------------------------------------------------------------------------------------------------
@@ -140,6 +163,36 @@ _PRMT_PTX = tl.constexpr("""{
     }""")
 
 
+# The same from a 32-bit selector word s_lo | s_hi << 16 (prmt reads the low 16 bits of its selector).
+_PRMT_WORD_PTX = tl.constexpr("""{
+    .reg .b32 w, hi;
+    prmt.b32 w, $4, 0, $5;
+    mov.b32 {$0, $1}, w;
+    shr.b32 hi, $5, 16;
+    prmt.b32 w, $4, 0, hi;
+    mov.b32 {$2, $3}, w;
+    }""")
+
+
+@triton.jit
+def _prmt_word_asm(pair, selector, BF16: tl.constexpr):
+    """The four 16-bit columns of each group from its pair word and 32-bit selector word."""
+    if BF16:
+        d0, d1, d2, d3 = tl.inline_asm_elementwise(
+            _PRMT_WORD_PTX,
+            "=h,=h,=h,=h,r,r",
+            [pair, selector],
+            dtype=(tl.bfloat16,) * 4,
+            is_pure=True,
+            pack=1,
+        )
+    else:
+        d0, d1, d2, d3 = tl.inline_asm_elementwise(
+            _PRMT_WORD_PTX, "=h,=h,=h,=h,r,r", [pair, selector], dtype=(tl.float16,) * 4, is_pure=True, pack=1
+        )
+    return d0, d1, d2, d3
+
+
 @triton.jit
 def _prmt_asm(pair, selectors, BF16: tl.constexpr):
     """The four 16-bit columns of each group, from its pair word and selectors (two ``prmt``)."""
@@ -173,6 +226,49 @@ def _expand_24_prmt(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.c
     return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
 
 
+# The selector words of two groups from the byte table, loaded through L1 (ld.global.ca) outside Triton's
+# software pipeline: as a tl.load it would be staged through shared memory with cp.async every tile (16 KB
+# written and read back per 9 KB of weight), and with 16-byte entries bypass L1 (cp.async.cg) and come from
+# L2. The address is base + 8 byte (mad.wide; ptxas makes it LEA + LEA.HI.X).
+_LOAD_CA_PTX = tl.constexpr("""{
+    .reg .b64 address;
+    mad.wide.u32 address, $1, 8, $2;
+    ld.global.ca.b64 $0, [address];
+    }""")
+
+
+@triton.jit
+def _table_entries(table_ptr, index, INTERPRET: tl.constexpr):
+    """int64 ``table_ptr[index]`` by ``ld.global.ca`` (a ``tl.load`` under the interpreter). One source line
+    for both, so that the memory model's address trace (interpreter) and the compiled load share it."""
+    return tl.load(table_ptr + index) if INTERPRET else tl.inline_asm_elementwise(_LOAD_CA_PTX, "=l,r,l", [index, tl.full(index.shape, 0, tl.int64) + table_ptr.to(tl.int64, bitcast=True)], dtype=tl.int64, is_pure=True, pack=1)  # noqa: E501  # fmt: skip
+
+
+@triton.jit
+def _expand_24_bytes(pair, words, table_ptr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                     BF16: tl.constexpr, INTERPRET: tl.constexpr, TABLE_PIPELINED: tl.constexpr):  # fmt: skip
+    """Pairs ``[BLOCK_N, BLOCK_K/4]``, words ``[BLOCK_N, BLOCK_K/32]`` (int32) -> ``[BLOCK_N, BLOCK_K]``, the
+    selector words of each two groups gathered from :func:`prmt_byte_table` by their metadata byte."""
+    G2: tl.constexpr = BLOCK_K // 8
+    shifts = tl.arange(0, 4) * 8
+    byte = tl.reshape((words[:, :, None] >> shifts[None, None, :]) & 0xFF, (BLOCK_N, G2))
+    if TABLE_PIPELINED:  # a tl.load of the table read as int32: word h of the byte's 8-byte entry
+        words_ptr = table_ptr.to(tl.pointer_type(tl.int32), bitcast=True)
+        selector = tl.load(words_ptr + byte[:, :, None] * 2 + tl.arange(0, 2)[None, None, :])  # [BN, G2, 2]
+    else:
+        entry = _table_entries(table_ptr, byte, INTERPRET)  # [BN, G2]: group 2 g2 + h's word in bits 32 h
+        selector = (entry[:, :, None] >> (tl.arange(0, 2) * 32)[None, None, :]).to(tl.int32)  # [BN, G2, 2]
+    pair = tl.reshape(pair, (BLOCK_N, G2, 2))
+    if INTERPRET:
+        d0, d1 = _halves(_prmt_by_shifts(pair, selector & 0xFFFF), BF16)
+        d2, d3 = _halves(_prmt_by_shifts(pair, (selector >> 16) & 0xFFFF), BF16)
+    else:
+        d0, d1, d2, d3 = _prmt_word_asm(pair, selector, BF16)
+    # join(join(d0, d2), join(d1, d3))[n, g2, h, i, j] = d_{2i+j} of group 2 g2 + h: column
+    # 8 g2 + 4h + 2i + j once flattened.
+    return tl.reshape(tl.join(tl.join(d0, d2), tl.join(d1, d3)), (BLOCK_N, BLOCK_K))
+
+
 @triton.jit
 def _decode_tile(
     acc,
@@ -188,6 +284,7 @@ def _decode_tile(
     BF16: tl.constexpr,
     INTERPRET: tl.constexpr,
     MASK_K: tl.constexpr,
+    TABLE_PIPELINED: tl.constexpr,
 ):
     """``acc[n, m] += W[n, tile kt] @ x[m, tile kt]``; ``MASK_K``: the tile reaches past K (zeros there)."""
     k_cols = kt * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -202,7 +299,7 @@ def _decode_tile(
         x = tl.load(x_rows + k_cols[None, :], mask=m_mask[:, None], other=0.0)
         pair = tl.load(p_rows + g[None, :])
         words = tl.load(e_rows + w_idx[None, :])
-    w = _expand_24_prmt(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET)
+    w = _expand_24_bytes(pair, words, table_ptr, BLOCK_N, BLOCK_K, BF16, INTERPRET, TABLE_PIPELINED)
     if INTERPRET:
         return acc + tl.dot(w.to(tl.float32), tl.trans(x).to(tl.float32), input_precision="ieee")
     return acc + tl.dot(w, tl.trans(x))
@@ -213,7 +310,7 @@ def _sparse24_decode_mma_kernel(
     x_ptr,
     p_ptr,  # values as int32: one (v0, v1) pair per group
     meta_ptr,  # metadata as int32: eight groups per word, rows 16-byte aligned (format version 2)
-    table_ptr,  # prmt_selector_table: (256, 2) int64
+    table_ptr,  # prmt_byte_table: (256,) int64
     bias_ptr,
     y_ptr,
     M,
@@ -233,6 +330,7 @@ def _sparse24_decode_mma_kernel(
     BLOCK_K: tl.constexpr,
     EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no row masks
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks
+    TABLE_PIPELINED: tl.constexpr,  # the selector table through Triton's cp.async pipeline (see CONFIGS)
 ):
     """Program (row tile, k-split): ``acc[n, m] = sum_k W[n, k] x[m, k]`` over its K range."""
     pid_n = tl.program_id(0)
@@ -255,15 +353,15 @@ def _sparse24_decode_mma_kernel(
     if EVEN_K:
         for kt in range(k_first, k_last):
             acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, kt, K, BLOCK_K, BLOCK_N, BF16,
-                               INTERPRET, False)  # fmt: skip
+                               INTERPRET, False, TABLE_PIPELINED)  # fmt: skip
     else:
         # Whole tiles unmasked; the last tile of the row, partly past K, masked on its own.
         for kt in range(k_first, min(k_last, k_tiles - 1)):
             acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, kt, K, BLOCK_K, BLOCK_N, BF16,
-                               INTERPRET, False)  # fmt: skip
+                               INTERPRET, False, TABLE_PIPELINED)  # fmt: skip
         if (k_first < k_tiles) & (k_last == k_tiles):  # this split holds the tail (empty splits do not)
             acc = _decode_tile(acc, x_rows, p_rows, e_rows, table_ptr, m_mask, k_tiles - 1, K, BLOCK_K,
-                               BLOCK_N, BF16, INTERPRET, True)  # fmt: skip
+                               BLOCK_N, BF16, INTERPRET, True, TABLE_PIPELINED)  # fmt: skip
 
     y_ptrs = y_ptr + pid_k * stride_ys + offs_m.to(tl.int64)[None, :] * stride_ym + offs_n[:, None]
     y_mask = m_mask[None, :] & n_mask[:, None]
@@ -286,11 +384,18 @@ def _config(bn: int, bk: int, warps: int, stages: int) -> triton.Config:
 
 # Two warps: mma.sync on every target (with four, Triton picks wgmma on sm_90 and stages the register A
 # operand through shared memory: ~120-128 warp-instructions per KB in exploratory compiles for issue 12).
-# 128 x 64 tiles with 4 stages are the one shape those compiles found at <= 90 warp-instructions per KB on
-# sm_90 with both triton 3.6 (80-84) and 3.9 (88-89) and no spills (the committed reports,
-# bench/results/kernels/compiled-triton-*.md, cover it): 64-row tiles reload x's fragments per row tile
-# (91-106), 128 x 128 tiles spill on 3.9 and 5-6 stages add address arithmetic (91 on 3.9).
-CONFIGS = [_config(128, 64, 2, 4)]
+# 128 x 64 tiles: 64-row tiles reload x's fragments per row tile (91-106 warp-instructions per KB in the
+# compiles for issue 12), 128 x 128 tiles spilled on 3.9 and, with the byte table, read 1.34 B from L2 per
+# B of weight on 3.6 (x grows with the tile); stages as TABLE_PIPELINED says.
+TABLE_PIPELINED = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9)
+"""Whether the selector table is a ``tl.load`` that Triton's software pipeline stages (``cp.async.ca``, 8
+bytes: through L1) or an inline ``ld.global.ca`` outside it. Triton 3.6 keeps the expanded tile in
+registers for the ``mma`` only with the pipelined load (with the inline load it stages the tile through
+shared memory: 131 warp-instructions per KB), and with 2 stages issues 84 per KB; triton 3.9 issues 96 with
+the pipelined load and 88 with the inline one and 4 stages (CI compiles for issue 22; the committed
+reports, ``bench/results/kernels/compiled-triton-*.md``, hold each version's choice)."""
+
+CONFIGS = [_config(128, 64, 2, 2 if TABLE_PIPELINED else 4)]
 _INTERPRETER = [_config(32, 128, 1, 1)]
 
 
@@ -301,7 +406,9 @@ EVEN_TILES = {
 """Triton heuristics: whether the tiles divide N and K, so the main loop needs no masks (the GEMV and the
 ``tl.dot`` kernel in :mod:`polysparse.kernels.sparse24_matmul` use them too)."""
 
-_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_decode_mma_kernel)
+_kernel_h = triton.heuristics(dict(EVEN_TILES, TABLE_PIPELINED=lambda args: TABLE_PIPELINED))(
+    _sparse24_decode_mma_kernel
+)
 _kernel_tuned = triton.autotune(
     configs=_INTERPRETER if interpreter_enabled() else CONFIGS,
     key=["N", "K", "SPLIT_K"],
@@ -336,7 +443,7 @@ def sparse24_decode_mma_launch(
     if x2d.stride(1) != 1:
         x2d = x2d.contiguous()
     values, pairs, words = kernel_operands(values, meta)
-    table = prmt_selector_table(x2d.device)
+    table = prmt_byte_table(x2d.device)
     has_bias = bias is not None
 
     def grid(meta_args):

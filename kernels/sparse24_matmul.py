@@ -20,13 +20,14 @@ Values and words are indexed and masked in their own units (and not masked along
 ``cp.async`` together with the x tile.
 
 Decode (M = 1..16) is memory bound: the weight is read once and what counts is how many bytes are in flight
-and how few instructions each byte costs. It does not use this kernel: one row of x goes to the GEMV below
-(``GEMV_MAX_M``), 2..16 rows to the tensor-core decode kernel of
+and how few instructions each byte costs. It does not use this kernel: one row of x goes to the GEMV of
+:mod:`polysparse.kernels.sparse24_gemv` (``GEMV_MAX_M``), 2..16 rows to the tensor-core decode kernel of
 :mod:`polysparse.kernels.sparse24_decode_mma` (``DECODE_MAX_M``), which issues less than half the
 instructions per KB of weight of this kernel at ``BLOCK_M = 16`` (within the <= 90 budget on sm_90).
 When the output has too few tiles to occupy every SM the K range is split over ``SPLIT_K`` programs that
 write float32 partial sums, and a second small kernel adds them in a fixed order (so results are
-deterministic), adds the bias and casts. Small batches (M <= 128) use 32- and 64-row tiles; prefill (M in
+deterministic), adds the bias and casts (:mod:`polysparse.kernels.sparse24_splitk`). Small batches
+(M <= 128) use 32- and 64-row tiles; prefill (M in
 the thousands) is compute bound and uses large square-ish tiles with grouped tile ordering for L2 reuse;
 there the expansion is pure overhead over a dense GEMM, and the runtime should dispatch to cuBLAS or
 cuSPARSELt where they measure faster.
@@ -43,7 +44,6 @@ no autograd formula (inference only).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -51,6 +51,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from polysparse.kernels import sparse24_gemv as gemv
+from polysparse.kernels import sparse24_splitk as splitk
 from polysparse.kernels.dispatch import Impl, choose_impl, interpreter_enabled, launcher
 from polysparse.kernels.sparse24 import check_compressed, decompress_24_reference, kernel_operands
 from polysparse.kernels.sparse24_decode_mma import (
@@ -175,204 +177,6 @@ def _sparse24_matmul_kernel(
         tl.store(y_ptrs, acc, mask=y_mask)
 
 
-@triton.jit
-def _splitk_reduce_kernel(
-    ws_ptr,
-    bias_ptr,
-    y_ptr,
-    M,
-    N,
-    stride_ws,
-    stride_wm,
-    stride_wn,
-    stride_ym,
-    stride_yn,
-    HAS_BIAS: tl.constexpr,
-    SPLIT_K: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
-    """``y = sum_s ws[s] (+ bias)`` in a fixed order, cast to y's dtype."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
-    ws_ptrs = ws_ptr + offs_m.to(tl.int64)[:, None] * stride_wm + offs_n[None, :] * stride_wn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for s in tl.static_range(SPLIT_K):
-        acc += tl.load(ws_ptrs + s * stride_ws, mask=mask, other=0.0)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
-    y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Decode path for one row (M <= GEMV_MAX_M): GEMV on the kept values, no dense tile
-# ----------------------------------------------------------------------------------------------------------
-
-
-def x_pair_table_reference(x2d: torch.Tensor) -> torch.Tensor:
-    """``(M, K)`` -> ``(M, K / 4, 16)`` int64: entry ``[m, g, p0 | p1 << 2]`` holds the float32 pair
-    ``(x[m, 4g + p0], x[m, 4g + p1])``, low word ``p0``'s. Invalid nibbles (``p0 >= p1``) hold pairs too."""
-    m, k = x2d.shape
-    xg = x2d.float().reshape(m, k // 4, 4)
-    nib = torch.arange(16, device=x2d.device)
-    pairs = torch.stack((xg[:, :, nib & 3], xg[:, :, nib >> 2]), dim=-1)  # (M, G, 16, 2) float32
-    return pairs.contiguous().view(torch.int64).reshape(m, k // 4, 16)
-
-
-@triton.jit
-def _x_pair_table_kernel(x_ptr, t_ptr, G, stride_xm, stride_tm, BLOCK_G: tl.constexpr):
-    """One row of :func:`x_pair_table_reference` per ``program_id(1)``, ``BLOCK_G`` groups per program."""
-    offs_g = tl.program_id(0) * BLOCK_G + tl.arange(0, BLOCK_G)
-    g_mask = offs_g < G
-    x_row = x_ptr + tl.program_id(1).to(tl.int64) * stride_xm + offs_g * 4
-    x0 = tl.load(x_row, mask=g_mask, other=0.0).to(tl.float32)[:, None]
-    x1 = tl.load(x_row + 1, mask=g_mask, other=0.0).to(tl.float32)[:, None]
-    x2 = tl.load(x_row + 2, mask=g_mask, other=0.0).to(tl.float32)[:, None]
-    x3 = tl.load(x_row + 3, mask=g_mask, other=0.0).to(tl.float32)[:, None]
-    nib = tl.arange(0, 16)[None, :]
-    p0 = nib & 3
-    p1 = nib >> 2
-    first = tl.where(p0 == 0, x0, tl.where(p0 == 1, x1, tl.where(p0 == 2, x2, x3)))
-    second = tl.where(p1 == 0, x0, tl.where(p1 == 1, x1, tl.where(p1 == 2, x2, x3)))
-    low = first.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
-    high = second.to(tl.int32, bitcast=True).to(tl.int64) << 32
-    t_ptrs = t_ptr + tl.program_id(1).to(tl.int64) * stride_tm + offs_g[:, None] * 16 + nib
-    tl.store(t_ptrs, low | high, mask=g_mask[:, None])
-
-
-@triton.jit
-def _gemv_tile(
-    acc,
-    t_row,
-    v_rows,
-    e_rows,
-    group,
-    shift,
-    n_mask,
-    kt,
-    G,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    BF16: tl.constexpr,
-    MASK_N: tl.constexpr,
-    MASK_K: tl.constexpr,
-):
-    """``acc[w, h, n, q] += v0 * x[p0] + v1 * x[p1]`` for the 32 groups per row of K-tile ``kt``."""
-    WORDS: tl.constexpr = BLOCK_K // 32  # int32 metadata words per row per tile, eight groups each
-    g = kt * (BLOCK_K // 4) + group  # [WORDS, 2, 1, 4]: the group of each pair
-    offs_w = kt * WORDS + tl.arange(0, WORDS)
-    if MASK_K:
-        v_mask = g < G
-        e_mask = (offs_w * 8 < G)[None, :]
-        if MASK_N:
-            v_mask = v_mask & n_mask[None, None, :, None]
-            e_mask = e_mask & n_mask[:, None]
-        pair = tl.load(v_rows + g, mask=v_mask, other=0)
-        words = tl.load(e_rows + offs_w[None, :], mask=e_mask, other=0)
-    elif MASK_N:
-        pair = tl.load(v_rows + g, mask=n_mask[None, None, :, None], other=0)
-        words = tl.load(e_rows + offs_w[None, :], mask=n_mask[:, None], other=0)
-    else:
-        pair = tl.load(v_rows + g)
-        words = tl.load(e_rows + offs_w[None, :])
-    nib = (tl.reshape(tl.trans(words), (WORDS, 1, BLOCK_N, 1)) >> shift) & 0xF
-    if MASK_K:  # noqa: SIM108 (other= needs a mask)
-        t = tl.load(t_row + g * 16 + nib, mask=g < G, other=0)
-    else:
-        t = tl.load(t_row + g * 16 + nib)
-    # The pair's float32 bits: x[p0] in the low word, x[p1] in the high word.
-    x_first = (t & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True)
-    x_second = (t >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-    if BF16:  # bf16 -> fp32 is a 16-bit shift of the bits
-        v0 = (pair << 16).to(tl.float32, bitcast=True)
-        v1 = (pair & -65536).to(tl.float32, bitcast=True)
-    else:
-        v0 = (pair & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
-        v1 = (pair >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
-    acc = acc + v0 * x_first
-    acc = acc + v1 * x_second
-    return acc
-
-
-@triton.jit
-def _sparse24_gemv_kernel(
-    t_ptr,  # (M, K/4, 16) int64: x's pair table (x_pair_table_reference)
-    v_ptr,  # values as int32: one (v0, v1) pair per group
-    meta_ptr,  # metadata as int32: eight groups per word
-    bias_ptr,
-    y_ptr,
-    M,
-    N,
-    K,
-    stride_tm,
-    stride_vn,  # in int32 pairs
-    stride_en16,  # row stride of the metadata in 16-byte units (format version 2 pads rows to 16 bytes)
-    stride_ys,
-    stride_ym,
-    HAS_BIAS: tl.constexpr,
-    SPLIT_K: tl.constexpr,
-    BF16: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no row masks
-    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K tail
-):
-    """Program (row tile, k-split, x row): ``y[m, rows] (+)= W[rows, k range] @ x[m, k range]``.
-
-    A thread owns one weight row per 128 columns: eight 16-byte loads of values (32 groups) and one 16-byte
-    load of metadata (four int32 words), so every load is a full vector and no data crosses threads until
-    the final sum. Each kept value meets its x entry through one 8-byte gather from the pair table.
-    """
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_m = tl.program_id(2)
-    WORDS: tl.constexpr = BLOCK_K // 32
-    G = K // 4
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = offs_n < N
-    offs_h = tl.arange(0, 2)
-    offs_q = tl.arange(0, 4)
-    # Pair (w, h, q) of a tile is group 8w + 4h + q; its nibble sits at bit 16h + 4q of word w.
-    group = (
-        tl.arange(0, WORDS)[:, None, None, None] * 8
-        + offs_h[None, :, None, None] * 4
-        + offs_q[None, None, None, :]
-    )
-    shift = offs_h[None, :, None, None] * 16 + offs_q[None, None, None, :] * 4
-    rows64 = offs_n.to(tl.int64)
-    v_rows = v_ptr + rows64[None, None, :, None] * stride_vn
-    e_rows = meta_ptr + rows64[:, None] * (stride_en16 * 4)  # a multiple of 4 int32: 16-byte aligned rows
-    t_row = t_ptr + pid_m.to(tl.int64) * stride_tm
-
-    k_tiles = tl.cdiv(K, BLOCK_K)
-    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
-    k_first = pid_k * tiles_per_split
-    k_last = min(k_first + tiles_per_split, k_tiles)
-    acc = tl.zeros((WORDS, 2, BLOCK_N, 4), dtype=tl.float32)
-    if EVEN_K:
-        for kt in range(k_first, k_last):
-            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, shift, n_mask, kt, G, BLOCK_N, BLOCK_K, BF16,
-                             not EVEN_N, False)  # fmt: skip
-    else:
-        # Whole tiles unmasked; the last tile of the row, partly past K, masked on its own.
-        for kt in range(k_first, min(k_last, k_tiles - 1)):
-            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, shift, n_mask, kt, G, BLOCK_N, BLOCK_K, BF16,
-                             not EVEN_N, False)  # fmt: skip
-        if (k_first < k_tiles) & (k_last == k_tiles):  # this split holds the tail (empty splits do not)
-            acc = _gemv_tile(acc, t_row, v_rows, e_rows, group, shift, n_mask, k_tiles - 1, G, BLOCK_N,
-                             BLOCK_K, BF16, not EVEN_N, True)  # fmt: skip
-    out = tl.sum(tl.sum(tl.sum(acc, axis=3), axis=1), axis=0)
-    y_ptrs = y_ptr + pid_k * stride_ys + pid_m.to(tl.int64) * stride_ym + offs_n
-    if SPLIT_K == 1:
-        if HAS_BIAS:
-            out += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-        tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask)
-    else:
-        tl.store(y_ptrs, out, mask=n_mask)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Autotuning
 # ----------------------------------------------------------------------------------------------------------
@@ -443,14 +247,6 @@ _sparse24_matmul = triton.autotune(
 )(_sparse24_matmul_kernel_h)
 
 
-# The decode GEMV: a thread per row and 128 columns per step; the program's rows are one warp's multiple.
-GEMV_CONFIGS = [
-    triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=1),
-    triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=2, num_stages=1),
-    triton.Config({"BLOCK_N": 256, "BLOCK_K": 128}, num_warps=8, num_stages=1),
-]
-_GEMV_INTERPRETER = [triton.Config({"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=1, num_stages=1)]
-
 GEMV_MAX_M = 1
 """Calls with at most this many rows of ``x`` take the GEMV path. From the compiled code on sm_90
 (``bench/results/kernels/compiled-triton-*.md``): the GEMV issues ~72 warp-instructions per KB of weight
@@ -462,40 +258,22 @@ DECODE_MAX_M = 16
 rows); larger M the ``tl.dot`` kernel here."""
 
 
-_sparse24_gemv_kernel_h = triton.heuristics(EVEN_TILES)(_sparse24_gemv_kernel)
-_sparse24_gemv = triton.autotune(
-    configs=_GEMV_INTERPRETER if interpreter_enabled() else GEMV_CONFIGS,
-    key=["N", "K", "SPLIT_K"],
-)(_sparse24_gemv_kernel_h)
-
-JIT_KERNELS = {
-    "dot": _sparse24_matmul_kernel,
-    "gemv": _sparse24_gemv_kernel,
-    "x_pair_table": _x_pair_table_kernel,
-    "splitk_reduce": _splitk_reduce_kernel,
-}
-"""This module's ``@triton.jit`` kernels by role: what ``bench/kernels/compiled.py`` compiles ahead of time
-(the tuned configurations are :data:`SMALL_CONFIGS` and :data:`PREFILL_CONFIGS` for ``dot``,
-:data:`GEMV_CONFIGS` for ``gemv``)."""
-
-_TUNED = {"dot": _sparse24_matmul, "gemv": _sparse24_gemv}
+JIT_KERNELS = {"dot": _sparse24_matmul_kernel}
+"""This module's ``@triton.jit`` kernel: what ``bench/kernels/compiled.py`` compiles ahead of time (the tuned
+configurations are :data:`SMALL_CONFIGS` and :data:`PREFILL_CONFIGS`); the GEMV, the tensor-core decode
+kernel and the split-K reduction live in their own modules."""
 
 
 def tuned_config(kernel: str) -> triton.Config | None:
     """The configuration the autotuner of ``"dot"`` or ``"gemv"`` chose at its last tuning (None before)."""
-    return getattr(_TUNED[kernel], "best_config", None)
+    if kernel == "gemv":
+        return gemv.tuned_config()
+    return getattr(_sparse24_matmul, "best_config", None)
 
 
 def m_bucket(m: int) -> int:
     """``ceil(log2(M))``: the batch-size bucket that autotuning (and the dispatch table) is keyed on."""
     return max(0, math.ceil(math.log2(max(m, 1))))
-
-
-@functools.cache
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1  # the interpreter: no parallelism to fill
 
 
 def default_split_k(m: int, n: int, k: int, device: torch.device) -> int:
@@ -504,131 +282,20 @@ def default_split_k(m: int, n: int, k: int, device: torch.device) -> int:
         return 1
     tiles = triton.cdiv(n, 128) * triton.cdiv(m, 16)
     split = 1
-    while split < 16 and 2 * split * tiles <= _num_sms(device) and k // (2 * split) >= 512:
+    while split < 16 and 2 * split * tiles <= splitk.num_sms(device) and k // (2 * split) >= 512:
         split *= 2
     return split
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Host wrapper
+# Host wrappers
 # ----------------------------------------------------------------------------------------------------------
-
-
-def gemv_split_k(m: int, n: int, k: int, device: torch.device) -> int:
-    """K-splits for the GEMV: about two programs per SM, each split keeping >= 512 columns."""
-    tiles = triton.cdiv(n, 128) * m
-    split = 1
-    while split < 16 and 2 * split * tiles <= 2 * _num_sms(device) and k // (2 * split) >= 512:
-        split *= 2
-    return split
-
-
-def _reduce_splits(partials: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
-    m, n = out.shape
-    block_m, block_n = 16, 128
-    _splitk_reduce_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
-        partials,
-        bias if bias is not None else partials,
-        out,
-        m,
-        n,
-        partials.stride(0),
-        partials.stride(1),
-        partials.stride(2),
-        out.stride(0),
-        out.stride(1),
-        HAS_BIAS=bias is not None,
-        SPLIT_K=partials.shape[0],
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-    )
-
-
-def x_pair_table(x2d: torch.Tensor) -> torch.Tensor:
-    """:func:`x_pair_table_reference` with the Triton kernel (one launch)."""
-    m, k = x2d.shape
-    if x2d.stride(1) != 1:
-        x2d = x2d.contiguous()
-    table = torch.empty(m, k // 4, 16, dtype=torch.int64, device=x2d.device)
-    block_g = 64
-    _x_pair_table_kernel[(triton.cdiv(k // 4, block_g), m)](
-        x2d, table, k // 4, x2d.stride(0), table.stride(0), BLOCK_G=block_g, num_warps=4
-    )
-    return table
-
-
-def _split_k_target(out: torch.Tensor, split_k: int) -> torch.Tensor:
-    """Where a kernel writes: ``out`` itself, or ``(split_k, M, N)`` fp32 partial sums for
-    :func:`_finish_split_k` to reduce into it."""
-    if split_k == 1:
-        return out
-    m, n = out.shape
-    return torch.empty(split_k, m, n, dtype=torch.float32, device=out.device)
-
-
-def _finish_split_k(target: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-    """``out``, with the partial sums of a split-K launch (and the bias) reduced into it."""
-    if target is not out:
-        _reduce_splits(target, bias, out)
-    return out
-
-
-def _sparse24_gemv_triton(
-    x2d: torch.Tensor,
-    values: torch.Tensor,
-    meta: torch.Tensor,
-    bias: torch.Tensor | None,
-    out: torch.Tensor,
-    *,
-    split_k: int | None = None,
-    config: triton.Config | None = None,
-) -> torch.Tensor:
-    """The decode path into a preallocated ``out`` ``(M, N)``: pair table, GEMV, split-K reduction."""
-    m, k = x2d.shape
-    n = values.shape[0]
-    if m == 0:
-        return out
-    if split_k is None:
-        split_k = gemv_split_k(m, n, k, x2d.device)
-    table = x_pair_table(x2d)
-    values, pairs, words = kernel_operands(values, meta)
-    target = _split_k_target(out, split_k)
-    has_bias = bias is not None
-
-    def grid(meta_args):
-        return triton.cdiv(n, meta_args["BLOCK_N"]), split_k, m
-
-    kernel, extra = launcher(_sparse24_gemv, _sparse24_gemv_kernel_h, config)
-    kernel[grid](
-        table,
-        pairs,
-        words,
-        bias if has_bias else values,
-        target,
-        m,
-        n,
-        k,
-        table.stride(0),
-        pairs.stride(0),
-        words.stride(0) // 4,
-        target.stride(0) if split_k > 1 else 0,
-        target.stride(-2),
-        HAS_BIAS=has_bias,
-        SPLIT_K=split_k,
-        BF16=x2d.dtype == torch.bfloat16,
-        **extra,
-    )
-    return _finish_split_k(target, bias, out)
 
 
 def decode_split_k(n: int, k: int, device: torch.device) -> int:
     """K-splits for the tensor-core decode kernel (128-row tiles): about two programs per SM, each split
     keeping >= 512 columns."""
-    tiles = triton.cdiv(n, 128)
-    split = 1
-    while split < 16 and 2 * split * tiles <= 2 * _num_sms(device) and k // (2 * split) >= 512:
-        split *= 2
-    return split
+    return splitk.split_for_programs(triton.cdiv(n, 128), k, device)
 
 
 def _sparse24_decode_triton(
@@ -648,9 +315,9 @@ def _sparse24_decode_triton(
         return out
     if split_k is None:
         split_k = decode_split_k(n, k, x2d.device)
-    target = _split_k_target(out, split_k)
+    target = splitk.split_k_target(out, split_k)
     sparse24_decode_mma_launch(x2d, values, meta, bias, target, split_k, config=config)
-    return _finish_split_k(target, bias, out)
+    return splitk.finish_split_k(target, bias, out)
 
 
 def _sparse24_linear_triton(
@@ -676,7 +343,7 @@ def _sparse24_linear_triton(
     has_bias = bias is not None
     bias_arg = bias if has_bias else values  # never read when HAS_BIAS is False
     _, pairs, words = kernel_operands(values, meta)
-    target = _split_k_target(out, split_k)
+    target = splitk.split_k_target(out, split_k)
     stride_s = target.stride(0) if split_k > 1 else 0
 
     def grid(meta_args):
@@ -708,7 +375,7 @@ def _sparse24_linear_triton(
         INTERPRET=interpreter_enabled(),
         **extra,
     )
-    return _finish_split_k(target, bias, out)
+    return splitk.finish_split_k(target, bias, out)
 
 
 def sparse24_linear_unsupported(dtype: torch.dtype, out_features: int, in_features: int) -> str | None:
@@ -738,7 +405,7 @@ def _sparse24_linear_op(x, values, meta, bias, impl):
     x2d = x.reshape(-1, k)
     out = torch.empty(x2d.shape[0], n, dtype=x.dtype, device=x.device)
     if x2d.shape[0] <= GEMV_MAX_M:
-        _sparse24_gemv_triton(x2d, values, meta, bias, out)
+        gemv.sparse24_gemv_triton(x2d, values, meta, bias, out)
     elif x2d.shape[0] <= DECODE_MAX_M:
         _sparse24_decode_triton(x2d, values, meta, bias, out)
     else:

@@ -46,6 +46,8 @@ _EXPORTS = {
     "sparsify_model": "swap",
     "synchronize": "timing",
     "time_generation": "timing",
+    "time_generation_graphed": "graph_decode",
+    "graph_decode_reason": "graph_decode",
     "weight_bytes_per_step": "timing",
 }
 

@@ -192,12 +192,13 @@ def _provider_calls(provider: str, x: torch.Tensor, weights) -> tuple[list[Calla
 def _triton_config(x: torch.Tensor, k: int, n: int) -> str:
     """The kernel the op dispatched this M to, its tuned configuration and K-splits."""
     from polysparse.kernels import sparse24_decode_mma as dm
+    from polysparse.kernels import sparse24_gemv as gemv
     from polysparse.kernels import sparse24_matmul as sm
 
     m = x.shape[0]
     if m <= sm.GEMV_MAX_M:
         best = sm.tuned_config("gemv")
-        return f"gemv {best}; SPLIT_K={sm.gemv_split_k(m, n, k, x.device)}"
+        return f"gemv {best}; SPLIT_K={gemv.gemv_split_k(m, n, k, x.device)}"
     if m <= sm.DECODE_MAX_M:
         best = dm.tuned_config()
         return f"decode_mma {best}; SPLIT_K={sm.decode_split_k(n, k, x.device)}"

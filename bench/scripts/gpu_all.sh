@@ -18,7 +18,8 @@
 #   topk               25 s   mask selection kernels vs reference
 #   sparsegpt          35 s   SparseGPT block solve vs reference loop
 #   e2e-llama-3-8b     50 s   random weights at Llama-3-8B shapes (4 of 32 blocks), 2:4, polysparse bench:
-#                             decode at batch 1 and 16 after 2k and 4k-token prompts (prefill 2k-4k)
+#                             decode at batch 1 and 16 after 2k and 4k-token prompts (prefill 2k-4k), each
+#                             step one CUDA-graph replay with a static KV cache, then eager as a second row
 #   e2e-qwen2.5-7b     50 s   the same at Qwen2.5-7B shapes (4 of 28 blocks)
 #   e2e-gemma-3-270m   40 s   the same at Gemma 3 270M shapes (all 18 blocks)
 #                     ----

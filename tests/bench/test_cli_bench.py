@@ -66,7 +66,7 @@ def test_bench_writes_json_markdown_and_plot(sparse_dir, tmp_path, capsys):
     assert payload["environment"]["versions"]["torch"] == torch.__version__
     assert payload["load_average_1min"]["cpus"] >= 1
     markdown = stem.with_suffix(".md").read_text()
-    assert "| batch | prompt | model |" in markdown and "ran: dense" in markdown
+    assert "| batch | prompt | decode | model |" in markdown and "ran: dense" in markdown
     pytest.importorskip("matplotlib")
     assert stem.with_suffix(".png").stat().st_size > 0
     assert "decode" in capsys.readouterr().out

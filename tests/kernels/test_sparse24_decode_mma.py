@@ -13,6 +13,7 @@ import triton
 from helpers.sparse24_cases import DEVICE, TOL, expected, make_case
 from polysparse.kernels import sparse24_decode_mma as dm
 from polysparse.kernels import sparse24_matmul as sm
+from polysparse.kernels import sparse24_splitk as splitk
 
 VALID_NIBBLES = [p0 | p1 << 2 for p1 in range(4) for p0 in range(p1)]  # p0 < p1: what the compressor writes
 
@@ -56,6 +57,20 @@ def test_selector_table_tensor():
     assert dm.prmt_selector_table("cpu") is table  # one table per device
 
 
+def test_byte_table_tensor():
+    table = dm.prmt_byte_table("cpu")
+    assert table.dtype == torch.int64 and table.shape == (256,)  # 2 KB
+    for byte in range(256):
+        entry = int(table[byte]) & (1 << 64) - 1
+        for h in range(2):
+            s_lo, s_hi = dm.prmt_selectors((byte >> (4 * h)) & 0xF)
+            assert (entry >> (32 * h)) & 0xFFFFFFFF == s_lo | s_hi << 16
+    assert dm.prmt_byte_table("cpu") is table  # one table per device
+    # The bytes of two valid nibbles (p0 < p1) lie in 6 of the table's 16 lines of 128 bytes.
+    valid = [n for n in range(16) if (n & 3) < (n >> 2)]
+    assert len({(lo | hi << 4) * 8 // 128 for lo in valid for hi in valid}) == 6
+
+
 def _run(m, k, n, dtype, bias, split_k, block_n, block_k):
     x, values, meta, b, dense = make_case((m,), k, n, dtype, bias)
     out = torch.full((m, n), float("nan"), dtype=dtype, device=DEVICE)
@@ -79,6 +94,14 @@ def _run(m, k, n, dtype, bias, split_k, block_n, block_k):
 @pytest.mark.parametrize("bias", [False, True])
 def test_decode_kernel_matches_dense(m, k, n, split_k, block_n, block_k, dtype, bias):
     _run(m, k, n, dtype, bias, split_k, block_n, block_k)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_both_table_paths_match_dense(monkeypatch, pipelined):
+    # The selector table is a pipelined tl.load (triton < 3.9) or an inline ld.global.ca (3.9): the same
+    # words either way (under the interpreter both are a load of the same table).
+    monkeypatch.setattr(dm, "TABLE_PIPELINED", pipelined)
+    _run(7, 320, 192, torch.bfloat16, True, 2, 128, 64)
 
 
 def test_decode_kernel_takes_unaligned_views_and_strided_x():
@@ -111,7 +134,7 @@ def test_configs_fit_the_kernel():
 
 def test_decode_split_heuristic(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(sm, "_num_sms", lambda device: 132)
+    monkeypatch.setattr(splitk, "num_sms", lambda device: 132)
     assert sm.decode_split_k(4096, 4096, cpu) == 8  # 32 row tiles x 8 splits = 256 programs
     assert sm.decode_split_k(14336, 4096, cpu) == 2  # 112 row tiles
     assert sm.decode_split_k(640, 640, cpu) == 1  # too short a K to split
