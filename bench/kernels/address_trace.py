@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from polysparse.sparsify.strict_json import write_json
+
 
 def trace(launch: Callable[[], object], files: set[str], program: tuple[int, int, int] = (0, 0, 0)):
     """Run ``launch()`` under the interpreter and return ``{kernel name: {"loads": {line: [record]},
@@ -178,7 +180,7 @@ def run(specs: dict[str, dict[str, Any]], timeout: float = 1800) -> dict[str, An
     ``{key: {kernel name: trace}}``."""
     with tempfile.TemporaryDirectory(prefix="polysparse-trace-") as folder:
         spec_path, out_path = Path(folder) / "specs.json", Path(folder) / "traces.pkl"
-        spec_path.write_text(json.dumps(specs))
+        write_json(spec_path, specs)
         env = dict(os.environ, TRITON_INTERPRET="1")
         command = [sys.executable, "-P", "-m", "polysparse.bench.kernels.address_trace"]
         proc = subprocess.run(

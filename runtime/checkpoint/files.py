@@ -26,6 +26,7 @@ from polysparse.runtime.checkpoint.errors import (
 )
 from polysparse.sparsify.output import REPORT_FILE, atomic_output_folder
 from polysparse.sparsify.streaming import SafetensorsCheckpoint
+from polysparse.sparsify.strict_json import write_json
 
 # Files copied from a source folder next to the weights: the tokenizer's, and the pruning report.
 SIDE_FILES = (
@@ -150,7 +151,7 @@ def write_config(
         path = folder / "config.json"
         entries = json.loads(path.read_text(encoding="utf-8"))
         entries["transformers_weights"] = weights_entry
-        path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json(path, entries, sort_keys=True)
     generation = getattr(model, "generation_config", None)
     if generation is not None:
         generation.save_pretrained(folder)

@@ -23,6 +23,7 @@ from polysparse.runtime.linear import backend_runs
 from polysparse.runtime.serving.generation import Completion
 from polysparse.runtime.serving.model import ServedModel
 from polysparse.runtime.serving.requests import RequestError, parse_chat, parse_completion
+from polysparse.sparsify.strict_json import dumps as strict_dumps
 
 log = logging.getLogger("polysparse.runtime.serving")
 
@@ -92,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def _send_json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode("utf-8")
+        data = strict_dumps(body, indent=None).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _event(self, payload: dict[str, Any] | str) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
+        text = payload if isinstance(payload, str) else strict_dumps(payload, indent=None)
         self._chunk(f"data: {text}\n\n".encode())
 
     def _read_body(self) -> Any:
