@@ -45,7 +45,8 @@ def test_plain_row_is_the_recipe_s_method_and_pattern():
 
 
 def test_ood_specs_keep_the_languages_the_source_has(fortune_root):
-    assert {k: str(v) for k, v in recovery.ood_specs("fortunes", ("de", "ja")).items()} == {"de": "fortunes:de"}
+    found = recovery.ood_specs("fortunes", ("de", "ja"))
+    assert {lang: str(spec) for lang, spec in found.items()} == {"de": "fortunes:de"}
     assert recovery.ood_specs(None, ("de",)) == {}
 
 

@@ -1,4 +1,4 @@
-"""fortunes:LANG: entries of fortune's collections, technical collections left out, classical Chinese found."""
+"""fortunes:LANG: entries of fortune's collections, technical ones left out, classical Chinese found."""
 
 import os
 
@@ -21,10 +21,12 @@ def fortune_root(tmp_path, monkeypatch):
     os.symlink(tmp_path / "wisdom", tmp_path / "wisdom.u8")
     (tmp_path / "linux").write_text("Use the source, Luke.\n%\n", "utf-8")
     (tmp_path / "chinese").write_text("在 Debian 这种规模的项目中\n%\n", "utf-8")  # the Debian Reference
-    (tmp_path / "tang300").write_text("\x1b[32m《静夜思》\x1b[m\n床前明月光，疑是地上霜。\n%\nNo Chinese here.\n", "utf-8")
+    poem = "\x1b[32m《静夜思》\x1b[m\n床前明月光，疑是地上霜。\n%\nNo Chinese here.\n"
+    (tmp_path / "tang300").write_text(poem, "utf-8")
     german = tmp_path / "de"
     german.mkdir()
-    (german / "zitate").write_text("Wer A sagt, muss auch B sagen.   \n%\nWer A sagt, muss auch B sagen.\n", "utf-8")
+    saying = "Wer A sagt, muss auch B sagen."
+    (german / "zitate").write_text(f"{saying}   \n%\n{saying}\n", "utf-8")
     (german / "computer").write_text("Der Rechner stürzt ab.\n%\n", "utf-8")
     monkeypatch.setenv("POLYSPARSE_FORTUNES_ROOT", str(tmp_path))
     return tmp_path
