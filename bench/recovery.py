@@ -1,8 +1,10 @@
 """Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
 A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]]
-[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
-``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only the layers whose names match (a cheap partial run).
+[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [iters=N] [damp=X] [targets=REGEX] [windows=N]
+[calib=SPEC]``, e.g. ``wanda 2:4 +recon steps=64`` or ``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only
+the layers whose names match (a cheap partial run), ``damp=`` is SparseGPT's and ADMM's ``percdamp``,
+``windows=`` and ``calib=`` replace the run's calibration window count and spec for that recipe.
 Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
 mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
 and seed) and scored on the study's held-out evaluation windows of every language in ``--eval-langs``, so the
@@ -75,6 +77,7 @@ class Recipe:
         keys = {"steps": ("reconstruct_steps", int), "lr": ("reconstruct_lr", float)}
         keys.update({"m": ("owl_m", float), "lambda": ("owl_lambda", float)})
         keys["iters"] = ("admm_iterations", int)
+        keys["damp"] = ("percdamp", float)
         calib, windows = None, None
         for word in words[2:]:
             if word == "+admm":

@@ -30,6 +30,7 @@ def test_recipe_words_for_its_own_calibration():
     assert recipe.windows == 64 and recipe.calib == "handbook:de=0.5,manpages:de=0.5"
     assert recipe.config(nsamples=16, seqlen=512, seed=0).nsamples == 64
     assert Recipe.parse("wanda 2:4").config(16, 512, 0).nsamples == 16
+    assert Recipe.parse("sparsegpt 2:4 +admm damp=0.1").config(16, 512, 0).percdamp == 0.1
     with pytest.raises(ConfigError, match="windows"):
         Recipe.parse("wanda 2:4 windows=0")
     with pytest.raises(ConfigError, match="calib=handbook.*NAME:ARGUMENT"):
