@@ -7,7 +7,8 @@ PYTHON ?= python3
 # The CPU build of torch 2.13 lies on this machine's disk (PIP_FIND_LINKS); a GPU machine keeps its own.
 TORCH_SPEC ?= torch==2.13.0
 DEBIAN_PACKAGES = iso-codes debian-handbook installation-guide-amd64 \
-	manpages-de manpages-fr manpages-ru manpages-ja manpages-zh manpages-es manpages-pl manpages-uk
+	manpages-de manpages-fr manpages-ru manpages-ja manpages-zh manpages-es manpages-pl manpages-uk \
+	fortunes fortunes-de fortunes-ru fortunes-zh
 PYTEST_ARGS ?=
 
 BIN = $(VENV)/bin

@@ -1,8 +1,10 @@
 """Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
 A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]]
-[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
-``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only the layers whose names match (a cheap partial run).
+[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [iters=N] [damp=X] [targets=REGEX] [windows=N]
+[calib=SPEC]``, e.g. ``wanda 2:4 +recon steps=64`` or ``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only
+the layers whose names match (a cheap partial run), ``damp=`` is SparseGPT's and ADMM's ``percdamp``,
+``windows=`` and ``calib=`` replace the run's calibration window count and spec for that recipe.
 Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
 mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
 and seed) and scored on the study's held-out evaluation windows of every language in ``--eval-langs``, so the
@@ -31,7 +33,9 @@ from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.bench.study import eval_spec, language_spec, mix_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
+from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
+from polysparse.sparsify.corpora import SourceSpec, normalize_language
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
@@ -41,13 +45,24 @@ from polysparse.sparsify.reconstruction import EVAL_BATCHES
 RESULT_NEUTRAL_FIELDS = ("offload", "offload_dir")
 """``PruneConfig`` fields that do not change the pruned weights (where activations wait between blocks)."""
 
+OOD_SOURCE = "fortunes"
+"""The out-of-domain evaluation source: quotations, jokes, sayings and verse (``fortune``'s collections in
+English, German, Russian and classical Chinese poems), unlike every calibration source, which are all
+technical documentation or software messages (handbook, installation guide, man pages, gettext)."""
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named pruning recipe: the words it was written as, and the configuration they mean."""
+    """A named pruning recipe: the words it was written as, and the configuration they mean.
+
+    ``calib`` (word ``calib=SPEC``, e.g. ``calib=handbook:de=0.5,manpages:de=0.5``) replaces the run's
+    calibration spec and ``windows`` (word ``windows=N``) its number of calibration windows, for this recipe.
+    """
 
     text: str
     settings: dict[str, Any]
+    calib: str | None = None
+    windows: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Recipe:
@@ -62,6 +77,8 @@ class Recipe:
         keys = {"steps": ("reconstruct_steps", int), "lr": ("reconstruct_lr", float)}
         keys.update({"m": ("owl_m", float), "lambda": ("owl_lambda", float)})
         keys["iters"] = ("admm_iterations", int)
+        keys["damp"] = ("percdamp", float)
+        calib, windows = None, None
         for word in words[2:]:
             if word == "+admm":
                 settings["update"] = "admm"
@@ -73,15 +90,25 @@ class Recipe:
                 settings["sparsity_profile"] = word[1:]
             elif word.startswith("targets="):  # prune only the layers whose names match (a partial run)
                 settings["targets"] = (word.split("=", 1)[1],)
+            elif word.startswith("calib="):
+                try:
+                    calib = CalibrationSpec.parse(word.split("=", 1)[1]).text
+                except ValueError as error:
+                    raise ConfigError(f"recipe {text!r}: {error}") from None
+            elif word.startswith("windows="):
+                windows = int(word.split("=", 1)[1])
+                if windows < 1:
+                    raise ConfigError(f"recipe {text!r}: windows must be a positive whole number")
             elif "=" in word and word.split("=", 1)[0] in keys:
                 name, kind = keys[word.split("=", 1)[0]]
                 settings[name] = kind(word.split("=", 1)[1])
             else:
                 raise ConfigError(f"recipe {text!r}: unknown word {word!r}")
         PruneConfig(**settings)  # validates
-        return cls(" ".join(words), settings)
+        return cls(" ".join(words), settings, calib, windows)
 
     def config(self, nsamples: int, seqlen: int, seed: int) -> PruneConfig:
+        nsamples = self.windows or nsamples
         return PruneConfig(nsamples=nsamples, seqlen=seqlen, seed=seed, **self.settings)
 
 
@@ -145,6 +172,22 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def ood_specs(source: str | None, langs: tuple[str, ...]) -> dict[str, SourceSpec]:
+    """The out-of-domain spec of every language in ``langs`` that ``source`` has on this machine."""
+    if source is None:
+        return {}
+    from polysparse.sparsify.corpora import available_corpora
+
+    have = {info.lang for info in available_corpora((source,))}
+    return {lang: SourceSpec.of(source, lang) for lang in langs if normalize_language(lang) in have}
+
+
+def plain_row(rows: list[dict[str, Any]], recipe: str) -> dict[str, Any] | None:
+    """The row of ``recipe``'s plain method (its first two words, ``sparsegpt 2:4``) in ``rows``, if any."""
+    plain = " ".join(recipe.split()[:2])
+    return next((row for row in rows if row["recipe"] == plain), None) if recipe != "dense" else None
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 
@@ -165,10 +208,17 @@ def run_recipes(
     seed: int = 0,
     calib_source: str = "handbook",
     eval_source: str = "install-guide",
+    ood_source: str | None = OOD_SOURCE,
+    ood_windows: int = 16,
     name: str = "recipes",
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Compute every missing cell of ``recipes`` x ``eval_langs`` (plus the dense row); write JSON and MD."""
+    """Compute every missing cell of ``recipes`` x ``eval_langs`` (plus the dense row); write JSON and MD.
+
+    Every row is scored twice per language where ``ood_source`` has it: on the study's held-out windows of
+    ``eval_source`` (in domain: documentation, like the calibration) and on ``ood_windows`` held-out windows
+    of the same length of ``ood_source`` (out of domain: another kind of text; :func:`ood_specs`).
+    """
     from polysparse.bench.assets import resolve_model
 
     plan = StudyPlan(
@@ -186,7 +236,9 @@ def run_recipes(
     store = CellStore(cells)
     model_path = resolve_model(model)
     specs = {lang: eval_spec(plan, lang)[0] for lang in eval_langs}
-    eval_key = f"{eval_windows}x{eval_seqlen}-s{seed}"
+    ood = ood_specs(ood_source, eval_langs)
+    scored = [(lang, "perplexity", spec, eval_windows) for lang, spec in specs.items()]
+    scored += [(lang, "ood_perplexity", spec, ood_windows) for lang, spec in ood.items()]
     rows: list[dict[str, Any]] = []
     held_out: dict[str, Any] = {}
     for recipe in [None, *recipes]:
@@ -195,25 +247,31 @@ def run_recipes(
             key = cell_key(label, {"model": model, "label": label})
         else:
             config = recipe.config(nsamples, seqlen, seed)
+            recipe_calib = CalibrationSpec.parse(recipe.calib) if recipe.calib else calib_spec
             legacy = legacy_cell_key(
-                recipe, model=model, calib=str(calib_spec), nsamples=nsamples, seqlen=seqlen, seed=seed
+                recipe, model=model, calib=str(recipe_calib), nsamples=nsamples, seqlen=seqlen, seed=seed
             )
             key = cell_group(
-                store, recipe_cell_key(recipe, config, model=model, calib=str(calib_spec)), legacy, config
+                store, recipe_cell_key(recipe, config, model=model, calib=str(recipe_calib)), legacy, config
             )
-        row: dict[str, Any] = {"recipe": label, "calib": None if recipe is None else calib, "perplexity": {}}
+        row: dict[str, Any] = {
+            "recipe": label,
+            "calib": None if recipe is None else recipe.calib or calib,
+            "perplexity": {},
+            "ood_perplexity": {},
+        }
         missing = []
-        for lang in eval_langs:
-            cell = store.get(key, f"{str(specs[lang]).replace(':', '_')}-{eval_key}")
+        for lang, column, spec, count in scored:
+            cell = store.get(key, f"{str(spec).replace(':', '_')}-{count}x{eval_seqlen}-s{seed}")
             if cell is None:
-                missing.append(lang)
+                missing.append((lang, column, spec, count))
             else:
-                row["perplexity"][lang] = cell["perplexity"]
+                row[column][lang] = cell["perplexity"]
         info = store.get(key, "row") if recipe is not None else {}
         if missing or info is None:
             lm, tokenizer = load_causal_lm(model_path, "auto")
             if recipe is not None:
-                windows = calibration_windows(calib_spec, tokenizer, nsamples, seqlen, seed)
+                windows = calibration_windows(recipe_calib, tokenizer, config.nsamples, seqlen, seed)
                 load_before, started = load_average(), time.perf_counter()
                 report = prune_model(lm, config, windows, progress=not quiet)
                 info = {
@@ -228,23 +286,28 @@ def run_recipes(
                     "sparsity_profile": report.profile,
                 }
                 store.put(key, "row", info)
-            for lang in missing:
-                spec = specs[lang]
+            for lang, column, spec, count in missing:
                 if spec not in held_out:
-                    held_out[spec] = evaluation_windows(spec, tokenizer, eval_windows, eval_seqlen, seed)
+                    held_out[spec] = evaluation_windows(spec, tokenizer, count, eval_seqlen, seed)
                 value = perplexity(lm, held_out[spec]).to_dict()
                 value.update(row=label, eval_spec=str(spec))
-                store.put(key, f"{str(spec).replace(':', '_')}-{eval_key}", value)
-                row["perplexity"][lang] = value["perplexity"]
+                store.put(key, f"{str(spec).replace(':', '_')}-{count}x{eval_seqlen}-s{seed}", value)
+                row[column][lang] = value["perplexity"]
             del lm
         row.update(info or {})
         rows.append(row)
         if not quiet:
             print(label, {k: round(v, 2) for k, v in row["perplexity"].items()}, flush=True)
-    dense = rows[0]["perplexity"]
+    dense, dense_ood = rows[0]["perplexity"], rows[0]["ood_perplexity"]
     for row in rows:
         row["ratio_to_dense"] = {lang: row["perplexity"][lang] / dense[lang] for lang in eval_langs}
         row["worst_ratio_to_dense"] = max(row["ratio_to_dense"].values())
+        row["ood_ratio_to_dense"] = {lang: row["ood_perplexity"][lang] / dense_ood[lang] for lang in ood}
+        plain = plain_row(rows, row["recipe"])
+        row["plain_recipe"] = plain["recipe"] if plain else None
+        plain_ood = plain["ood_perplexity"] if plain else {}
+        ood_row = row["ood_perplexity"]
+        row["ood_ratio_to_plain"] = {lang: ood_row[lang] / plain_ood[lang] for lang in plain_ood}
     payload = {
         "plan": {
             "model": model,
@@ -252,6 +315,8 @@ def run_recipes(
             "nsamples": nsamples,
             "seqlen": seqlen,
             "eval": {lang: str(specs[lang]) for lang in eval_langs},
+            "ood_eval": {lang: str(spec) for lang, spec in ood.items()},
+            "ood_windows": ood_windows,
             "eval_windows": eval_windows,
             "eval_seqlen": eval_seqlen,
             "seed": seed,
@@ -267,9 +332,11 @@ def run_recipes(
 
 def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
     plan = payload["plan"]
+    ood = plan.get("ood_eval", {})
     headers = ["recipe", *[f"{lang} ppl (x dense)" for lang in eval_langs]]
     if len(eval_langs) > 1:
         headers.append("worst x dense")
+    headers += [f"{lang} out of domain (x dense, x plain)" for lang in ood]
     headers += ["prune s", "load avg"]
     body = []
     for row in payload["rows"]:
@@ -278,6 +345,13 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
             cells.append(f"{row['perplexity'][lang]:.2f} ({row['ratio_to_dense'][lang]:.2f}x)")
         if len(eval_langs) > 1:
             cells.append(f"{row['worst_ratio_to_dense']:.2f}")
+        for lang in ood:
+            to_plain = row["ood_ratio_to_plain"].get(lang)
+            cells.append(
+                f"{row['ood_perplexity'][lang]:.2f} ({row['ood_ratio_to_dense'][lang]:.2f}x"
+                + (f", {to_plain:.2f}x" if to_plain is not None else "")
+                + ")"
+            )
         seconds = row.get("prune_seconds")
         cells.append(f"{seconds:.0f}" if seconds else "-")
         load = (row.get("load_average_before"), row.get("load_average_after"))
@@ -286,7 +360,16 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
     note = (
         f"`{Path(plan['model']).name}` calibrated on {plan['nsamples']} windows x {plan['seqlen']} tokens of "
         f"`{plan['calib']}`, perplexity on {plan['eval_windows']} held-out windows x {plan['eval_seqlen']} "
-        f"tokens of {', '.join(f'`{s}`' for s in plan['eval'].values())} (the study's windows). "
+        f"tokens of {', '.join(f'`{s}`' for s in plan['eval'].values())} (the study's windows)"
+        + (
+            f"; out of domain on {plan.get('ood_windows')} held-out windows x {plan['eval_seqlen']} tokens "
+            f"of {', '.join(f'`{s}`' for s in ood.values())} "
+            "(x plain: against the plain method's row, the recipe's first two words). "
+            if ood
+            else ". "
+        )
+        + "Calibration windows, source and count, are the recipe's own where its words say so (`calib=`, "
+        "`windows=`). "
         "Prune seconds: calibration and pruning, loading excluded; load average (1 min) before / after "
         "each prune."
     )
@@ -307,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--cells", default="runs/recovery_cells")
     parser.add_argument("--name", default="recipes", help="stem of the JSON / Markdown files written")
+    parser.add_argument(
+        "--ood-source", default=OOD_SOURCE, help="out-of-domain evaluation source ('none': no such column)"
+    )
+    parser.add_argument("--ood-windows", type=int, default=16)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_recipes(
@@ -321,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         seqlen=args.seqlen,
         eval_windows=args.eval_windows,
         eval_seqlen=args.eval_seqlen,
+        ood_source=None if args.ood_source == "none" else args.ood_source,
+        ood_windows=args.ood_windows,
         name=args.name,
         quiet=args.quiet,
     )

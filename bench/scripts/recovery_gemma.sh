@@ -3,7 +3,7 @@
 # handbook:de for calibration, 4 held-out windows x 256 tokens of install-guide:de for evaluation (the
 # windows of bench/results/study/gemma-3-270m: the dense row reproduces its 24.66).
 # -> bench/results/recovery/gemma-3-270m/{goals,goals50,target_partial,recon_sweep_b3,recon_sweep_b11}.{md,json},
-#    mix-*.md, single-*.md, mix-wanda-50-owl.md (steps mix, singles, owl)
+#    mix-*.md, single-*.md, mix-wanda-50-owl.md (steps mix, singles, owl), goals-ood.md (step ood)
 # Cells are kept in runs/recovery_cells: an interrupted run recomputes only what is missing; a run with
 # every cell present only rewrites the table. OMP_NUM_THREADS=1 because the 2-core machine was shared by
 # four engineers: two-thread torch ops waited on descheduled threads (bench/results/sparsegpt_speed).
@@ -40,6 +40,20 @@ if [[ $STEP == all || $STEP == goals ]]; then
     --recipe "wanda 2:4" --recipe "wanda 2:4 +recon lr=1e-4" --recipe "wanda 2:4 +admm +recon" \
     --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --recipe "sparsegpt 2:4 +admm +recon" \
     --recipe "sparsegpt 0.5 +owl"
+fi
+if [[ $STEP == all || $STEP == ood ]]; then
+  # Issue 27: the 2:4 recipes scored out of domain as well (16 held-out windows x 256 tokens of fortunes:de:
+  # quotations, jokes and sayings; bench/recovery.py's default --ood-source) beside the study's install-guide
+  # windows, with 64 calibration windows (handbook alone, or mixed with man pages and gettext strings) and 64
+  # reconstruction steps. Cells in runs/ood_cells (the rows need their models again for the new column).
+  MIX="calib=handbook:de=0.5,manpages:de=0.25,gettext:de=0.25"
+  MIX8="calib=handbook:de=0.75,manpages:de=0.125,gettext:de=0.125"
+  nice -n 10 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/ood_cells --name goals-ood \
+    --calib de --eval-langs de \
+    --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64" \
+    --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64 $MIX" \
+    --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64 $MIX8" \
+    --recipe "wanda 2:4" --recipe "wanda 2:4 +admm +recon windows=64 steps=64 $MIX"
 fi
 if [[ $STEP == all || $STEP == goals50 ]]; then
   # The 50% goal: SparseGPT 50% with the optimal update and reconstruction (more steps in the last row).

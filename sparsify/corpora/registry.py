@@ -1,8 +1,8 @@
 """Source specs (``name:argument``), what is installed, and the deterministic calibration / evaluation split.
 
 Sources (see each module): ``text:PATH[:LANG]``, ``handbook:LANG``, ``install-guide:LANG``, ``manpages:LANG``,
-``gettext:LANG``, ``hf:DATASET[:CONFIG[:SPLIT]]:LANG``. Parallel text and translation prompts are in
-:mod:`polysparse.sparsify.corpora.parallel`.
+``gettext:LANG``, ``fortunes:LANG``, ``hf:DATASET[:CONFIG[:SPLIT]]:LANG``. Parallel text and translation
+prompts are in :mod:`polysparse.sparsify.corpora.parallel`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from polysparse.sparsify.corpora import gettext_mo, handbook, install_guide, manpages
+from polysparse.sparsify.corpora import fortunes, gettext_mo, handbook, install_guide, manpages
 from polysparse.sparsify.corpora.documents import Document, EmptyCorpusError, SourceSpecError
 from polysparse.sparsify.corpora.hf_datasets import load_hf_documents
 from polysparse.sparsify.corpora.html_book import book_statistics
@@ -45,11 +45,12 @@ SOURCES: dict[str, Callable[[SourceSpec], list[Document]]] = {
     "install-guide": _by_language(install_guide.load_install_guide_documents),
     "manpages": _by_language(manpages.load_manpage_documents),
     "gettext": _by_language(gettext_mo.load_gettext_documents),
+    "fortunes": _by_language(fortunes.load_fortune_documents),
     "hf": load_hf_documents,
 }
 """Every source by the name used in specs; each takes the parsed spec and returns documents."""
 
-INSTALLED_SOURCES = ("handbook", "install-guide", "manpages", "gettext")
+INSTALLED_SOURCES = ("handbook", "install-guide", "manpages", "gettext", "fortunes")
 """The sources that read Debian packages installed on this machine (listed by :func:`available_corpora`)."""
 
 
@@ -99,6 +100,8 @@ def _source_statistics(source: str) -> tuple[dict[str, tuple[int, int]], dict[st
         return manpages.quick_statistics(), _locales_by_language(manpages.installed_locales())
     if source == "gettext":
         return gettext_mo.quick_statistics(), _locales_by_language(gettext_mo.installed_locales())
+    if source == "fortunes":
+        return fortunes.quick_statistics(), _locales_by_language(fortunes.installed_locales())
     raise SourceSpecError(
         f"{source!r} is not an installed source; installed sources: {', '.join(INSTALLED_SOURCES)}"
     )
@@ -111,6 +114,8 @@ def _package(source: str, lang: str) -> str:
         return install_guide.PACKAGE
     if source == "manpages":
         return manpages.PACKAGES.get(lang, "(translations shipped by individual packages)")
+    if source == "fortunes":
+        return fortunes.PACKAGES.get(lang, "(no Debian package known)")
     return "(catalogues shipped by each program's package)"
 
 
@@ -168,6 +173,11 @@ def missing_corpora_hint(source: str, lang: str | None = None) -> str:
             "programs translated into the language, and make sure dpkg does not drop /usr/share/locale "
             "(check path-exclude lines in /etc/dpkg/dpkg.cfg.d/, as slim container images set)"
         )
+    if source == "fortunes":
+        package = fortunes.PACKAGES.get(normalize_language(lang)) if lang is not None else "fortunes"
+        if package is None:
+            return f"fortunes: Debian has no fortune collection in {language_name(lang)}"
+        return f"fortunes: install the Debian package {package} (sudo apt-get install {package})"
     if source == "hf":
         return "hf: pip install datasets, and have the dataset in the local cache when offline"
     if source == "text":

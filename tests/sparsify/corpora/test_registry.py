@@ -20,14 +20,14 @@ def toy_documents(n: int, text: str = "kite") -> list[Document]:
 
 
 def test_every_source_is_registered():
-    assert set(SOURCES) == {"text", "handbook", "install-guide", "manpages", "gettext", "hf"}
+    assert set(SOURCES) == {"text", "handbook", "install-guide", "manpages", "gettext", "fortunes", "hf"}
 
 
 def test_bad_specs():
     with pytest.raises(ValueError, match="NAME:ARGUMENT"):
         load_documents(SourceSpec.parse("handbook"))
     with pytest.raises(
-        ValueError, match="known sources: gettext, handbook, hf, install-guide, manpages, text"
+        ValueError, match="known sources: fortunes, gettext, handbook, hf, install-guide, manpages, text"
     ):
         load_documents(SourceSpec.parse("wiki:de"))
 
