@@ -6,10 +6,10 @@ is never resumed after the model was edited in place (issue 14). Loaded models a
 blocks are not in memory, hash their safetensors files
 (:meth:`~polysparse.sparsify.streaming.SafetensorsCheckpoint.content_digest`) on top of the parameters
 outside the blocks. This script times both against the time to load the model, on Gemma 3 270M and on the
-random Llama of :mod:`polysparse.bench.large_model_proof`, and writes
+random Llama of :mod:`polysparse.bench.experiments.large_model_proof`, and writes
 ``bench/results/reliability/fingerprint-cost.json`` and ``.md``.
 
-``python -P -m polysparse.bench.fingerprint_cost --work runs/large`` (builds the 3.4 GB model there if needed;
+``python -P -m polysparse.bench.experiments.fingerprint_cost --work runs/large`` (builds the 3.4 GB model there if needed;
 ``--large-layers 4`` builds a smaller one of the same width).
 """
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from polysparse.bench.assets import resolve_model
-    from polysparse.bench.large_model_proof import CONFIG, build_model
+    from polysparse.bench.experiments.large_model_proof import CONFIG, build_model
 
     config = dict(CONFIG)
     name = "random-llama"
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         "hashes the loaded parameters (the first pass also pages in the memory-mapped weights), 'files' the "
         "safetensors files as a streamed run does (read right after loading: from the page cache). Load "
         f"average {load_before} before, {load_after} after ({os.cpu_count()} CPU threads). "
-        "Command: python -P -m polysparse.bench.fingerprint_cost\n\n" + table
+        "Command: python -P -m polysparse.bench.experiments.fingerprint_cost\n\n" + table
     )
     stem.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)

@@ -1,7 +1,7 @@
 """``x^T x`` for SparseGPT's Hessian on the CPU: one product against :func:`~polysparse.sparsify.stats.gram`'s
 panels, on Gemma 3 270M's layer input widths and one calibration window per call (what the hooks see).
 
-    OMP_NUM_THREADS=1 python -P -m polysparse.bench.gram_speed --out bench/results/sparsegpt_speed
+    OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.gram_speed --out bench/results/sparsegpt_speed
 
 Writes ``gram.{json,md}``: median milliseconds per call over ``--repeats`` calls, and whether each panel's
 result is bitwise equal to the single product.
@@ -39,7 +39,7 @@ def measure(tokens: int, repeats: int, seed: int = 0) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.gram_speed")
+    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.gram_speed")
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", default="bench/results/sparsegpt_speed")

@@ -1,6 +1,6 @@
 """Prune models whose weights or activations are large, and record peak host memory (issue 6).
 
-``python -P -m polysparse.bench.large_model_proof --work runs/large`` builds a Llama-architecture model with
+``python -P -m polysparse.bench.experiments.large_model_proof --work runs/large`` builds a Llama-architecture model with
 random weights (about 3.4 GB of float32 safetensors, sharded), then runs ``polysparse prune`` with Wanda and
 SparseGPT under ``/usr/bin/time -v``, streaming (``--stream on``) and, for contrast, loading the whole
 model (``--stream off``, Wanda only), and writes peak resident memory against the model size to
@@ -125,7 +125,7 @@ def activation_offload_proof(work: Path, stem: Path) -> None:
         f"{ACTIVATION_CONFIG['num_hidden_layers']} blocks, hidden {ACTIVATION_CONFIG['hidden_size']}) pruned "
         f"with Wanda 50% on CPU, calibrated on {n} windows x {length} tokens of handbook:en: "
         f"{copy_bytes / 1e9:.2f} GB of float32 activations per copy between blocks. "
-        "Command: python -P -m polysparse.bench.large_model_proof --activations\n\n" + table
+        "Command: python -P -m polysparse.bench.experiments.large_model_proof --activations\n\n" + table
     )
     stem.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(["method", "--stream", "peak RSS (GB)", "peak RSS / model size", "wall (s)"], rows)
     text = (
         f"Random-weight Llama model, {size / 1e9:.2f} GB of float32 safetensors, pruned to 50% on CPU with "
-        "8 windows x 128 tokens of handbook:en. Command: python -P -m polysparse.bench.large_model_proof\n\n"
+        "8 windows x 128 tokens of handbook:en. Command: python -P -m polysparse.bench.experiments.large_model_proof\n\n"
         + table
     )
     stem.with_suffix(".md").write_text(text, encoding="utf-8")

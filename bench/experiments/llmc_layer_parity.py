@@ -200,7 +200,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.llmc_layer_parity")
+    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.llmc_layer_parity")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump")
     d.add_argument("--model", default="gemma-3-270m")

@@ -45,7 +45,7 @@ def prune_polysparse(
     import torch
 
     from polysparse.bench.jobs import prune_job
-    from polysparse.bench.recovery import Recipe
+    from polysparse.bench.experiments.recovery import Recipe
 
     settings = Recipe.parse(recipe).settings
     load_before, started = os.getloadavg()[0], time.perf_counter()
@@ -171,7 +171,7 @@ def seeds_summary(tables: list[Path], recipe: str, out: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.llmc_side_by_side")
+    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.llmc_side_by_side")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("windows")
     p = sub.add_parser("prune")

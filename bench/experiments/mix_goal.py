@@ -6,7 +6,7 @@ nothing new. A setting's goal holds when the mix row's worst-language ratio to d
 every single-language row, the best recipe's and the study's plain ones alike; while a single-language row
 of the best recipe is missing, the table says so instead of a verdict.
 
-    python -P -m polysparse.bench.mix_goal --recovery bench/results/recovery/gemma-3-270m \\
+    python -P -m polysparse.bench.experiments.mix_goal --recovery bench/results/recovery/gemma-3-270m \\
         --study bench/results/study/gemma-3-270m
 """
 
@@ -122,7 +122,7 @@ def markdown(summaries: list[dict[str, Any]], langs: tuple[str, ...] = LANGS) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -P -m polysparse.bench.mix_goal", description=__doc__.split("\n")[0]
+        prog="python -P -m polysparse.bench.experiments.mix_goal", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--recovery", type=Path, default=Path("bench/results/recovery/gemma-3-270m"))
     parser.add_argument("--study", type=Path, default=Path("bench/results/study/gemma-3-270m"))

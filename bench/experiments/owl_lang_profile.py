@@ -5,7 +5,7 @@ pruned): the plain OWL profile on the mixed tokens, then ``owl-lang``'s ratio pe
 their maximum. The windows are the recovery bench's and the study's mix row (``--nsamples`` windows of
 ``--seqlen`` tokens, equal shares of ``--langs`` of the calibration source).
 
-    OMP_NUM_THREADS=1 python -P -m polysparse.bench.owl_lang_profile --out bench/results/recovery/gemma-3-270m
+    OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.owl_lang_profile --out bench/results/recovery/gemma-3-270m
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from polysparse.sparsify.profiles import owl_profile
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -P -m polysparse.bench.owl_lang_profile", description=__doc__
+        prog="python -P -m polysparse.bench.experiments.owl_lang_profile", description=__doc__
     )
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--langs", default="en,de,ru,zh,ja,ar")
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{lang['block_sparsity'][block]:.3f}",
             ]
         )
-    command = "OMP_NUM_THREADS=1 python -P -m polysparse.bench.owl_lang_profile " + shlex.join(
+    command = "OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.owl_lang_profile " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
     payload = {

@@ -11,7 +11,7 @@ are kept in ``--cells``: an interrupted run recomputes only what is missing. A r
 its *effective* settings (:func:`effective_settings`: every resolved ``PruneConfig`` field and the defaults
 of the steps it runs), not on the words it is written with, so a changed default never reuses stale cells.
 
-    python -P -m polysparse.bench.recovery --out bench/results/recovery/gemma-3-270m \\
+    python -P -m polysparse.bench.experiments.recovery --out bench/results/recovery/gemma-3-270m \\
         --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --calib de --eval-langs de
 """
 
@@ -294,7 +294,7 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.recovery", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.recovery", description=__doc__)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--recipe", action="append", required=True, help="a recipe (repeatable)")
     parser.add_argument("--calib", default="de", help="calibration language, or 'mix' (of --langs)")

@@ -11,7 +11,7 @@ down 640x2048) and one 512-token calibration window per batch:
 Before and after alternate, ``--repeats`` times each, and the medians are reported, so both see the same
 machine load; the ratios are the result, the seconds depend on the load (recorded).
 
-    python -P -m polysparse.bench.sparsegpt_speed --out bench/results/sparsegpt_speed
+    python -P -m polysparse.bench.experiments.sparsegpt_speed --out bench/results/sparsegpt_speed
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _timed(fn) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.sparsegpt_speed")
+    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.sparsegpt_speed")
     parser.add_argument("--out", required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=512)

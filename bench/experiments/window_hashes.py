@@ -16,7 +16,7 @@ the fingerprints of that text so that a run before and a run after the change ca
 - ``installed``: a digest of the installed files each source read (a different package version gives
   different text, so the other hashes only compare between runs with equal digests).
 
-    python -P -m polysparse.bench.window_hashes --model gemma-3-270m --out bench/results/corpora
+    python -P -m polysparse.bench.experiments.window_hashes --model gemma-3-270m --out bench/results/corpora
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 import torch
 
-from polysparse.bench.admm_speed import _layer, held_rho_update
+from polysparse.bench.experiments.admm_speed import _layer, held_rho_update
 from polysparse.sparsify.methods.admm import admm_update
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from polysparse.bench import llmc_layer_parity as parity
+from polysparse.bench.experiments import llmc_layer_parity as parity
 
 
 def _spd(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from polysparse.bench.llmc_side_by_side import seeds_summary
+from polysparse.bench.experiments.llmc_side_by_side import seeds_summary
 
 
 def _table(folder, seed, theirs, ours):

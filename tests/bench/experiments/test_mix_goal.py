@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from polysparse.bench import mix_goal
+from polysparse.bench.experiments import mix_goal
 
 DENSE = {"en": 10.0, "de": 20.0}
 LANGS = ("en", "de")

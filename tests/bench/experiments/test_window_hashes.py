@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from polysparse.bench import window_hashes as wh
+from polysparse.bench.experiments import window_hashes as wh
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BASELINE = ROOT / "bench" / "results" / "corpora" / "window-hashes-before.json"
 
 
