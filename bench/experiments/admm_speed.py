@@ -14,7 +14,8 @@ Layers: Gemma 3 270M's shapes (q 1024x640, k and v 256x640, o 640x1024, gate and
 640x2048), 2:4 masks by magnitude, Hessians from correlated random inputs with outlier features. Old and
 new alternate ``--repeats`` times on one thread and the medians are reported, so both see the same load.
 
-    OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.admm_speed --out bench/results/recovery/gemma-3-270m
+    OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.admm_speed \\
+        --out bench/results/recovery/gemma-3-270m
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def _timed(fn):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.admm_speed", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -P -m polysparse.bench.experiments.admm_speed", description=__doc__
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=20)

@@ -9,8 +9,8 @@ outside the blocks. This script times both against the time to load the model, o
 random Llama of :mod:`polysparse.bench.experiments.large_model_proof`, and writes
 ``bench/results/reliability/fingerprint-cost.json`` and ``.md``.
 
-``python -P -m polysparse.bench.experiments.fingerprint_cost --work runs/large`` (builds the 3.4 GB model there if needed;
-``--large-layers 4`` builds a smaller one of the same width).
+``python -P -m polysparse.bench.experiments.fingerprint_cost --work runs/large`` (builds the 3.4 GB model
+there if needed; ``--large-layers 4`` builds a smaller one of the same width).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Prune models whose weights or activations are large, and record peak host memory (issue 6).
 
-``python -P -m polysparse.bench.experiments.large_model_proof --work runs/large`` builds a Llama-architecture model with
-random weights (about 3.4 GB of float32 safetensors, sharded), then runs ``polysparse prune`` with Wanda and
-SparseGPT under ``/usr/bin/time -v``, streaming (``--stream on``) and, for contrast, loading the whole
-model (``--stream off``, Wanda only), and writes peak resident memory against the model size to
+``python -P -m polysparse.bench.experiments.large_model_proof --work runs/large`` builds a Llama-architecture
+model with random weights (about 3.4 GB of float32 safetensors, sharded), then runs ``polysparse prune`` with
+Wanda and SparseGPT under ``/usr/bin/time -v``, streaming (``--stream on``) and, for contrast, loading the
+whole model (``--stream off``, Wanda only), and writes peak resident memory against the model size to
 ``bench/results/large_model/random-llama.json`` and ``.md``.
 
 ``--activations`` instead builds a small random Llama (two blocks, hidden 1024) and calibrates it on many
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(["method", "--stream", "peak RSS (GB)", "peak RSS / model size", "wall (s)"], rows)
     text = (
         f"Random-weight Llama model, {size / 1e9:.2f} GB of float32 safetensors, pruned to 50% on CPU with "
-        "8 windows x 128 tokens of handbook:en. Command: python -P -m polysparse.bench.experiments.large_model_proof\n\n"
-        + table
+        "8 windows x 128 tokens of handbook:en. "
+        "Command: python -P -m polysparse.bench.experiments.large_model_proof\n\n" + table
     )
     stem.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)

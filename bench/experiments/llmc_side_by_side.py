@@ -44,8 +44,8 @@ def prune_polysparse(
 ) -> None:
     import torch
 
-    from polysparse.bench.jobs import prune_job
     from polysparse.bench.experiments.recovery import Recipe
+    from polysparse.bench.jobs import prune_job
 
     settings = Recipe.parse(recipe).settings
     load_before, started = os.getloadavg()[0], time.perf_counter()

@@ -5,7 +5,8 @@ pruned): the plain OWL profile on the mixed tokens, then ``owl-lang``'s ratio pe
 their maximum. The windows are the recovery bench's and the study's mix row (``--nsamples`` windows of
 ``--seqlen`` tokens, equal shares of ``--langs`` of the calibration source).
 
-    OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.owl_lang_profile --out bench/results/recovery/gemma-3-270m
+    OMP_NUM_THREADS=1 python -P -m polysparse.bench.experiments.owl_lang_profile \\
+        --out bench/results/recovery/gemma-3-270m
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ text, never seen in training): the block output error relative to the error befo
 the target it was trained on (``dense``: the dense model's own output; ``prefix``: the dense block on the
 pruned prefix's inputs). The calibration windows are the study's (same source, count, length, seed).
 
-    python -P -m polysparse.bench.experiments.recon_sweep --block 3 --recipe "wanda 2:4" --lr 1e-4,3e-4,1e-3 --steps 32 \\
+    python -P -m polysparse.bench.experiments.recon_sweep --block 3 --recipe "wanda 2:4" \\
+        --lr 1e-4,3e-4,1e-3 --steps 32 \\
         --out bench/results/recovery/gemma-3-270m --name recon_sweep_b3
 """
 
@@ -26,8 +27,8 @@ from typing import Any
 
 import torch
 
-from polysparse.bench.plans import StudyPlan
 from polysparse.bench.experiments.recovery import Recipe
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.bench.study import eval_spec, language_spec
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
@@ -198,7 +199,9 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.recon_sweep", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -P -m polysparse.bench.experiments.recon_sweep", description=__doc__
+    )
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--block", type=int, required=True)
     parser.add_argument("--recipe", default="wanda 2:4", help="how the prefix and the block are pruned")

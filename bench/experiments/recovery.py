@@ -294,7 +294,9 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m polysparse.bench.experiments.recovery", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -P -m polysparse.bench.experiments.recovery", description=__doc__
+    )
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--recipe", action="append", required=True, help="a recipe (repeatable)")
     parser.add_argument("--calib", default="de", help="calibration language, or 'mix' (of --langs)")

@@ -4,8 +4,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from polysparse.bench.experiments import recovery
 from polysparse.bench.cells import CellStore
+from polysparse.bench.experiments import recovery
 from polysparse.bench.experiments.recovery import Recipe
 from polysparse.sparsify.config import ConfigError, PruneConfig
 
