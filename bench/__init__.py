@@ -1,8 +1,9 @@
 """polysparse.bench: the ``polysparse`` command line, the jobs behind its commands, benchmarks and reports.
 
-The commands are plain functions with keyword arguments (``prune_job(model=..., pattern="2:4", ...)`` does
-what ``polysparse prune`` does). Names are imported on first use, so
-``python -P -m polysparse.bench.<module>`` runs a module without importing the rest.
+The commands are plain functions of their settings (``prune_job(PruneRun(...), PruneConfig(...))`` does what
+``polysparse prune`` does; :mod:`polysparse.bench.plans`). Names are imported on first use, so
+``python -P -m polysparse.bench.<module>`` runs a module without importing the rest. One-off measurements live
+in ``bench/experiments/``, which the wheel leaves out.
 """
 
 if __name__ != "polysparse.bench":  # the folder imported as a bare top-level package

@@ -44,21 +44,13 @@ def prune_polysparse(
 ) -> None:
     import torch
 
-    from polysparse.bench.experiments.recovery import Recipe
     from polysparse.bench.jobs import prune_job
+    from polysparse.bench.plans import PruneRun
+    from polysparse.bench.recipes import Recipe
 
-    settings = Recipe.parse(recipe).settings
+    config = Recipe.parse(recipe).config(nsamples, seqlen, seed)
     load_before, started = os.getloadavg()[0], time.perf_counter()
-    payload = prune_job(
-        model=model,
-        out=str(out),
-        calib=calib,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        seed=seed,
-        quiet=True,
-        **settings,
-    )
+    payload = prune_job(PruneRun(model=model, out=str(out), calib=calib, quiet=True), config)
     record = {
         "tool": "polysparse",
         "recipe": recipe,

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from polysparse.bench.experiments.recovery import Recipe
 from polysparse.bench.plans import StudyPlan
+from polysparse.bench.recipes import Recipe
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.bench.study import eval_spec, language_spec
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows

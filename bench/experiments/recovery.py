@@ -1,15 +1,14 @@
 """Recipes side by side on the study's windows: plain methods, ADMM update, block-wise reconstruction, OWL.
 
-A *recipe* is written as words: ``<method> <pattern or sparsity> [+admm] [+recon[=dense|prefix]]
-[+owl|+owl-lang] [steps=N] [lr=X] [m=M] [lambda=L] [targets=REGEX]``, e.g. ``wanda 2:4 +recon steps=64`` or
-``sparsegpt 0.5 +admm +owl``; ``targets=`` prunes only the layers whose names match (a cheap partial run).
-Every recipe is calibrated on ``--calib`` (a language of the calibration source, or ``mix`` for an equal
-mixture of ``--langs``) with exactly the windows ``polysparse study`` draws (same source, count, length
-and seed) and scored on the study's held-out evaluation windows of every language in ``--eval-langs``, so the
-numbers compare with ``bench/results/study``. Cells (one per recipe, calibration and evaluation language)
-are kept in ``--cells``: an interrupted run recomputes only what is missing. A recipe's cells are keyed on
-its *effective* settings (:func:`effective_settings`: every resolved ``PruneConfig`` field and the defaults
-of the steps it runs), not on the words it is written with, so a changed default never reuses stale cells.
+A *recipe* (:mod:`polysparse.bench.recipes`: ``wanda 2:4 +recon steps=64``, ``sparsegpt 0.5 +admm +owl``) is
+one pruning configuration written as words. Every recipe is calibrated on ``--calib`` (a language of the
+calibration source, or ``mix`` for an equal mixture of ``--langs``) with exactly the windows ``polysparse
+study`` draws (same source, count, length and seed) and scored on the study's held-out evaluation windows of
+every language in ``--eval-langs``, so the numbers compare with ``bench/results/study``. Cells (one per
+recipe, calibration and evaluation language) are kept in ``--cells``: an interrupted run recomputes only what
+is missing. A recipe's cells are keyed on its effective settings
+(:func:`~polysparse.bench.recipes.recipe_cell_key`); cells written under the older word-only keys are reused
+only where the configuration they recorded matches (:func:`cell_group`).
 
     python -P -m polysparse.bench.experiments.recovery --out bench/results/recovery/gemma-3-270m \\
         --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --calib de --eval-langs de
@@ -18,97 +17,21 @@ of the steps it runs), not on the words it is written with, so a changed default
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.plans import StudyPlan
+from polysparse.bench.recipes import Recipe, as_json, effective_settings, recipe_cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.bench.study import eval_spec, language_spec, mix_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
-from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
+from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
 from polysparse.sparsify.loading import load_causal_lm
-from polysparse.sparsify.methods.admm import admm_update
-from polysparse.sparsify.reconstruction import EVAL_BATCHES
-
-RESULT_NEUTRAL_FIELDS = ("offload", "offload_dir")
-"""``PruneConfig`` fields that do not change the pruned weights (where activations wait between blocks)."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named pruning recipe: the words it was written as, and the configuration they mean."""
-
-    text: str
-    settings: dict[str, Any]
-
-    @classmethod
-    def parse(cls, text: str) -> Recipe:
-        words = text.split()
-        if len(words) < 2:
-            raise ConfigError(f"recipe {text!r}: write '<method> <pattern or sparsity> [+admm] [+recon] ...'")
-        settings: dict[str, Any] = {"method": words[0]}
-        if ":" in words[1]:
-            settings["pattern"] = str(NMPattern.parse(words[1]))
-        else:
-            settings["sparsity"] = float(words[1])
-        keys = {"steps": ("reconstruct_steps", int), "lr": ("reconstruct_lr", float)}
-        keys.update({"m": ("owl_m", float), "lambda": ("owl_lambda", float)})
-        keys["iters"] = ("admm_iterations", int)
-        for word in words[2:]:
-            if word == "+admm":
-                settings["update"] = "admm"
-            elif word.startswith("+recon"):
-                settings["reconstruct"] = "blockwise"
-                if "=" in word:
-                    settings["reconstruct_target"] = word.split("=", 1)[1]
-            elif word in ("+owl", "+owl-lang"):
-                settings["sparsity_profile"] = word[1:]
-            elif word.startswith("targets="):  # prune only the layers whose names match (a partial run)
-                settings["targets"] = (word.split("=", 1)[1],)
-            elif "=" in word and word.split("=", 1)[0] in keys:
-                name, kind = keys[word.split("=", 1)[0]]
-                settings[name] = kind(word.split("=", 1)[1])
-            else:
-                raise ConfigError(f"recipe {text!r}: unknown word {word!r}")
-        PruneConfig(**settings)  # validates
-        return cls(" ".join(words), settings)
-
-    def config(self, nsamples: int, seqlen: int, seed: int) -> PruneConfig:
-        return PruneConfig(nsamples=nsamples, seqlen=seqlen, seed=seed, **self.settings)
-
-
-def effective_settings(config: PruneConfig) -> dict[str, Any]:
-    """Everything that decides the weights a recipe prunes to, as JSON values: the key of its cells.
-
-    Every ``PruneConfig`` field as resolved (defaults included) but the result-neutral ones, plus the defaults
-    of the steps the driver runs that are not ``PruneConfig`` fields: the ADMM solve's keyword defaults
-    (``rho_start``, ``rho_end``, ``solver``) with ``update="admm"``, and the number of batches on which
-    reconstruction decides whether to keep its training with ``reconstruct="blockwise"``.
-    """
-    settings = {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS}
-    if config.update == "admm":
-        parameters = inspect.signature(admm_update).parameters.values()
-        settings["admm_defaults"] = {
-            p.name: p.default
-            for p in parameters
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("percdamp", "iterations", "start")
-        }
-    if config.reconstruct != "none":
-        settings["reconstruct_eval_batches"] = EVAL_BATCHES
-    return _as_json(settings)
-
-
-def recipe_cell_key(recipe: Recipe, config: PruneConfig, *, model: str, calib: str) -> str:
-    """The cell group of ``recipe`` pruned with ``config`` on ``calib`` windows: its text, then a hash."""
-    return cell_key(recipe.text, {"model": model, "calib": calib, "settings": effective_settings(config)})
 
 
 def legacy_cell_key(recipe: Recipe, *, model: str, calib: str, nsamples: int, seqlen: int, seed: int) -> str:
@@ -132,17 +55,13 @@ def cell_group(store: CellStore, key: str, legacy_key: str, config: PruneConfig)
     recorded = legacy.get("config") if legacy is not None else None
     if not isinstance(recorded, dict):
         return key
-    current = _as_json(config.to_dict())
-    defaults = {name: _as_json(field.default) for name, field in PruneConfig.__dataclass_fields__.items()}
+    current = as_json(config.to_dict())
+    defaults = {name: as_json(field.default) for name, field in PruneConfig.__dataclass_fields__.items()}
     missing = [name for name in current if name not in recorded]
     same = set(recorded) <= set(current) and all(recorded[name] == current[name] for name in recorded)
     if same and all(current[name] == defaults[name] for name in missing):
         return legacy_key
     return key
-
-
-def _as_json(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def load_average() -> float:
