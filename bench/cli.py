@@ -25,29 +25,40 @@ def _add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
 
 
-def _prune_parser(sub) -> None:
-    p = sub.add_parser(
-        "prune",
-        help="prune a model calibrated on text of a language",
-        description=(
-            "Prune every linear layer inside the decoder blocks with magnitude, Wanda or SparseGPT, block by "
-            "block on calibration windows, and write an HF folder plus polysparse.json."
-        ),
-    )
-    add_options(p, PruneRun)
-    # --sparsity and --pattern: exactly one; PruneConfig holds that rule (a ConfigError, exit status 2).
-    add_options(p, PruneConfig)
+# The commands whose options are generated: help, description, and the settings their job takes, in order.
+SETTINGS_COMMANDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
+    "prune": (
+        "prune a model calibrated on text of a language",
+        "Prune every linear layer inside the decoder blocks with magnitude, Wanda or SparseGPT, block by "
+        "block on calibration windows, and write an HF folder plus polysparse.json.",
+        # --sparsity and --pattern: exactly one; PruneConfig holds that rule (a ConfigError, exit status 2).
+        (PruneRun, PruneConfig),
+    ),
+    "eval": (
+        "perplexity on held-out text, per language",
+        "Perplexity on held-out windows (documents never used for calibration), one row per source.",
+        (EvalPlan,),
+    ),
+    "study": (
+        "calibration language x evaluation language matrix",
+        "Prune once per calibration language (plus magnitude, an equal mix, and X->English translation "
+        "prompts) and evaluate every pruned model on every language. Resumable: finished cells are kept.",
+        (StudyPlan, StudyRun),
+    ),
+    "bench": (
+        "throughput of a 2:4 sparse model against its dense twin",
+        "Time prefill and decode of a sparse checkpoint (or a 2:4-pruned HF folder) and of the same "
+        "model with dense layers, alternating, in one process; write JSON, Markdown and a plot.",
+        (BenchRun, ThroughputPlan),
+    ),
+}
 
 
-def _eval_parser(sub) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="perplexity on held-out text, per language",
-        description=(
-            "Perplexity on held-out windows (documents never used for calibration), one row per source."
-        ),
-    )
-    add_options(p, EvalPlan)
+def _settings_parser(sub, command: str) -> None:
+    summary, description, settings = SETTINGS_COMMANDS[command]
+    parser = sub.add_parser(command, help=summary, description=description)
+    for dataclass in settings:
+        add_options(parser, dataclass)
 
 
 def _demo_parser(sub) -> None:
@@ -75,37 +86,11 @@ def _demo_parser(sub) -> None:
     _add_quiet(p)
 
 
-def _study_parser(sub) -> None:
-    p = sub.add_parser(
-        "study",
-        help="calibration language x evaluation language matrix",
-        description=(
-            "Prune once per calibration language (plus magnitude, an equal mix, and X->English translation "
-            "prompts) and evaluate every pruned model on every language. Resumable: finished cells are kept."
-        ),
-    )
-    add_options(p, StudyPlan)
-    add_options(p, StudyRun)
-
-
 def _corpora_parser(sub) -> None:
     p = sub.add_parser("corpora", help="list the text sources and languages available on this machine")
     p.add_argument("--source", action="append", default=[], help="only these sources (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_quiet(p)
-
-
-def _bench_parser(sub) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="throughput of a 2:4 sparse model against its dense twin",
-        description=(
-            "Time prefill and decode of a sparse checkpoint (or a 2:4-pruned HF folder) and of the same "
-            "model with dense layers, alternating, in one process; write JSON, Markdown and a plot."
-        ),
-    )
-    add_options(p, BenchRun)
-    add_options(p, ThroughputPlan)
 
 
 def _export_parser(sub) -> None:
@@ -150,12 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _prune_parser(sub)
-    _eval_parser(sub)
-    _study_parser(sub)
+    for command in ("prune", "eval", "study"):
+        _settings_parser(sub, command)
     _corpora_parser(sub)
     _demo_parser(sub)
-    _bench_parser(sub)
+    _settings_parser(sub, "bench")
     _export_parser(sub)
     _serve_parser(sub)
     return parser
@@ -168,11 +152,14 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], Any]]:
     def options(args: argparse.Namespace) -> dict[str, Any]:
         return {k: v for k, v in vars(args).items() if k != "command"}
 
+    def settings_job(job: Callable, command: str) -> Callable[[argparse.Namespace], Any]:
+        return lambda args: job(*(from_args(dataclass, args) for dataclass in SETTINGS_COMMANDS[command][2]))
+
     return {
-        "prune": lambda a: jobs.prune_job(from_args(PruneRun, a), from_args(PruneConfig, a)),
-        "eval": lambda a: jobs.eval_job(from_args(EvalPlan, a)),
-        "study": lambda a: jobs.study_job(from_args(StudyPlan, a), from_args(StudyRun, a)),
-        "bench": lambda a: jobs.bench_job(from_args(BenchRun, a), from_args(ThroughputPlan, a)),
+        "prune": settings_job(jobs.prune_job, "prune"),
+        "eval": settings_job(jobs.eval_job, "eval"),
+        "study": settings_job(jobs.study_job, "study"),
+        "bench": settings_job(jobs.bench_job, "bench"),
         "corpora": lambda a: jobs.corpora_job(**options(a)),
         "demo": lambda a: demo.demo_job(**options(a)),
         "export": lambda a: jobs.export_job(**options(a)),

@@ -9,22 +9,10 @@ import sys
 
 import pytest
 
+from helpers.cli import bad, run
 from helpers.tiny_models import tiny_model
-from polysparse.bench.cli import main
 
 AS_ROOT = os.geteuid() == 0  # root writes anywhere: the unwritable cases cannot be made
-
-
-def run(*args):
-    return main([str(a) for a in args])
-
-
-def bad(capsys, *args):
-    code = run(*args)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    return captured.err
 
 
 def items_file(path, encoding="utf-8"):
@@ -49,7 +37,7 @@ def pruned_24(tiny_model_dir, tmp_path):
 LIMITED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
-from polysparse.bench.cli import main
+from helpers.cli import bad, run
 sys.exit(main(sys.argv[2:]))
 """
 

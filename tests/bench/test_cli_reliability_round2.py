@@ -10,23 +10,11 @@ import sys
 import pytest
 from safetensors.torch import load_file, save_file
 
+from helpers.cli import bad, run
 from helpers.tiny_models import tiny_config, tiny_model, tiny_tokenizer
-from polysparse.bench.cli import main
 
 STUDY = ["--langs", "en,de", "--method", "wanda", "--nsamples", 2, "--seqlen", 32, "--eval-windows", 2]
 STUDY += ["--eval-seqlen", 32, "--no-mix", "--translate-source", "none", "--no-plot", "--quiet"]
-
-
-def run(*args):
-    return main([str(a) for a in args])
-
-
-def bad(capsys, *args):
-    code = run(*args)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    return captured.err
 
 
 def model_folder(folder, seed=0, **overrides):

@@ -8,20 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers.cli import bad, run
 from helpers.tiny_models import tiny_model, tiny_tokenizer
-from polysparse.bench.cli import main
-
-
-def run(*args):
-    return main([str(a) for a in args])
-
-
-def bad(capsys, *args):
-    code = run(*args)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    return captured.err
 
 
 def calib_args(text, nsamples=2, seqlen=32):
