@@ -12,8 +12,8 @@ if __name__ != "polysparse.bench":  # the folder imported as a bare top-level pa
         "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
     )
 
-from importlib import import_module
-from typing import Any
+
+from polysparse._lazy import lazy_exports
 
 _EXPORTS = {
     "build_parser": "cli",
@@ -29,10 +29,4 @@ _EXPORTS = {
     "demo_job": "demo",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"polysparse.bench.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'polysparse.bench' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

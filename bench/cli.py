@@ -13,7 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 from polysparse.bench.options import add_options, from_args
-from polysparse.bench.plans import BenchRun, EvalPlan, PruneRun, StudyPlan, StudyRun, ThroughputPlan
+from polysparse.bench.plans import (
+    BenchRun,
+    CorporaQuery,
+    EvalPlan,
+    ExportRun,
+    PruneRun,
+    ServeRun,
+    StudyPlan,
+    StudyRun,
+    ThroughputPlan,
+)
 from polysparse.sparsify.config import SPARSE24, PruneConfig
 from polysparse.sparsify.output import package_version
 
@@ -51,6 +61,21 @@ SETTINGS_COMMANDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
         "model with dense layers, alternating, in one process; write JSON, Markdown and a plot.",
         (BenchRun, ThroughputPlan),
     ),
+    "corpora": ("list the text sources and languages available on this machine", None, (CorporaQuery,)),
+    "export": (
+        "write a sparse checkpoint as dense, compressed or compressed-tensors",
+        "Convert a polysparse sparse checkpoint, or a 2:4 folder written by polysparse prune: dense "
+        "(zeros written out, for any engine), compressed (polysparse's values + metadata) or "
+        "compressed-tensors (sparse-24-bitmask).",
+        (ExportRun,),
+    ),
+    "serve": (
+        "an OpenAI-compatible server for a compressed 2:4 (or any causal LM) folder",
+        "Serve /v1/completions and /v1/chat/completions (streaming or not) for one model, named by its "
+        "folder; sparse layers run polysparse's kernels on CUDA and the dense fallback elsewhere. Ctrl+C "
+        "stops it.",
+        (ServeRun,),
+    ),
 }
 
 
@@ -86,48 +111,6 @@ def _demo_parser(sub) -> None:
     _add_quiet(p)
 
 
-def _corpora_parser(sub) -> None:
-    p = sub.add_parser("corpora", help="list the text sources and languages available on this machine")
-    p.add_argument("--source", action="append", default=[], help="only these sources (repeatable)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _add_quiet(p)
-
-
-def _export_parser(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write a sparse checkpoint as dense, compressed or compressed-tensors",
-        description=(
-            "Convert a polysparse sparse checkpoint, or a 2:4 folder written by polysparse prune: dense "
-            "(zeros written out, for any engine), compressed "
-            "(polysparse's values + metadata) or compressed-tensors (sparse-24-bitmask)."
-        ),
-    )
-    p.add_argument("model", help="sparse checkpoint folder, or a folder written by polysparse prune (2:4)")
-    p.add_argument("--format", choices=("dense", "compressed", "compressed-tensors"), required=True)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true")
-    _add_quiet(p)
-
-
-def _serve_parser(sub) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="an OpenAI-compatible server for a compressed 2:4 (or any causal LM) folder",
-        description=(
-            "Serve /v1/completions and /v1/chat/completions (streaming or not) for one model, named by its "
-            "folder; sparse layers run polysparse's kernels on CUDA and the dense fallback elsewhere. "
-            "Ctrl+C stops it."
-        ),
-    )
-    p.add_argument("model", help="compressed folder (polysparse export, the demo's compressed/) or HF folder")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--device", help=BenchRun.__dataclass_fields__["device"].metadata["help"])
-    p.add_argument("--dtype", default="auto", help=_DTYPE_HELP)
-    _add_quiet(p)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polysparse",
@@ -135,13 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in ("prune", "eval", "study"):
+    for command in ("prune", "eval", "study", "corpora"):
         _settings_parser(sub, command)
-    _corpora_parser(sub)
     _demo_parser(sub)
-    _settings_parser(sub, "bench")
-    _export_parser(sub)
-    _serve_parser(sub)
+    for command in ("bench", "export", "serve"):
+        _settings_parser(sub, command)
     return parser
 
 
@@ -149,21 +130,22 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], Any]]:
     """Each command's job, called with the settings built from the parsed options (imported when run)."""
     from polysparse.bench import demo, jobs, serve
 
-    def options(args: argparse.Namespace) -> dict[str, Any]:
-        return {k: v for k, v in vars(args).items() if k != "command"}
-
     def settings_job(job: Callable, command: str) -> Callable[[argparse.Namespace], Any]:
         return lambda args: job(*(from_args(dataclass, args) for dataclass in SETTINGS_COMMANDS[command][2]))
+
+    def keywords_job(job: Callable, command: str) -> Callable[[argparse.Namespace], Any]:
+        (settings,) = SETTINGS_COMMANDS[command][2]
+        return lambda args: job(**vars(from_args(settings, args)))
 
     return {
         "prune": settings_job(jobs.prune_job, "prune"),
         "eval": settings_job(jobs.eval_job, "eval"),
         "study": settings_job(jobs.study_job, "study"),
         "bench": settings_job(jobs.bench_job, "bench"),
-        "corpora": lambda a: jobs.corpora_job(**options(a)),
-        "demo": lambda a: demo.demo_job(**options(a)),
-        "export": lambda a: jobs.export_job(**options(a)),
-        "serve": lambda a: serve.serve_job(**options(a)),
+        "corpora": keywords_job(jobs.corpora_job, "corpora"),
+        "demo": lambda a: demo.demo_job(**{k: v for k, v in vars(a).items() if k != "command"}),
+        "export": keywords_job(jobs.export_job, "export"),
+        "serve": keywords_job(serve.serve_job, "serve"),
     }
 
 

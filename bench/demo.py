@@ -59,14 +59,9 @@ def demo_job(
     windows: TokenWindows = calibration_windows(calib, tokenizer, nsamples, seqlen)
     say(f"[3/7] dense perplexity on held-out text ({eval_windows} windows x {seqlen} tokens)", quiet)
     dense = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
+    recipe_settings = dict(method=method, pattern=pattern, update=update, reconstruct=reconstruct)
     config = PruneConfig(
-        method=method,
-        pattern=pattern,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        update=update,
-        reconstruct=reconstruct,
-        reconstruct_steps=reconstruct_steps,
+        nsamples=nsamples, seqlen=seqlen, reconstruct_steps=reconstruct_steps, **recipe_settings
     )
     recipe = f"{method} {pattern}" + "".join(
         f" + {step}"

@@ -72,13 +72,9 @@ def run_lm_eval(
     )
     try:
         output = simple_evaluate(
-            model=wrapped,
-            tasks=names,
-            task_manager=manager,
-            limit=limit,
-            num_fewshot=num_fewshot,
+            model=wrapped, tasks=names, task_manager=manager, limit=limit, num_fewshot=num_fewshot,
             log_samples=log_samples,
-        )
+        )  # fmt: skip
     except OSError as error:  # requests', huggingface_hub's and datasets' "cannot reach / not cached" errors
         if out_of_space(error):
             raise

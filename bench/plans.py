@@ -300,6 +300,47 @@ class BenchRun:
     quiet: bool = _quiet()
 
 
+# ----------------------------------------------------------------------------------------------------------
+# corpora, export, serve (their jobs take these fields as keywords)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorporaQuery:
+    """``polysparse corpora``: which text sources to list, and how."""
+
+    source: tuple[str, ...] = setting((), help="only these sources (repeatable)")
+    json: bool = setting(False, help="print JSON instead of a table")
+    quiet: bool = _quiet()
+
+
+@dataclass(frozen=True)
+class ExportRun:
+    """``polysparse export``: a sparse checkpoint, or a folder pruned 2:4, written in another format."""
+
+    model: str = setting(
+        positional=True, help="sparse checkpoint folder, or a folder written by polysparse prune (2:4)"
+    )
+    format: Literal["dense", "compressed", "compressed-tensors"] = setting()
+    out: str = setting(help="output folder")
+    overwrite: bool = setting(False)
+    quiet: bool = _quiet()
+
+
+@dataclass(frozen=True)
+class ServeRun:
+    """``polysparse serve``: the folder served, and where."""
+
+    model: str = setting(
+        positional=True, help="compressed folder (polysparse export, the demo's compressed/) or HF folder"
+    )
+    host: str = setting("127.0.0.1", help="address to listen on (default %(default)s)")
+    port: int = setting(8000, help="port (default %(default)s; 0 picks a free one)")
+    device: str | None = _device()
+    dtype: str = _dtype()
+    quiet: bool = _quiet()
+
+
 def parse_sizes(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"1,8,16"`` -> ``(1, 8, 16)``."""
     if not isinstance(text, str):

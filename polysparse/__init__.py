@@ -17,20 +17,11 @@ The registration is lazy: importing transformers' quantizers costs seconds (torc
 it happens when ``transformers.quantizers.auto`` is imported (at once if it already is), never here.
 """
 
-from typing import Any
-
+from polysparse._lazy import lazy_exports
 from polysparse._transformers_hook import register_when_transformers_loads
 
 # Importing polysparse is how a user asks for the transformers integration: registering it is this import's
 # one side effect, and a cheap one (nothing is imported until transformers imports its quantizers).
 register_when_transformers_loads()
 
-__all__ = ["evaluate", "prune"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from polysparse import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'polysparse' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, {"evaluate": "api", "prune": "api"})

@@ -13,8 +13,8 @@ if __name__ != "polysparse.runtime":  # the folder imported as a bare top-level 
         "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
     )
 
-from importlib import import_module
-from typing import Any
+
+from polysparse._lazy import lazy_exports
 
 _EXPORTS = {
     "BACKENDS": "backends",
@@ -51,10 +51,4 @@ _EXPORTS = {
     "weight_bytes_per_step": "timing",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"polysparse.runtime.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'polysparse.runtime' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -90,17 +90,11 @@ def run_recipes(
     """Compute every missing cell of ``recipes`` x ``eval_langs`` (plus the dense row); write JSON and MD."""
     from polysparse.bench.assets import resolve_model
 
-    plan = StudyPlan(
-        model=model,
-        langs=tuple(dict.fromkeys(langs + eval_langs)),
-        calib_source=calib_source,
-        eval_source=eval_source,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        eval_windows=eval_windows,
-        eval_seqlen=eval_seqlen,
-        seed=seed,
+    windows = dict(
+        nsamples=nsamples, seqlen=seqlen, eval_windows=eval_windows, eval_seqlen=eval_seqlen, seed=seed
     )
+    sources = dict(calib_source=calib_source, eval_source=eval_source)
+    plan = StudyPlan(model=model, langs=tuple(dict.fromkeys(langs + eval_langs)), **sources, **windows)
     calib_spec = mix_spec(calib_source, langs) if calib == "mix" else language_spec(calib_source, calib)
     store = CellStore(cells)
     model_path = resolve_model(model)

@@ -37,7 +37,7 @@ def pruned_24(tiny_model_dir, tmp_path):
 LIMITED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
-from helpers.cli import bad, run
+from polysparse.bench.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
