@@ -17,7 +17,7 @@ The registration is lazy: importing transformers' quantizers costs seconds (torc
 it happens when ``transformers.quantizers.auto`` is imported (at once if it already is), never here.
 """
 
-from polysparse._lazy import lazy_exports
+from polysparse._packages import lazy_exports
 from polysparse._transformers_hook import register_when_transformers_loads
 
 # Importing polysparse is how a user asks for the transformers integration: registering it is this import's

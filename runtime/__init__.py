@@ -7,14 +7,11 @@ Names are imported on first use (``from polysparse.runtime import sparsify_model
 torch-free :mod:`polysparse.runtime.backends` is importable without torch (the command line's choices).
 """
 
+from polysparse._packages import lazy_exports, refuse_bare_import
+
 if __name__ != "polysparse.runtime":  # the folder imported as a bare top-level package
-    raise ImportError(
-        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
-        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
-    )
+    refuse_bare_import(__name__)
 
-
-from polysparse._lazy import lazy_exports
 
 _EXPORTS = {
     "BACKENDS": "backends",

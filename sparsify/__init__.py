@@ -6,14 +6,11 @@ can be used without loading torch. The subpackages ``corpora`` (text sources and
 (the pruning methods as pure functions) and ``tasks`` (multiple-choice evaluation) export their own names.
 """
 
+from polysparse._packages import lazy_exports, refuse_bare_import
+
 if __name__ != "polysparse.sparsify":  # the folder imported as a bare top-level package
-    raise ImportError(
-        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
-        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
-    )
+    refuse_bare_import(__name__)
 
-
-from polysparse._lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "config",

@@ -4,29 +4,12 @@ import json
 
 import pytest
 
+from helpers.studies import known_result
 from polysparse.bench.collect_study import collect, summarise
-from polysparse.bench.plans import StudyPlan
-from polysparse.bench.study import StudyResult, study_rows
-
-PERPLEXITY = {  # row label -> (en, de)
-    "dense": (10.0, 20.0),
-    "magnitude 2:4": (900.0, 800.0),
-    "wanda calib=en": (15.0, 60.0),
-    "wanda calib=de": (30.0, 40.0),
-    "wanda calib=mix(en+de)": (20.0, 45.0),
-    "wanda calib=translate de->en": (18.0, 44.0),
-}
 
 
 def study_json():
-    plan = StudyPlan(model="m", langs=("en", "de"))
-    rows = study_rows(plan)
-    assert [r.label for r in rows] == list(PERPLEXITY)
-    result = StudyResult(plan, rows, {"en": ("install-guide:en", False), "de": ("install-guide:de", False)})
-    for row in rows:
-        for lang, value in zip(("en", "de"), PERPLEXITY[row.label]):
-            result.cells[(row.label, lang)] = {"perplexity": value}
-    return {**result.to_dict(), "environment": {"commit": "x"}}
+    return {**known_result().to_dict(), "environment": {"commit": "x"}}
 
 
 def test_summary_answers_from_the_matrix():

@@ -4,21 +4,12 @@ import json
 
 import pytest
 
+from helpers.studies import known_result
 from polysparse.bench.collect_study import collect
 from polysparse.bench.collect_study_tasks import spearman, task_answers
-from polysparse.bench.plans import StudyPlan
-from polysparse.bench.study import StudyResult, study_rows
 from polysparse.sparsify.tasks import TaskSpec, parse_task
 
 N = 200
-PERPLEXITY = {  # row label -> (en, de)
-    "dense": (10.0, 20.0),
-    "magnitude 2:4": (900.0, 800.0),
-    "wanda calib=en": (15.0, 60.0),
-    "wanda calib=de": (30.0, 40.0),
-    "wanda calib=mix(en+de)": (20.0, 45.0),
-    "wanda calib=translate de->en": (18.0, 44.0),
-}
 CORRECT_DE = {  # row label -> items right (of N) on the German task; the first k items right
     "dense": 180,
     "magnitude 2:4": 52,
@@ -30,14 +21,10 @@ CORRECT_DE = {  # row label -> items right (of N) on the German task; the first 
 
 
 def study_json():
-    plan = StudyPlan(model="m", langs=("en", "de"), tasks=("continuation-choice:X:handbook",))
-    rows = study_rows(plan)
-    result = StudyResult(plan, rows, {"en": ("install-guide:en", False), "de": ("install-guide:de", False)})
+    result = known_result(tasks=("continuation-choice:X:handbook",))
     task: TaskSpec = parse_task("continuation-choice:de:handbook")
     result.tasks = [task]
-    for row in rows:
-        for lang, value in zip(("en", "de"), PERPLEXITY[row.label]):
-            result.cells[(row.label, lang)] = {"perplexity": value}
+    for row in result.rows:
         k = CORRECT_DE[row.label]
         # The de row is right on other items than the en row (many discordant pairs), the others nest.
         start = 60 if row.label == "wanda calib=de" else 0

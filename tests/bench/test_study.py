@@ -4,24 +4,11 @@ import json
 
 import pytest
 
+from helpers.studies import tiny_study_plan
 from polysparse.bench import study as study_module
-from polysparse.bench.plans import StudyPlan
 from polysparse.bench.study import run_study, study_rows
 
-
-def plan(model_dir, **overrides):
-    settings = dict(
-        model=str(model_dir),
-        langs=("en", "de"),
-        method="wanda",
-        pattern="2:4",
-        nsamples=2,
-        seqlen=32,
-        eval_windows=2,
-        eval_seqlen=32,
-    )
-    settings.update(overrides)
-    return StudyPlan(**settings)
+plan = tiny_study_plan
 
 
 def test_rows_cover_dense_magnitude_languages_mix_and_translation(tiny_model_dir):

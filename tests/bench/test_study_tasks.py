@@ -5,6 +5,7 @@ import json
 import pytest
 
 import polysparse.sparsify.tasks as tasks_module
+from helpers.studies import tiny_study_plan
 from polysparse.bench.plans import StudyPlan
 from polysparse.bench.study import run_study, study_rows
 from polysparse.bench.study_tasks import expand, is_template
@@ -12,20 +13,7 @@ from polysparse.sparsify.tasks import TaskError
 
 
 def plan(model_dir, **overrides):
-    settings = dict(
-        model=str(model_dir),
-        langs=("en", "de"),
-        method="wanda",
-        pattern="2:4",
-        nsamples=2,
-        seqlen=32,
-        eval_windows=2,
-        eval_seqlen=32,
-        translate_source=None,
-        mix=False,
-    )
-    settings.update(overrides)
-    return StudyPlan(**settings)
+    return tiny_study_plan(model_dir, **{"translate_source": None, "mix": False, **overrides})
 
 
 def test_templates_expand_over_languages():

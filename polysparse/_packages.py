@@ -1,5 +1,5 @@
-"""Package-level names imported on first use, so that importing a package stays cheap (no torch until a
-name that needs it is used)."""
+"""What the four subpackages share at import: the refusal of a bare top-level import, and package-level
+names imported on first use (importing a package stays cheap: no torch until a name that needs it is used)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[list[str], Call
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return sorted(exports), __getattr__
+
+
+def refuse_bare_import(name: str) -> None:
+    """Refuse a folder imported as the bare top-level package ``name`` (the repository root on ``sys.path``):
+    it would shadow the PyPI package of the same name that transformers imports."""
+    raise ImportError(
+        f"{name}/ of the polysparse repository was imported as the top-level package {name!r}: the "
+        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
+    )
