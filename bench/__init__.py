@@ -12,18 +12,13 @@ if __name__ != "polysparse.bench":  # the folder imported as a bare top-level pa
     refuse_bare_import(__name__)
 
 
-_EXPORTS = {
-    "build_parser": "cli",
-    "main": "cli",
-    "USER_ERRORS": "jobs",
-    "bench_job": "jobs",
-    "corpora_job": "jobs",
-    "eval_job": "jobs",
-    "export_job": "jobs",
-    "prune_job": "jobs",
-    "read_report": "jobs",
-    "study_job": "jobs",
-    "demo_job": "demo",
-}
+_EXPORTS = {  # submodule: the public names it defines
+    "cli": ("build_parser", "main"),
+    "jobs": ("bench_job", "corpora_job", "eval_job", "evaluate_loaded", "prune_job", "study_job"),
+    "demo": ("demo_job",),
+    "exports": ("export_job",),
+    "plans": ("BenchRun", "EvalPlan", "PruneRun", "StudyPlan", "StudyRun", "ThroughputPlan"),
+    "user_errors": ("USER_ERRORS",),
+}  # fmt: skip
 
 __all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

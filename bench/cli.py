@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _handlers() -> dict[str, Callable[[argparse.Namespace], Any]]:
     """Each command's job, called with the settings built from the parsed options (imported when run)."""
-    from polysparse.bench import demo, jobs, serve
+    from polysparse.bench import demo, exports, jobs, serve
 
     def settings_job(job: Callable, command: str) -> Callable[[argparse.Namespace], Any]:
         return lambda args: job(*(from_args(dataclass, args) for dataclass in SETTINGS_COMMANDS[command][2]))
@@ -144,7 +144,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], Any]]:
         "bench": settings_job(jobs.bench_job, "bench"),
         "corpora": keywords_job(jobs.corpora_job, "corpora"),
         "demo": lambda a: demo.demo_job(**{k: v for k, v in vars(a).items() if k != "command"}),
-        "export": keywords_job(jobs.export_job, "export"),
+        "export": keywords_job(exports.export_job, "export"),
         "serve": keywords_job(serve.serve_job, "serve"),
     }
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from polysparse.bench.assets import resolve_model
-from polysparse.bench.exports import export_job
 from polysparse.bench.guards import (
     calibration_files,
     check_eval_outputs,
@@ -34,7 +33,6 @@ from polysparse.bench.plans import (
 )
 from polysparse.bench.report import environment, markdown_table, say_speedups, write_json
 from polysparse.bench.report import say as _say
-from polysparse.bench.user_errors import USER_ERRORS
 from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import (
     EVAL_FRACTION,
@@ -62,7 +60,6 @@ from polysparse.sparsify.output import (
     check_output,
     clean_stale_partials,
     package_version,
-    read_report,
     save_pruned,
 )
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
@@ -413,15 +410,3 @@ def bench_job(run: BenchRun, plan: ThroughputPlan) -> dict[str, Any]:
     say_speedups(payload, quiet)
     _say("wrote " + ", ".join(str(p) for p in paths), quiet)
     return payload
-
-
-__all__ = [
-    "USER_ERRORS",
-    "bench_job",
-    "corpora_job",
-    "eval_job",
-    "export_job",
-    "prune_job",
-    "read_report",
-    "study_job",
-]

@@ -24,4 +24,4 @@ from polysparse._transformers_hook import register_when_transformers_loads
 # one side effect, and a cheap one (nothing is imported until transformers imports its quantizers).
 register_when_transformers_loads()
 
-__all__, __getattr__ = lazy_exports(__name__, {"evaluate": "api", "prune": "api"})
+__all__, __getattr__ = lazy_exports(__name__, {"api": ("evaluate", "prune")})

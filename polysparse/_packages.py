@@ -8,16 +8,17 @@ from importlib import import_module
 from typing import Any
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[list[str], Callable[[str], Any]]:
-    """``__all__`` and a module ``__getattr__`` for ``package``: ``exports`` maps each public name to the
-    submodule that defines it (``{"prune_model": "driver"}`` -> ``package.driver.prune_model``)."""
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[list[str], Callable[[str], Any]]:
+    """``__all__`` and a module ``__getattr__`` for ``package``: ``exports`` maps each submodule to the public
+    names it defines (``{"driver": ("prune_model",)}``: ``package.prune_model`` is ``package.driver``'s)."""
+    home = {name: module for module, names in exports.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        if name in exports:
-            return getattr(import_module(f"{package}.{exports[name]}"), name)
+        if name in home:
+            return getattr(import_module(f"{package}.{home[name]}"), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return sorted(exports), __getattr__
+    return sorted(home), __getattr__
 
 
 def refuse_bare_import(name: str) -> None:
