@@ -22,8 +22,7 @@ def run(*args):
 
 def test_prune_writes_a_loadable_folder_and_report(tiny_model_dir, german_text, tmp_path, capsys):
     out = tmp_path / "pruned"
-    code = run(
-        "prune",
+    args = [
         "--model",
         tiny_model_dir,
         "--method",
@@ -32,14 +31,8 @@ def test_prune_writes_a_loadable_folder_and_report(tiny_model_dir, german_text, 
         "2:4",
         "--calib",
         f"text:{german_text}:de",
-        "--nsamples",
-        4,
-        "--seqlen",
-        32,
-        "--out",
-        out,
-        "--quiet",
-    )
+    ]
+    code = run("prune", *args, "--nsamples", 4, "--seqlen", 32, "--out", out, "--quiet")
     assert code == 0
     model = AutoModelForCausalLM.from_pretrained(out)
     q = model.model.layers[0].self_attn.q_proj.weight

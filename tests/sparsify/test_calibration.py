@@ -102,12 +102,15 @@ def test_calibration_and_evaluation_windows_never_share_a_document(tmp_path):
     assert calib_files.isdisjoint(held_out_files)
 
 
+def write_alpha_beta(folder):
+    """``a.txt``: six paragraphs of "alpha", ``b.txt``: six of "beta" (a window shows where it came from)."""
+    for name, word in (("a.txt", "alpha"), ("b.txt", "beta")):
+        (folder / name).write_text("\n\n".join(" ".join([word] * 300) for _ in range(6)), encoding="utf-8")
+
+
 def test_mixture_windows_follow_the_proportions(tmp_path):
     tok = tiny_tokenizer()
-    (tmp_path / "a.txt").write_text(
-        "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
-    )
-    (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
+    write_alpha_beta(tmp_path)
     w = calibration_windows(
         CalibrationSpec.parse(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:en=0.25"), tok, 8, 16
     )
@@ -117,10 +120,7 @@ def test_mixture_windows_follow_the_proportions(tmp_path):
 
 def test_mixture_windows_are_labelled_with_their_parts_language(tmp_path):
     tok = tiny_tokenizer()
-    (tmp_path / "a.txt").write_text(
-        "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
-    )
-    (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
+    write_alpha_beta(tmp_path)
     w = calibration_windows(
         CalibrationSpec.parse(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:de=0.25"), tok, 8, 16
     )
