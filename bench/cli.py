@@ -14,8 +14,10 @@ from typing import Any
 
 from polysparse.bench.options import add_options, from_args
 from polysparse.bench.plans import (
+    DEMO_RECIPE,
     BenchRun,
     CorporaQuery,
+    DemoRun,
     EvalPlan,
     ExportRun,
     PruneRun,
@@ -24,15 +26,11 @@ from polysparse.bench.plans import (
     StudyRun,
     ThroughputPlan,
 )
-from polysparse.sparsify.config import SPARSE24, PruneConfig
+from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.output import package_version
 
-_DTYPE_HELP = PruneRun.__dataclass_fields__["dtype"].metadata["help"]
-_QUIET_HELP = PruneRun.__dataclass_fields__["quiet"].metadata["help"]
-
-
-def _add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+# The PruneConfig fields the demo takes as options (the rest stay at their defaults).
+DEMO_OPTIONS = ("method", "pattern", "nsamples", "seqlen", "update", "reconstruct", "reconstruct_steps")
 
 
 # The commands whose options are generated: help, description, and the settings their job takes, in order.
@@ -98,17 +96,9 @@ def _demo_parser(sub) -> None:
             "CPU."
         ),
     )
-    p.add_argument("--model", help=PruneRun.__dataclass_fields__["model"].metadata["help"])
-    p.add_argument("--dtype", default="auto", help=_DTYPE_HELP)
-    p.add_argument("--lang", default="de", help="language to prune for (default de)")
-    p.add_argument("--eval-windows", type=int, default=4, help="held-out windows per language (default 4)")
-    p.add_argument("--out", default="polysparse-demo", help="output folder (default ./polysparse-demo)")
-    # The demo's recipe: PruneConfig's options with the demo's defaults (SparseGPT 2:4 on 16 x 512 windows).
-    demo_defaults = {"method": "sparsegpt", "pattern": str(SPARSE24), "nsamples": 16, "seqlen": 512}
-    demo_recipe = ("method", "pattern", "nsamples", "seqlen", "update", "reconstruct", "reconstruct_steps")
-    skip = tuple(name for name in PruneConfig.__dataclass_fields__ if name not in demo_recipe)
-    add_options(p, PruneConfig, skip=skip, defaults=demo_defaults)
-    _add_quiet(p)
+    add_options(p, DemoRun)
+    skip = tuple(name for name in PruneConfig.__dataclass_fields__ if name not in DEMO_OPTIONS)
+    add_options(p, PruneConfig, skip=skip, defaults=DEMO_RECIPE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +133,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], Any]]:
         "study": settings_job(jobs.study_job, "study"),
         "bench": settings_job(jobs.bench_job, "bench"),
         "corpora": keywords_job(jobs.corpora_job, "corpora"),
-        "demo": lambda a: demo.demo_job(**{k: v for k, v in vars(a).items() if k != "command"}),
+        "demo": lambda a: demo.demo_job(from_args(DemoRun, a), from_args(PruneConfig, a)),
         "export": keywords_job(exports.export_job, "export"),
         "serve": keywords_job(serve.serve_job, "serve"),
     }

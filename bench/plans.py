@@ -91,6 +91,27 @@ class PruneRun:
     quiet: bool = _quiet()
 
 
+DEMO_RECIPE = {"method": "sparsegpt", "pattern": str(SPARSE24), "nsamples": 16, "seqlen": 512}
+"""``polysparse demo``'s defaults for ``PruneConfig``'s options: SparseGPT 2:4 on 16 windows x 512 tokens."""
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """``polysparse demo``: which model, for which language, where it writes (the recipe is PruneConfig's)."""
+
+    model: str | None = setting(None, help=_model().metadata["help"] + " (default gemma-3-270m)")
+    dtype: str = _dtype()
+    lang: str = setting("de", help="language to prune for (default %(default)s)")
+    eval_windows: int = setting(4, help="held-out windows per language (default %(default)s)")
+    out: str = setting("polysparse-demo", help="output folder (default ./%(default)s)")
+    # The throughput step's sizes: small, so that it takes seconds on a CPU.
+    bench_batch: str = setting("1", option=False)
+    bench_prompt: str = setting("32", option=False)
+    bench_new_tokens: int = setting(8, option=False)
+    bench_repeats: int = setting(2, option=False)
+    quiet: bool = _quiet()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # eval
 # ----------------------------------------------------------------------------------------------------------

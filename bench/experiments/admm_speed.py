@@ -177,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": load_after,
         "environment": environment(),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # write_json makes the folder
     write_json(out / "admm_speed.json", payload)
     note = (
         f"ADMM update of one Gemma 3 270M block's layers, {args.iterations} iterations, 2:4 magnitude masks, "

@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": load_after,
         "environment": environment(),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # write_json makes the folder
     write_json(out / "owl_lang_profile.json", payload)
     headers = ["block", *[f"{name} %" for name in names], "mixed %", "max % (language)", "owl", "owl-lang"]
     differences = [abs(a - b) for a, b in zip(plain["block_sparsity"], lang["block_sparsity"])]

@@ -165,8 +165,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "environment": environment(),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # write_json makes the folder
     write_json(out / f"{args.name}.json", payload)
     (out / f"{args.name}.md").write_text(markdown(payload), encoding="utf-8")
     return payload
