@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from polysparse.bench.experiments._protocol import add_window_options
 from polysparse.bench.plans import StudyPlan
 from polysparse.bench.recipes import Recipe
 from polysparse.bench.report import environment, markdown_table, write_json
@@ -208,10 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", default="1e-4,3e-4,1e-3")
     parser.add_argument("--steps", default="32")
     parser.add_argument("--targets", default="dense", help="comma-separated: dense, prefix")
-    parser.add_argument("--nsamples", type=int, default=16)
-    parser.add_argument("--seqlen", type=int, default=512)
-    parser.add_argument("--eval-windows", type=int, default=4)
-    parser.add_argument("--eval-seqlen", type=int, default=256)
+    add_window_options(parser)
     parser.add_argument("--out", required=True)
     parser.add_argument("--name", default="recon_sweep")
     sweep(parser.parse_args(argv))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from polysparse.bench.cells import CellStore, cell_key
+from polysparse.bench.experiments._protocol import add_window_options
 from polysparse.bench.plans import StudyPlan
 from polysparse.bench.recipes import Recipe, as_json, effective_settings, recipe_cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
@@ -215,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib", default="de", help="calibration language, or 'mix' (of --langs)")
     parser.add_argument("--langs", default="en,de,ru,zh,ja,ar", help="languages of the mix")
     parser.add_argument("--eval-langs", default="de", help="evaluation languages")
-    parser.add_argument("--nsamples", type=int, default=16)
-    parser.add_argument("--seqlen", type=int, default=512)
-    parser.add_argument("--eval-windows", type=int, default=4)
-    parser.add_argument("--eval-seqlen", type=int, default=256)
+    add_window_options(parser)
     parser.add_argument("--out", required=True)
     parser.add_argument("--cells", default="runs/recovery_cells")
     parser.add_argument("--name", default="recipes", help="stem of the JSON / Markdown files written")
