@@ -155,45 +155,41 @@ def _dot_launches(subset: str) -> list[Launch]:
     return launches
 
 
+def _decode_variants(configs: list, subset: str):
+    """``(cfg, dtype, split, even)`` for each launch of a decode kernel: both dtypes, split-K 4 and 1, whole
+    tiles and masked ones (row tiles past N and a K tail, e.g. K = 960); ``ci`` takes the first config,
+    split 4, whole tiles."""
+    for index, cfg in enumerate(configs):
+        if subset == "ci" and index:
+            continue
+        for dtype in ("fp16", "bf16"):
+            for split in (4, 1):
+                for even in (True, False) if subset == "all" else (True,):
+                    if subset == "ci" and split == 1:
+                        continue
+                    yield cfg, dtype, split, even
+
+
 def _gemv_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_gemv as sg
 
     launches = []
-    for index, cfg in enumerate(sg.GEMV_CONFIGS):
-        if subset == "ci" and index:
-            continue
+    for cfg, dtype, split, even in _decode_variants(sg.GEMV_CONFIGS, subset):
         kw = cfg.kwargs
-        for dtype in ("fp16", "bf16"):
-            for split in (4, 1):
-                # Row tiles past N (N % BLOCK_N) and a K tail (K % 128, e.g. K = 960) are masked variants.
-                for even_n, even_k in ((True, True), (False, False)) if subset == "all" else ((True, True),):
-                    if subset == "ci" and split == 1:
-                        continue
-                    label = (
-                        f"N{kw['BLOCK_N']}xK{kw['BLOCK_K']} w{cfg.num_warps} {dtype} split{split}"
-                        f"{'' if even_n else ' N%BN K%BK'}"
-                    )
-                    operands = {"t_ptr": "*i64", "v_ptr": "*i32", "meta_ptr": "*i32"}
-                    constexprs = dict(EVEN_N=even_n, EVEN_K=even_k, LANES_INNER=sg.LANES_INNER)
-                    divisible = [
-                        "t_ptr",
-                        "v_ptr",
-                        "meta_ptr",
-                        "bias_ptr",
-                        "y_ptr",
-                        "N",
-                        "K",
-                        "stride_tm",
-                        "stride_vn",
-                        "stride_ys",
-                        "stride_ym",
-                    ]
-                    launches.append(
-                        _matmul_launch(
-                            "sparse24_matmul/gemv", "sparse24_gemv:gemv", label, cfg, dtype, split, operands,
-                            constexprs, divisible, regime="decode", weight_args=("v_ptr", "meta_ptr"),
-                        )
-                    )  # fmt: skip
+        masked = "" if even else " N%BN K%BK"
+        label = f"N{kw['BLOCK_N']}xK{kw['BLOCK_K']} w{cfg.num_warps} {dtype} split{split}{masked}"
+        operands = {"t_ptr": "*i64", "v_ptr": "*i32", "meta_ptr": "*i32"}
+        constexprs = dict(EVEN_N=even, EVEN_K=even, LANES_INNER=sg.LANES_INNER)
+        divisible = [
+            "t_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_tm", "stride_vn",
+            "stride_ys", "stride_ym",
+        ]  # fmt: skip
+        launches.append(
+            _matmul_launch(
+                "sparse24_matmul/gemv", "sparse24_gemv:gemv", label, cfg, dtype, split, operands, constexprs,
+                divisible, regime="decode", weight_args=("v_ptr", "meta_ptr"),
+            )
+        )  # fmt: skip
     if subset == "all":
         launches.append(
             Launch(
@@ -213,42 +209,26 @@ def _decode_mma_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_decode_mma as dm
 
     launches = []
-    for index, cfg in enumerate(dm.CONFIGS):
-        if subset == "ci" and index:
-            continue
+    for cfg, dtype, split, even in _decode_variants(dm.CONFIGS, subset):
         kw = cfg.kwargs
-        for dtype in ("fp16", "bf16"):
-            for split in (4, 1):
-                # Row tiles past N (N % BLOCK_N) and a K tail (K % BLOCK_K, e.g. K = 960) are masked variants.
-                for even in (True, False) if subset == "all" else (True,):
-                    if subset == "ci" and split == 1:
-                        continue
-                    divisible = [
-                        "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_xm",
-                        "stride_pn", "stride_ys", "stride_ym",
-                    ]  # fmt: skip
-                    if even:  # K = 4096: 32 units of 16 bytes per metadata row; K = 960 gives 8
-                        divisible.append("stride_en16")
-                    label = (
-                        f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
-                        f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
-                    )
-                    operands = {
-                        "x_ptr": f"*{dtype}",
-                        "p_ptr": "*i32",
-                        "meta_ptr": "*i32",
-                        "table_ptr": "*i64",
-                    }
-                    constexprs = dict(
-                        INTERPRET=False, EVEN_N=even, EVEN_K=even, TABLE_PIPELINED=dm.TABLE_PIPELINED
-                    )
-                    launches.append(
-                        _matmul_launch(
-                            "sparse24_matmul/decode_mma", "sparse24_decode_mma:decode_mma", label, cfg, dtype,
-                            split, operands, constexprs, divisible, regime="decode",
-                            weight_args=("p_ptr", "meta_ptr"),
-                        )
-                    )  # fmt: skip
+        divisible = [
+            "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_xm",
+            "stride_pn", "stride_ys", "stride_ym",
+        ]  # fmt: skip
+        if even:  # K = 4096: 32 units of 16 bytes per metadata row; K = 960 gives 8
+            divisible.append("stride_en16")
+        label = (
+            f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
+            f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
+        )
+        operands = {"x_ptr": f"*{dtype}", "p_ptr": "*i32", "meta_ptr": "*i32", "table_ptr": "*i64"}
+        constexprs = dict(INTERPRET=False, EVEN_N=even, EVEN_K=even, TABLE_PIPELINED=dm.TABLE_PIPELINED)
+        launches.append(
+            _matmul_launch(
+                "sparse24_matmul/decode_mma", "sparse24_decode_mma:decode_mma", label, cfg, dtype, split,
+                operands, constexprs, divisible, regime="decode", weight_args=("p_ptr", "meta_ptr"),
+            )
+        )  # fmt: skip
     return launches
 
 
