@@ -79,8 +79,8 @@ def demo_job(run: DemoRun, config: PruneConfig) -> dict[str, Any]:
         f"({report.sparsity:.1%} of the block weights zero) in {report.seconds:.0f} s.\n\n{table}"
     ]
     if runtime["sparse"] is not None:
-        from polysparse.bench.throughput import markdown as throughput_markdown
-        from polysparse.bench.throughput import write_results
+        from polysparse.bench.speed.throughput import markdown as throughput_markdown
+        from polysparse.bench.speed.throughput import write_results
         from polysparse.runtime.checkpoint import SparsityMetadata, save_sparse
 
         compressed = save_sparse(
@@ -125,7 +125,7 @@ def _demo_runtime(
     import torch
 
     from polysparse.bench.plans import ThroughputPlan, parse_sizes
-    from polysparse.bench.throughput import DEFAULT_DISPATCH_FILE, benchmark_models
+    from polysparse.bench.speed.throughput import DEFAULT_DISPATCH_FILE, benchmark_models
     from polysparse.runtime.linear import DispatchTable
     from polysparse.runtime.swap import sparsify_model
 

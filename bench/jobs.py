@@ -261,9 +261,10 @@ def evaluate_specs(lm, tokenizer, specs: list[SourceSpec], windows: int, seqlen:
 
 def eval_job(plan: EvalPlan) -> dict[str, Any]:
     """Perplexity per source spec on held-out windows, and multiple-choice task accuracy (``tasks``, see
-    :mod:`polysparse.bench.tasks_eval`; ``lm_eval``, see :mod:`polysparse.bench.lm_eval_bridge`); JSON and
-    Markdown when ``out`` is given. Every source and task is checked before the model loads."""
-    from polysparse.bench.tasks_eval import prepare_tasks
+    :mod:`polysparse.bench.studies.tasks_eval`; ``lm_eval``, see
+    :mod:`polysparse.bench.studies.lm_eval_bridge`); JSON and Markdown when ``out`` is given. Every source and
+    task is checked before the model loads."""
+    from polysparse.bench.studies.tasks_eval import prepare_tasks
 
     data, source, langs, tasks, lm_eval = plan.data, plan.source, plan.langs, plan.tasks, plan.lm_eval
     windows, seqlen, seed, batch_size = plan.windows, plan.seqlen, plan.seed, plan.batch_size
@@ -283,7 +284,7 @@ def eval_job(plan: EvalPlan) -> dict[str, Any]:
         with text_encoding(plan.encoding):  # task files are read in --encoding too
             prepared = prepare_tasks(tasks, limit=TASK_LIMIT if limit is None else limit, seed=seed)
     if lm_eval:
-        from polysparse.bench.lm_eval_bridge import check_lm_eval
+        from polysparse.bench.studies.lm_eval_bridge import check_lm_eval
 
         check_lm_eval()
     if specs:  # --seqlen sizes the perplexity windows only
@@ -291,7 +292,7 @@ def eval_job(plan: EvalPlan) -> dict[str, Any]:
     lm, tokenizer = load_causal_lm(model_path, plan.dtype)
     lm.to(resolve_device(device))
     if dump_items:
-        from polysparse.bench.tasks_eval import dump_items as write_dump
+        from polysparse.bench.studies.tasks_eval import dump_items as write_dump
 
         _say(f"wrote the items to {write_dump(dump_items, prepared)}", quiet)
     payload = evaluate_loaded(lm, tokenizer, plan, specs, prepared, name=str(model_path))
@@ -313,7 +314,7 @@ def evaluate_loaded(
 ) -> dict[str, Any]:
     """What :func:`eval_job` computes, on a model already loaded: perplexity per source spec (``specs``, else
     parsed from ``plan``), the prepared tasks (else built from ``plan.tasks``) and lm-eval's tasks."""
-    from polysparse.bench.tasks_eval import prepare_tasks, score_tasks
+    from polysparse.bench.studies.tasks_eval import prepare_tasks, score_tasks
 
     name, quiet, batch_size = name or plan.model, plan.quiet, plan.batch_size
     if specs is None:
@@ -333,7 +334,7 @@ def evaluate_loaded(
         _say(f"scoring {len(prepared)} tasks on {name}", quiet)
         payload["tasks"] = score_tasks(lm, tokenizer, prepared, batch_size=batch_size, quiet=quiet)
     if plan.lm_eval:
-        from polysparse.bench.lm_eval_bridge import run_lm_eval
+        from polysparse.bench.studies.lm_eval_bridge import run_lm_eval
 
         payload["lm_eval"] = run_lm_eval(lm, tokenizer, plan.lm_eval, limit=plan.limit, batch_size=batch_size)
     return payload
@@ -341,7 +342,7 @@ def evaluate_loaded(
 
 def _eval_markdown(payload: dict[str, Any]) -> str:
     """The Markdown beside ``eval --out``'s JSON: the perplexity table, the tasks' table, lm-eval's."""
-    from polysparse.bench.tasks_eval import tasks_markdown
+    from polysparse.bench.studies.tasks_eval import tasks_markdown
 
     results = payload["results"]
     text = f"Evaluation of `{payload['model']}`\n\n"
@@ -358,9 +359,9 @@ def _eval_markdown(payload: dict[str, Any]) -> str:
 
 
 def study_job(plan: StudyPlan, run: StudyRun) -> dict[str, Any]:
-    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study` (task columns:
-    :mod:`polysparse.bench.study_tasks`)."""
-    from polysparse.bench.study import check_study_inputs, output_stem, run_study
+    """The calibration x evaluation matrix; see :mod:`polysparse.bench.studies.study` (task columns:
+    :mod:`polysparse.bench.studies.study_tasks`)."""
+    from polysparse.bench.studies.study import check_study_inputs, output_stem, run_study
 
     check_study_inputs(plan, run.out, run.cells)
     result = run_study(plan, run.out, cells=run.cells, quiet=run.quiet, plot=run.plot)
@@ -388,8 +389,8 @@ def corpora_job(*, source: list[str] | tuple[str, ...] = (), json: bool = False,
 
 
 def bench_job(run: BenchRun, plan: ThroughputPlan) -> dict[str, Any]:
-    """Dense vs sparse throughput; see :mod:`polysparse.bench.throughput`."""
-    from polysparse.bench.throughput import run_throughput
+    """Dense vs sparse throughput; see :mod:`polysparse.bench.speed.throughput`."""
+    from polysparse.bench.speed.throughput import run_throughput
 
     model, dense, backend, out, quiet = run.model, run.dense, run.backend, run.out, run.quiet
     if out is not None:

@@ -207,7 +207,7 @@ class StudyPlan:
     task_limit: int = setting(TASK_LIMIT, help="items per task and language (default %(default)s)")
 
     def __post_init__(self) -> None:
-        from polysparse.bench.study_tasks import validate_specs
+        from polysparse.bench.studies.study_tasks import validate_specs
 
         langs = split_values(self.langs)
         object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in langs))

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-from polysparse.bench.cells import cell_key
+from polysparse.bench.studies.cells import cell_key
 from polysparse.sparsify.config import ConfigError, NMPattern, PruneConfig
 from polysparse.sparsify.methods.admm import admm_update
 from polysparse.sparsify.reconstruction import EVAL_BATCHES

@@ -21,7 +21,7 @@ from typing import Any
 
 from polysparse.bench.plans import StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import eval_spec
+from polysparse.bench.studies.study import eval_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.evaluate import perplexity

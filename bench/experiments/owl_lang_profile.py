@@ -22,7 +22,7 @@ import torch
 
 from polysparse.bench.assets import resolve_model
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import mix_spec
+from polysparse.bench.studies.study import mix_spec
 from polysparse.sparsify.calibration import calibration_windows
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.loading import load_causal_lm

@@ -31,7 +31,7 @@ from polysparse.bench.experiments._protocol import add_window_options
 from polysparse.bench.plans import StudyPlan
 from polysparse.bench.recipes import Recipe
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import eval_spec, language_spec
+from polysparse.bench.studies.study import eval_spec, language_spec
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.loading import load_causal_lm

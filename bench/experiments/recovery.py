@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.experiments._protocol import add_window_options
 from polysparse.bench.plans import StudyPlan
 from polysparse.bench.recipes import Recipe, as_json, effective_settings, recipe_cell_key
 from polysparse.bench.report import environment, markdown_table, write_json
-from polysparse.bench.study import eval_spec, language_spec, mix_spec
+from polysparse.bench.studies.cells import CellStore, cell_key
+from polysparse.bench.studies.study import eval_spec, language_spec, mix_spec
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.driver import prune_model

@@ -1,6 +1,6 @@
 """The one-screen summary printed at the end of ``bench/scripts/gpu_all.sh``.
 
-    python -P -m polysparse.bench.gpu_summary RUN_DIR
+    python -P -m polysparse.bench.speed.gpu_summary RUN_DIR
 
 Reads what the script's steps wrote: ``RUN_DIR/steps.tsv`` (step, status, seconds, expected seconds),
 ``RUN_DIR/gpu-tests.xml`` (pytest's JUnit report), the 2:4 matmul benchmark JSON and the end-to-end

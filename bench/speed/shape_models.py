@@ -1,6 +1,7 @@
 """Random-weight 2:4 checkpoints at real model shapes, for end-to-end timing where no weights can be fetched.
 
-    python -P -m polysparse.bench.shape_models --model llama-3-8b --layers 4 --out runs/shapes/llama-3-8b
+    python -P -m polysparse.bench.speed.shape_models --model llama-3-8b --layers 4 \\
+        --out runs/shapes/llama-3-8b
 
 Throughput depends on the shapes of the linear layers, the attention layout and the vocabulary, not on
 trained values, and a GPU machine without internet has no real weights: this builds the model from its

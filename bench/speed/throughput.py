@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.plans import BenchSetupError, ThroughputPlan
 from polysparse.bench.report import DEFAULT_RESULTS_DIR, environment, markdown_table, write_json
+from polysparse.bench.studies.cells import CellStore, cell_key
 from polysparse.runtime.checkpoint import checkpoint_summary, is_sparse_checkpoint, load_sparse
 from polysparse.runtime.graph_decode import graph_decode_reason, time_generation_graphed
 from polysparse.runtime.linear import BACKENDS, DispatchTable, backend_runs, reset_backend_runs

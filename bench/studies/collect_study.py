@@ -1,6 +1,6 @@
 """Answer the study's three questions across every study JSON in a folder, in one table.
 
-``python -P -m polysparse.bench.collect_study bench/results/study/gemma-3-270m`` reads each
+``python -P -m polysparse.bench.studies.collect_study bench/results/study/gemma-3-270m`` reads each
 ``study-*.json`` that ``polysparse study`` wrote there and writes ``summary.json`` and ``summary.md``:
 
 1. *Diagonal*: for how many evaluation languages the row calibrated on that language is the best
@@ -13,7 +13,7 @@
    median of the single-language rows' worst ratios.
 
 Studies run with ``--tasks`` also get questions 1 and 2 asked of task accuracy, with paired bootstrap
-intervals (:mod:`polysparse.bench.collect_study_tasks`), in a second table.
+intervals (:mod:`polysparse.bench.studies.collect_study_tasks`), in a second table.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def collect(folder: Path) -> dict[str, Any]:
     studies = sorted(folder.glob("study-*.json"))
     if not studies:
         raise SystemExit(f"no study-*.json in {folder}")
-    from polysparse.bench.collect_study_tasks import answers_markdown, task_answers
+    from polysparse.bench.studies.collect_study_tasks import answers_markdown, task_answers
 
     entries, task_entries = [], []
     for path in studies:
@@ -120,8 +120,8 @@ def collect(folder: Path) -> dict[str, Any]:
     write_json(folder / "summary.json", payload)
     text = (
         "The study's questions answered from each matrix in this folder "
-        f"(`python -P -m polysparse.bench.collect_study {folder}`). Ratios below 1 favour the first term; "
-        "geometric means over the evaluation languages.\n\n" + markdown_table(headers, rows)
+        f"(`python -P -m polysparse.bench.studies.collect_study {folder}`). Ratios below 1 favour the first "
+        "term; geometric means over the evaluation languages.\n\n" + markdown_table(headers, rows)
     )
     if task_entries:
         text += (

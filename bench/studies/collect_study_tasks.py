@@ -1,5 +1,5 @@
 """The study's questions asked of task accuracy, with paired bootstrap intervals (used by
-:mod:`polysparse.bench.collect_study`).
+:mod:`polysparse.bench.studies.collect_study`).
 
 1. Kurz et al.: does the calibration language that wins perplexity in a language also win task accuracy
    in it? Accuracy is each task's own metric (``acc``; ``acc_norm`` for continuation, see

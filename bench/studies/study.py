@@ -18,9 +18,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from polysparse.bench.cells import CellStore, cell_key
 from polysparse.bench.plans import StudyInputError, StudyPlan
 from polysparse.bench.report import environment, markdown_table, write_json
+from polysparse.bench.studies.cells import CellStore, cell_key
 from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart, TranslatePart
 from polysparse.sparsify.corpora import (
@@ -257,7 +257,7 @@ class StudyResult:
             )
         text = notes + "\n\n" + markdown_table(headers, body)
         if self.tasks:
-            from polysparse.bench.study_tasks import task_tables
+            from polysparse.bench.studies.study_tasks import task_tables
 
             text += (
                 "\n\n### Tasks\n\nZero-shot multiple choice on held-out text, at most "
@@ -362,7 +362,7 @@ def run_study(
     magnitude rows.
     """
     from polysparse.bench.assets import resolve_model
-    from polysparse.bench.study_tasks import study_tasks
+    from polysparse.bench.studies.study_tasks import study_tasks
     from polysparse.sparsify.checkpointing import folder_fingerprint
     from polysparse.sparsify.tasks import evaluate_task
 
@@ -445,7 +445,7 @@ def run_study(
     if plot:
         heatmap(result, out / f"{stem}.png")
         if result.tasks:
-            from polysparse.bench.study_tasks import task_heatmaps
+            from polysparse.bench.studies.study_tasks import task_heatmaps
 
             title = f"{Path(plan.model).name}: {plan.method} {plan.sparsity_label}, task accuracy"
             task_heatmaps(rows, result.tasks, result.task_cells, plan.langs, out / stem, title)

@@ -129,7 +129,7 @@ def test_export_errors(sparse_dir, tmp_path, capsys):
 def test_interrupted_benchmark_resumes_finished_cells(sparse_dir, tmp_path, monkeypatch):
     """A benchmark killed after its first (batch, prompt) cell measures only the missing cells when run
     again; a finished run leaves no cells behind, so the next run measures afresh."""
-    from polysparse.bench import throughput
+    from polysparse.bench.speed import throughput
 
     calls = []
     real = throughput.time_generation

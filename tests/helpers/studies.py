@@ -4,7 +4,7 @@ perplexities (no model at all)."""
 from __future__ import annotations
 
 from polysparse.bench.plans import StudyPlan
-from polysparse.bench.study import StudyResult, study_rows
+from polysparse.bench.studies.study import StudyResult, study_rows
 
 PERPLEXITY = {  # row label -> (en, de)
     "dense": (10.0, 20.0),

@@ -4,9 +4,9 @@ where their recorded configuration matches."""
 from dataclasses import dataclass, replace
 
 from polysparse.bench import recipes as recipe_module
-from polysparse.bench.cells import CellStore
 from polysparse.bench.experiments import recovery
 from polysparse.bench.recipes import Recipe
+from polysparse.bench.studies.cells import CellStore
 from polysparse.sparsify.config import PruneConfig
 
 

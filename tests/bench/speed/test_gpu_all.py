@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from polysparse.bench import gpu_summary
+from polysparse.bench.speed import gpu_summary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "bench" / "scripts" / "gpu_all.sh"
 
 
@@ -68,7 +68,7 @@ def test_dry_run_lists_every_step_and_the_modules_and_flags_it_runs_exist():
     assert {module for module, _ in commands} == {
         "polysparse.bench.kernels.compiled", "polysparse.bench.kernels.sparse24_matmul",
         "polysparse.bench.kernels.topk_mask", "polysparse.bench.kernels.sparsegpt_solve",
-        "polysparse.bench.shape_models", "polysparse.bench.cli",
+        "polysparse.bench.speed.shape_models", "polysparse.bench.cli",
     }  # fmt: skip
     for module, arguments in commands:
         words = arguments.split()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from polysparse.bench import shape_models
+from polysparse.bench.speed import shape_models
 from polysparse.runtime import load_sparse
 from polysparse.runtime.swap import sparse_layers
 

@@ -8,9 +8,9 @@ import torch
 
 from helpers.sparse_models import sparse_tiny_model
 from helpers.tiny_models import tiny_tokenizer
-from polysparse.bench import throughput
 from polysparse.bench.cli import main
 from polysparse.bench.plans import DECODE_MODES, BenchSetupError, ThroughputPlan
+from polysparse.bench.speed import throughput
 from polysparse.runtime.checkpoint import save_sparse
 from polysparse.runtime.swap import sparsify_model
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from helpers.studies import known_result
-from polysparse.bench.collect_study import collect, summarise
+from polysparse.bench.studies.collect_study import collect, summarise
 
 
 def study_json():

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from helpers.studies import known_result
-from polysparse.bench.collect_study import collect
-from polysparse.bench.collect_study_tasks import spearman, task_answers
+from polysparse.bench.studies.collect_study import collect
+from polysparse.bench.studies.collect_study_tasks import spearman, task_answers
 from polysparse.sparsify.tasks import TaskSpec, parse_task
 
 N = 200

@@ -12,7 +12,7 @@ import pytest
 
 from helpers.tiny_models import tiny_model, tiny_tokenizer
 from polysparse.bench.cli import main
-from polysparse.bench.lm_eval_bridge import run_lm_eval
+from polysparse.bench.studies.lm_eval_bridge import run_lm_eval
 from polysparse.sparsify.tasks import Item, evaluate_task, score_items
 
 ASCII_ITEMS = [

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from helpers.studies import tiny_study_plan
-from polysparse.bench import study as study_module
-from polysparse.bench.study import run_study, study_rows
+from polysparse.bench.studies import study as study_module
+from polysparse.bench.studies.study import run_study, study_rows
 
 plan = tiny_study_plan
 

@@ -7,8 +7,8 @@ import pytest
 import polysparse.sparsify.tasks as tasks_module
 from helpers.studies import tiny_study_plan
 from polysparse.bench.plans import StudyPlan
-from polysparse.bench.study import run_study, study_rows
-from polysparse.bench.study_tasks import expand, is_template
+from polysparse.bench.studies.study import run_study, study_rows
+from polysparse.bench.studies.study_tasks import expand, is_template
 from polysparse.sparsify.tasks import TaskError
 
 
@@ -90,7 +90,7 @@ def test_study_with_tasks_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatch
 
 
 def test_tables_read_continuation_by_acc_norm_and_translation_by_acc():
-    from polysparse.bench.study_tasks import task_tables
+    from polysparse.bench.studies.study_tasks import task_tables
     from polysparse.sparsify.tasks import parse_task
 
     rows = study_rows(StudyPlan(model="m", langs=("en", "de")))
