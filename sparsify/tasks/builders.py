@@ -87,11 +87,9 @@ class TaskSpec:
     def metric(self) -> str:
         """The accuracy a study reads this task by: ``acc_norm`` for continuation, ``acc`` otherwise.
 
-        Continuation choices differ in length, and the summed log-likelihood favours short ones: on 80 items
-        per language dense Gemma 3 270M was not clearly above chance on Arabic by ``acc`` (0.287) but 0.44
-        to 0.56 by ``acc_norm`` in all six study languages
-        (``bench/results/tasks/sanity-dense-vs-magnitude-2-4.md``).
-        Translation choices are length-matched and read by ``acc``, as lm-eval reports multiple choice.
+        Continuation choices differ in length, and the summed log-likelihood favours short ones, which
+        ``acc_norm`` (per UTF-8 byte) corrects (the sanity check in docs/tasks.md). Translation choices are
+        length-matched and read by ``acc``, as lm-eval reports multiple choice.
         """
         return "acc_norm" if self.kind == "continuation-choice" else "acc"
 
