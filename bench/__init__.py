@@ -1,7 +1,10 @@
 """polysparse.bench: the ``polysparse`` command line, the jobs behind its commands, benchmarks and reports.
 
-The commands are plain functions of their settings (``prune_job(PruneRun(...), PruneConfig(...))`` does what
-``polysparse prune`` does; :mod:`polysparse.bench.plans`). Names are imported on first use, so
+Grouped by what they serve: the command line and its jobs here (``cli``, ``options``: options generated from
+the settings' fields, ``plans``: the commands' settings, ``jobs``, ``demo``, ``serve``, ``exports``,
+``recipes``), the study and the tasks (``studies/``), throughput (``speed/``) and the kernel benchmarks
+(``kernels/``). The commands are plain functions of their settings (``prune_job(PruneRun(...),
+PruneConfig(...))`` does what ``polysparse prune`` does). Names are imported on first use, so
 ``python -P -m polysparse.bench.<module>`` runs a module without importing the rest. One-off measurements live
 in ``bench/experiments/``, which the wheel leaves out.
 """
