@@ -1,37 +1,27 @@
 """polysparse.bench: the ``polysparse`` command line, the jobs behind its commands, benchmarks and reports.
 
-The commands are plain functions with keyword arguments (``prune_job(model=..., pattern="2:4", ...)`` does
-what ``polysparse prune`` does). Names are imported on first use, so
-``python -P -m polysparse.bench.<module>`` runs a module without importing the rest.
+Grouped by what they serve: the command line and its jobs here (``cli``, ``options``: options generated from
+the settings' fields, ``plans``: the commands' settings, ``jobs``, ``demo``, ``serve``, ``exports``,
+``recipes``), the study and the tasks (``studies/``), throughput (``speed/``) and the kernel benchmarks
+(``kernels/``). The commands are plain functions of their settings (``prune_job(PruneRun(...),
+PruneConfig(...))`` does what ``polysparse prune`` does). Names are imported on first use, so
+``python -P -m polysparse.bench.<module>`` runs a module without importing the rest. One-off measurements live
+in ``bench/experiments/``, which the wheel leaves out.
 """
 
+from polysparse._packages import lazy_exports, refuse_bare_import
+
 if __name__ != "polysparse.bench":  # the folder imported as a bare top-level package
-    raise ImportError(
-        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
-        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
-    )
-
-from importlib import import_module
-from typing import Any
-
-_EXPORTS = {
-    "build_parser": "cli",
-    "main": "cli",
-    "USER_ERRORS": "jobs",
-    "bench_job": "jobs",
-    "corpora_job": "jobs",
-    "eval_job": "jobs",
-    "export_job": "jobs",
-    "prune_job": "jobs",
-    "read_report": "jobs",
-    "study_job": "jobs",
-    "demo_job": "demo",
-}
-
-__all__ = sorted(_EXPORTS)
+    refuse_bare_import(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"polysparse.bench.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'polysparse.bench' has no attribute {name!r}")
+_EXPORTS = {  # submodule: the public names it defines
+    "cli": ("build_parser", "main"),
+    "jobs": ("bench_job", "corpora_job", "eval_job", "evaluate_loaded", "prune_job", "study_job"),
+    "demo": ("demo_job",),
+    "exports": ("export_job",),
+    "plans": ("BenchRun", "EvalPlan", "PruneRun", "StudyPlan", "StudyRun", "ThroughputPlan"),
+    "user_errors": ("USER_ERRORS",),
+}  # fmt: skip
+
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

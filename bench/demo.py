@@ -9,10 +9,11 @@ from typing import Any
 
 from polysparse.bench.assets import DEFAULT_MODEL, resolve_model
 from polysparse.bench.jobs import evaluate_specs
+from polysparse.bench.plans import DemoRun
 from polysparse.bench.report import environment, markdown_table, say, say_speedups, write_json
 from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec, SourcePart
-from polysparse.sparsify.config import SPARSE24, PruneConfig, prune_default
+from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.corpora import SourceSpec
 from polysparse.sparsify.driver import prune_model
 from polysparse.sparsify.evaluate import perplexity
@@ -21,58 +22,29 @@ from polysparse.sparsify.output import REPORT_FILE, OutputExistsError, save_prun
 from polysparse.sparsify.walk import resolve_device
 
 
-def demo_job(
-    *,
-    model: str | None = None,
-    lang: str = "de",
-    method: str = "sparsegpt",
-    pattern: str = str(SPARSE24),
-    nsamples: int = 16,
-    seqlen: int = 512,
-    eval_windows: int = 4,
-    out: str = "polysparse-demo",
-    dtype: str = "auto",
-    bench_batch: str = "1",
-    bench_prompt: str = "32",
-    bench_new_tokens: int = 8,
-    bench_repeats: int = 2,
-    update: str = prune_default("update"),
-    reconstruct: str = prune_default("reconstruct"),
-    reconstruct_steps: int = prune_default("reconstruct_steps"),
-    quiet: bool = False,
-) -> dict[str, Any]:
+def demo_job(run: DemoRun, config: PruneConfig) -> dict[str, Any]:
     """The main job on the embedded default: prune for a language, compare perplexity dense vs pruned,
     run the pruned model on 2:4 sparse layers (checked against the pruned dense model), time both, and save
     the pruned model (``out``) and its compressed form (``out/compressed``)."""
     started = time.perf_counter()
-    out_dir = Path(out)
+    lang, eval_windows, quiet = run.lang, run.eval_windows, run.quiet
+    nsamples, seqlen = config.nsamples, config.seqlen
+    out_dir = Path(run.out)
     if out_dir.exists() and not (out_dir / REPORT_FILE).exists():
         raise OutputExistsError(f"{out_dir} exists and is not a polysparse output; choose another --out")
-    model = model or DEFAULT_MODEL
+    model = run.model or DEFAULT_MODEL
     handbook = SourceSpec.of("handbook", lang)
     calib = CalibrationSpec.of([SourcePart(handbook)])
     eval_specs = [handbook] + ([] if lang == "en" else [SourceSpec.of("handbook", "en")])
     say(f"[1/7] preparing {model} (offline)", quiet)
     model_path = resolve_model(model)
-    lm, tokenizer = load_causal_lm(model_path, dtype)
+    lm, tokenizer = load_causal_lm(model_path, run.dtype)
     say(f"[2/7] calibration text: {nsamples} windows x {seqlen} tokens from {calib}", quiet)
     windows: TokenWindows = calibration_windows(calib, tokenizer, nsamples, seqlen)
     say(f"[3/7] dense perplexity on held-out text ({eval_windows} windows x {seqlen} tokens)", quiet)
     dense = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
-    config = PruneConfig(
-        method=method,
-        pattern=pattern,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        update=update,
-        reconstruct=reconstruct,
-        reconstruct_steps=reconstruct_steps,
-    )
-    recipe = f"{method} {pattern}" + "".join(
-        f" + {step}"
-        for step, on in (("ADMM update", update != "none"), ("reconstruction", reconstruct != "none"))
-        if on
-    )
+    steps = (("ADMM update", config.update != "none"), ("reconstruction", config.reconstruct != "none"))
+    recipe = f"{config.method} {config.sparsity_label}" + "".join(f" + {step}" for step, on in steps if on)
     say(f"[4/7] pruning with {recipe}, calibrated on {calib}", quiet)
     report = prune_model(lm, config, windows, progress=not quiet)
     pruned = evaluate_specs(lm, tokenizer, eval_specs, eval_windows, seqlen, 0, quiet)
@@ -93,9 +65,7 @@ def demo_job(
         tokenizer,
         spec=eval_specs[0],
         seqlen=seqlen,
-        bench=dict(
-            batch=bench_batch, prompt=bench_prompt, new_tokens=bench_new_tokens, repeats=bench_repeats
-        ),
+        bench={key: getattr(run, f"bench_{key}") for key in ("batch", "prompt", "new_tokens", "repeats")},
         quiet=quiet,
     )
     payload["runtime"] = runtime["summary"]
@@ -109,8 +79,8 @@ def demo_job(
         f"({report.sparsity:.1%} of the block weights zero) in {report.seconds:.0f} s.\n\n{table}"
     ]
     if runtime["sparse"] is not None:
-        from polysparse.bench.throughput import markdown as throughput_markdown
-        from polysparse.bench.throughput import write_results
+        from polysparse.bench.speed.throughput import markdown as throughput_markdown
+        from polysparse.bench.speed.throughput import write_results
         from polysparse.runtime.checkpoint import SparsityMetadata, save_sparse
 
         compressed = save_sparse(
@@ -155,7 +125,7 @@ def _demo_runtime(
     import torch
 
     from polysparse.bench.plans import ThroughputPlan, parse_sizes
-    from polysparse.bench.throughput import DEFAULT_DISPATCH_FILE, benchmark_models
+    from polysparse.bench.speed.throughput import DEFAULT_DISPATCH_FILE, benchmark_models
     from polysparse.runtime.linear import DispatchTable
     from polysparse.runtime.swap import sparsify_model
 

@@ -1,5 +1,7 @@
-"""What the ``polysparse`` commands do, as plain functions with keyword arguments (the Python API of the
-command line: ``prune_job(model=..., method=..., ...)`` does what ``polysparse prune`` does)."""
+"""What the ``polysparse`` commands do, as plain functions of their settings (:mod:`polysparse.bench.plans`,
+:class:`~polysparse.sparsify.config.PruneConfig`): ``prune_job(PruneRun(model=..., out=...),
+PruneConfig(...))`` does what ``polysparse prune`` does. The top-level ``polysparse.prune`` and
+``polysparse.evaluate`` call them with keywords."""
 
 from __future__ import annotations
 
@@ -7,11 +9,11 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from polysparse.bench.assets import resolve_model
-from polysparse.bench.exports import export_job
 from polysparse.bench.guards import (
     calibration_files,
     check_eval_outputs,
@@ -21,20 +23,16 @@ from polysparse.bench.guards import (
     task_files,
 )
 from polysparse.bench.plans import (
-    EVAL_SEQLEN,
-    EVAL_WINDOWS,
-    SEED,
-    TASK_BATCH_SIZE,
     TASK_LIMIT,
+    BenchRun,
+    EvalPlan,
+    PruneRun,
     StudyPlan,
+    StudyRun,
     ThroughputPlan,
-    parse_sizes,
-    plan_default,
 )
 from polysparse.bench.report import environment, markdown_table, say_speedups, write_json
 from polysparse.bench.report import say as _say
-from polysparse.bench.user_errors import USER_ERRORS
-from polysparse.runtime.backends import BACKENDS
 from polysparse.sparsify import distributed
 from polysparse.sparsify.calibration import (
     EVAL_FRACTION,
@@ -48,7 +46,7 @@ from polysparse.sparsify.checkpointing import (
     WorkFolderLock,
     clear_work_folder,
 )
-from polysparse.sparsify.config import ConfigError, PruneConfig, prune_default
+from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.corpora import SourceSpec, text_encoding
 from polysparse.sparsify.driver import (
     calibrated_steps,
@@ -62,7 +60,6 @@ from polysparse.sparsify.output import (
     check_output,
     clean_stale_partials,
     package_version,
-    read_report,
     save_pruned,
 )
 from polysparse.sparsify.streaming import load_streaming_model, write_streamed_output
@@ -71,96 +68,31 @@ from polysparse.sparsify.walk import check_device, resolve_device
 log = logging.getLogger("polysparse.bench")
 
 
-def prune_job(
-    *,
-    model: str,
-    out: str,
-    method: str = prune_default("method"),
-    sparsity: float | None = prune_default("sparsity"),
-    pattern: str | None = prune_default("pattern"),
-    calib: str | None = None,
-    nsamples: int = prune_default("nsamples"),
-    seqlen: int = prune_default("seqlen"),
-    seed: int = prune_default("seed"),
-    batch_size: int = prune_default("batch_size"),
-    targets: list[str] | tuple[str, ...] = prune_default("targets"),
-    ignore: list[str] | tuple[str, ...] = prune_default("ignore"),
-    blocksize: int = prune_default("blocksize"),
-    percdamp: float = prune_default("percdamp"),
-    device: str | None = prune_default("device"),
-    on_indivisible: str = prune_default("on_indivisible"),
-    dtype: str = "auto",
-    overwrite: bool = False,
-    no_checkpoint: bool = False,
-    stream: str = "auto",
-    offload: str = prune_default("offload"),
-    offload_dtype: str | None = prune_default("offload_dtype"),
-    offload_dir: str | None = prune_default("offload_dir"),
-    encoding: str = "utf-8",
-    update: str = prune_default("update"),
-    admm_iterations: int = prune_default("admm_iterations"),
-    reconstruct: str = prune_default("reconstruct"),
-    reconstruct_steps: int = prune_default("reconstruct_steps"),
-    reconstruct_lr: float = prune_default("reconstruct_lr"),
-    reconstruct_target: str = prune_default("reconstruct_target"),
-    sparsity_profile: str = prune_default("sparsity_profile"),
-    owl_m: float = prune_default("owl_m"),
-    owl_lambda: float = prune_default("owl_lambda"),
-    quiet: bool = False,
-) -> dict[str, Any]:
+def prune_job(run: PruneRun, config: PruneConfig) -> dict[str, Any]:
     """Load, calibrate, prune, and save an HF folder with ``polysparse.json``; return the report.
 
-    ``stream``: ``on`` reads decoder blocks from the safetensors files one at a time (peak memory about one
-    block, for models larger than memory), ``off`` loads the whole model, ``auto`` streams when the weights
-    take more than half of the available memory.
-
-    Progress is kept after every block in ``.<out>.work`` beside the output: the same command run again
-    after an interruption resumes there (``overwrite`` starts over), also when it was killed while saving;
-    the folder goes once the output is written. A lock in that folder admits one live run per output.
-    The output location, the device and ``seqlen`` are checked before anything is loaded.
+    Progress is kept after every block in ``.<out>.work`` beside the output (``run.checkpoint``): the same
+    command run again after an interruption resumes there (``overwrite`` starts over), also when it was
+    killed while saving; the folder goes once the output is written. A lock in that folder admits one live
+    run per output. The output location, the device and ``seqlen`` are checked before anything is loaded.
     """
-    config = PruneConfig(
-        method=method,
-        sparsity=sparsity,
-        pattern=pattern,
-        targets=tuple(targets),
-        ignore=tuple(ignore),
-        nsamples=nsamples,
-        seqlen=seqlen,
-        seed=seed,
-        batch_size=batch_size,
-        blocksize=blocksize,
-        percdamp=percdamp,
-        device=device,
-        on_indivisible=on_indivisible,
-        offload=offload,
-        offload_dtype=offload_dtype,
-        offload_dir=offload_dir,
-        update=update,
-        admm_iterations=admm_iterations,
-        reconstruct=reconstruct,
-        reconstruct_steps=reconstruct_steps,
-        reconstruct_lr=reconstruct_lr,
-        reconstruct_target=reconstruct_target,
-        sparsity_profile=sparsity_profile,
-        owl_m=owl_m,
-        owl_lambda=owl_lambda,
-    )
+    calib, method, device, seqlen = run.calib, config.method, config.device, config.seqlen
     calibrated = needs_calibration(config)
     if calib is None and calibrated:
         what = method if method != "magnitude" else ", ".join(calibrated_steps(config))
         raise ConfigError(f"{what} needs calibration text: pass --calib (e.g. handbook:de or text:FILE:de)")
     calibration = CalibrationSpec.parse(calib) if calib is not None and calibrated else calib
     check_device(device)
-    model_path = resolve_model(model)
-    out_dir = check_output(check_output_folder(out, [model_path, *calibration_files(calibration)]), overwrite)
-    if offload_dir is not None:
-        check_output_folder(offload_dir, [], "--offload-dir")
+    model_path = resolve_model(run.model)
+    inputs = [model_path, *calibration_files(calibration)]
+    out_dir = check_output(check_output_folder(run.out, inputs), run.overwrite)
+    if config.offload_dir is not None:
+        check_output_folder(config.offload_dir, [], "--offload-dir")
     if calib is not None and calibrated:
         check_seqlen(model_path, seqlen)
     launched = distributed.init_from_environment()
     rank, world = distributed.rank_and_world()
-    quiet = quiet or rank != 0
+    run = replace(run, quiet=run.quiet or rank != 0)
     # The working folder is also where the run's lock lives: one live run per output, released by the
     # kernel when the process dies (with --no-checkpoint it holds the lock only and goes at the end).
     work_dir = out_dir.parent / f".{out_dir.name}.work"
@@ -171,19 +103,8 @@ def prune_job(
         except OSError as error:
             raise OutputLocationError(f"cannot write beside {out_dir}: {error}") from None
     try:
-        with text_encoding(encoding):
-            payload = _prune_locked(
-                config,
-                model_path,
-                out_dir,
-                work_dir,
-                calibration,
-                dtype,
-                stream,
-                overwrite,
-                no_checkpoint,
-                quiet,
-            )
+        with text_encoding(run.encoding):
+            payload = _prune_locked(run, config, model_path, out_dir, work_dir, calibration)
     finally:
         if lock is not None:
             if {p.name for p in work_dir.glob("*")} <= {LOCK_FILE}:
@@ -197,39 +118,35 @@ def prune_job(
 
 
 def _prune_locked(
+    run: PruneRun,
     config: PruneConfig,
     model_path: Path,
     out_dir: Path,
     work_dir: Path,
     calib: CalibrationSpec | str | None,
-    dtype: str,
-    stream: str,
-    overwrite: bool,
-    no_checkpoint: bool,
-    quiet: bool,
 ) -> dict[str, Any]:
     """The body of :func:`prune_job`, run while this process holds the working folder's lock.
 
     ``calib`` is the parsed spec when the run calibrates, else the unused ``--calib`` text (or None)."""
-    method, seqlen = config.method, config.seqlen
+    method, seqlen, quiet, overwrite = config.method, config.seqlen, run.quiet, run.overwrite
     rank, world = distributed.rank_and_world()
     if rank == 0:
         check_output(out_dir, overwrite)  # again: a run that held the lock may have written it meanwhile
         clean_stale_partials(out_dir)
         if overwrite:
             clear_work_folder(work_dir)
-    checkpoint_dir = None if no_checkpoint else work_dir
+    checkpoint_dir = work_dir if run.checkpoint else None
     distributed.barrier()
     started = time.perf_counter()
     streamer = None
-    if _should_stream(model_path, stream):
+    if _should_stream(model_path, run.stream):
         if checkpoint_dir is None:
             raise ConfigError("--stream keeps the pruned blocks in the working folder; drop --no-checkpoint")
         _say(f"loading {model_path} block by block (streaming)", quiet)
-        lm, tokenizer, streamer = load_streaming_model(model_path, dtype)
+        lm, tokenizer, streamer = load_streaming_model(model_path, run.dtype)
     else:
         _say(f"loading {model_path}", quiet)
-        lm, tokenizer = load_causal_lm(model_path, dtype)
+        lm, tokenizer = load_causal_lm(model_path, run.dtype)
     windows = None
     if calib is not None and not needs_calibration(config):
         log.info("magnitude pruning reads no activations; --calib %s is not used", calib)
@@ -313,13 +230,13 @@ def _should_stream(model_path: Path, stream: str) -> bool:
     return False
 
 
-def _eval_specs(data: list[str], source: str | None, langs: str | None) -> list[SourceSpec]:
+def _eval_specs(data: Sequence[str], source: str | None, langs: Sequence[str]) -> list[SourceSpec]:
     """The parsed sources to evaluate: each ``--data`` spec, and ``--source`` in each of ``--langs``."""
     specs = [SourceSpec.parse(spec) for spec in data]
     if langs:
         if not source:
             raise ConfigError("--langs needs --source (e.g. --source handbook --langs en,de)")
-        specs += [SourceSpec.of(source, lang.strip()) for lang in langs.split(",") if lang.strip()]
+        specs += [SourceSpec.of(source, lang) for lang in langs]
     elif source:
         raise ConfigError("--source needs --langs")
     if not specs:
@@ -342,39 +259,21 @@ def evaluate_specs(lm, tokenizer, specs: list[SourceSpec], windows: int, seqlen:
     return results
 
 
-def eval_job(
-    *,
-    model: str,
-    data: list[str] | tuple[str, ...] = (),
-    source: str | None = None,
-    langs: str | None = None,
-    windows: int = EVAL_WINDOWS,
-    seqlen: int = EVAL_SEQLEN,
-    seed: int = SEED,
-    device: str | None = None,
-    dtype: str = "auto",
-    out: str | None = None,
-    overwrite: bool = False,
-    encoding: str = "utf-8",
-    quiet: bool = False,
-    tasks: str | None = None,
-    limit: int | None = None,
-    dump_items: str | None = None,
-    batch_size: int = TASK_BATCH_SIZE,
-    lm_eval: str | None = None,
-) -> dict[str, Any]:
+def eval_job(plan: EvalPlan) -> dict[str, Any]:
     """Perplexity per source spec on held-out windows, and multiple-choice task accuracy (``tasks``, see
-    :mod:`polysparse.bench.tasks_eval`; ``lm_eval``, see :mod:`polysparse.bench.lm_eval_bridge`); JSON and
-    Markdown when ``out`` is given. Every source and task is checked before the model loads."""
-    from polysparse.bench.tasks_eval import prepare_tasks, score_tasks, tasks_markdown
+    :mod:`polysparse.bench.studies.tasks_eval`; ``lm_eval``, see
+    :mod:`polysparse.bench.studies.lm_eval_bridge`); JSON and Markdown when ``out`` is given. Every source and
+    task is checked before the model loads."""
+    from polysparse.bench.studies.tasks_eval import prepare_tasks
 
-    specs = (
-        _eval_specs(list(data), source, langs) if (data or source or langs or not (tasks or lm_eval)) else []
-    )
+    data, source, langs, tasks, lm_eval = plan.data, plan.source, plan.langs, plan.tasks, plan.lm_eval
+    windows, seqlen, seed, batch_size = plan.windows, plan.seqlen, plan.seed, plan.batch_size
+    device, limit, dump_items, out, quiet = plan.device, plan.limit, plan.dump_items, plan.out, plan.quiet
+    specs = _eval_specs(data, source, langs) if (data or source or langs or not (tasks or lm_eval)) else []
     check_positive(windows=windows, batch_size=batch_size)
-    model_path = resolve_model(model)
+    model_path = resolve_model(plan.model)
     inputs = [model_path, *task_files(tasks), *(path for spec in specs for path in source_files(spec))]
-    check_eval_outputs(out, dump_items, overwrite, inputs)
+    check_eval_outputs(out, dump_items, plan.overwrite, inputs)
     check_device(device)
     if limit is not None and not (tasks or lm_eval):
         raise ConfigError("--limit applies to --tasks or --lm-eval")
@@ -382,114 +281,93 @@ def eval_job(
         raise ConfigError("--dump-items needs --tasks")
     prepared = []
     if tasks:
-        with text_encoding(encoding):  # task files are read in --encoding too
+        with text_encoding(plan.encoding):  # task files are read in --encoding too
             prepared = prepare_tasks(tasks, limit=TASK_LIMIT if limit is None else limit, seed=seed)
     if lm_eval:
-        from polysparse.bench.lm_eval_bridge import check_lm_eval
+        from polysparse.bench.studies.lm_eval_bridge import check_lm_eval
 
         check_lm_eval()
     if specs:  # --seqlen sizes the perplexity windows only
         check_seqlen(model_path, seqlen)
-    lm, tokenizer = load_causal_lm(model_path, dtype)
+    lm, tokenizer = load_causal_lm(model_path, plan.dtype)
     lm.to(resolve_device(device))
     if dump_items:
-        from polysparse.bench.tasks_eval import dump_items as write_dump
+        from polysparse.bench.studies.tasks_eval import dump_items as write_dump
 
         _say(f"wrote the items to {write_dump(dump_items, prepared)}", quiet)
-    results = []
-    if specs:
-        _say(
-            f"evaluating {model_path} on {len(specs)} sources ({windows} windows x {seqlen} tokens each)",
-            quiet,
-        )
-        with text_encoding(encoding):
-            results = evaluate_specs(lm, tokenizer, specs, windows, seqlen, seed, quiet)
-    payload = {"model": str(model_path), "results": results, "environment": environment(device)}
-    if prepared:
-        _say(f"scoring {len(prepared)} tasks on {model_path}", quiet)
-        payload["tasks"] = score_tasks(lm, tokenizer, prepared, batch_size=batch_size, quiet=quiet)
-    if lm_eval:
-        from polysparse.bench.lm_eval_bridge import run_lm_eval
-
-        payload["lm_eval"] = run_lm_eval(lm, tokenizer, lm_eval, limit=limit, batch_size=batch_size)
+    payload = evaluate_loaded(lm, tokenizer, plan, specs, prepared, name=str(model_path))
     if out:
         path = write_json(out, payload)
-        text = f"Evaluation of `{model_path}`\n\n"
-        if results:
-            text += markdown_table(
-                ["source", "perplexity", "tokens", "windows x seqlen"],
-                [
-                    [r["spec"], r["perplexity"], r["tokens"], f"{r['windows']} x {r['seqlen']}"]
-                    for r in results
-                ],
-            )
-        if prepared:
-            text += "\n\n" if results else ""
-            text += "Multiple-choice tasks (acc: highest log-likelihood; acc_norm: per UTF-8 byte)\n\n"
-            text += tasks_markdown(payload["tasks"])
-        if lm_eval:
-            text += "\n\nlm-eval\n\n" + payload["lm_eval"]["markdown"]
-        path.with_suffix(".md").write_text(text, encoding="utf-8")
+        path.with_suffix(".md").write_text(_eval_markdown(payload), encoding="utf-8")
         _say(f"wrote {path} and {path.with_suffix('.md')}", quiet)
     return payload
 
 
-def study_job(
+def evaluate_loaded(
+    lm,
+    tokenizer,
+    plan: EvalPlan,
+    specs: list[SourceSpec] | None = None,
+    prepared: list | None = None,
     *,
-    model: str,
-    langs: str,
-    out: str,
-    method: str = plan_default(StudyPlan, "method"),
-    sparsity: float | None = None,
-    pattern: str | None = None,
-    calib_source: str = plan_default(StudyPlan, "calib_source"),
-    eval_source: str = plan_default(StudyPlan, "eval_source"),
-    no_mix: bool = not plan_default(StudyPlan, "mix"),
-    translate_source: str | None = plan_default(StudyPlan, "translate_source"),
-    shots: int = plan_default(StudyPlan, "shots"),
-    nsamples: int = plan_default(StudyPlan, "nsamples"),
-    seqlen: int = plan_default(StudyPlan, "seqlen"),
-    eval_windows: int = plan_default(StudyPlan, "eval_windows"),
-    eval_seqlen: int = plan_default(StudyPlan, "eval_seqlen"),
-    seed: int = plan_default(StudyPlan, "seed"),
-    dtype: str = plan_default(StudyPlan, "dtype"),
-    cells: str | None = None,
-    no_plot: bool = False,
-    quiet: bool = False,
-    tasks: str | None = None,
-    task_limit: int = plan_default(StudyPlan, "task_limit"),
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The calibration x evaluation matrix; see :mod:`polysparse.bench.study` (task columns:
-    :mod:`polysparse.bench.study_tasks`). Neither ``sparsity`` nor ``pattern``: the plan's pattern (2:4)."""
-    from polysparse.bench.study import check_study_inputs, output_stem, run_study
+    """What :func:`eval_job` computes, on a model already loaded: perplexity per source spec (``specs``, else
+    parsed from ``plan``), the prepared tasks (else built from ``plan.tasks``) and lm-eval's tasks."""
+    from polysparse.bench.studies.tasks_eval import prepare_tasks, score_tasks
 
-    if sparsity is None and pattern is None:
-        pattern = plan_default(StudyPlan, "pattern")
-    plan = StudyPlan(
-        model=model,
-        langs=tuple(lang.strip() for lang in langs.split(",") if lang.strip()),
-        method=method,
-        sparsity=sparsity,
-        pattern=pattern,
-        calib_source=calib_source,
-        eval_source=eval_source,
-        mix=not no_mix,
-        translate_source=None if translate_source in (None, "", "none") else translate_source,
-        shots=shots,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        eval_windows=eval_windows,
-        eval_seqlen=eval_seqlen,
-        seed=seed,
-        dtype=dtype,
-        tasks=tuple((tasks or "").split(",")),
-        task_limit=task_limit,
-    )
-    check_study_inputs(plan, out, cells)
-    result = run_study(plan, out, cells=cells, quiet=quiet, plot=not no_plot)
-    _say(result.markdown(), quiet)
-    stem = Path(out) / output_stem(plan)
-    _say(f"wrote {stem}.json, {stem}.md" + ("" if no_plot else f", {stem}.png"), quiet)
+    name, quiet, batch_size = name or plan.model, plan.quiet, plan.batch_size
+    if specs is None:
+        specs = _eval_specs(plan.data, plan.source, plan.langs) if plan.data or plan.source else []
+    if prepared is None and plan.tasks:
+        limit = TASK_LIMIT if plan.limit is None else plan.limit
+        with text_encoding(plan.encoding):
+            prepared = prepare_tasks(plan.tasks, limit=limit, seed=plan.seed)
+    results = []
+    if specs:
+        what = f"{len(specs)} sources ({plan.windows} windows x {plan.seqlen} tokens each)"
+        _say(f"evaluating {name} on {what}", quiet)
+        with text_encoding(plan.encoding):
+            results = evaluate_specs(lm, tokenizer, specs, plan.windows, plan.seqlen, plan.seed, quiet)
+    payload = {"model": name, "results": results, "environment": environment(plan.device)}
+    if prepared:
+        _say(f"scoring {len(prepared)} tasks on {name}", quiet)
+        payload["tasks"] = score_tasks(lm, tokenizer, prepared, batch_size=batch_size, quiet=quiet)
+    if plan.lm_eval:
+        from polysparse.bench.studies.lm_eval_bridge import run_lm_eval
+
+        payload["lm_eval"] = run_lm_eval(lm, tokenizer, plan.lm_eval, limit=plan.limit, batch_size=batch_size)
+    return payload
+
+
+def _eval_markdown(payload: dict[str, Any]) -> str:
+    """The Markdown beside ``eval --out``'s JSON: the perplexity table, the tasks' table, lm-eval's."""
+    from polysparse.bench.studies.tasks_eval import tasks_markdown
+
+    results = payload["results"]
+    text = f"Evaluation of `{payload['model']}`\n\n"
+    if results:
+        rows = [[r["spec"], r["perplexity"], r["tokens"], f"{r['windows']} x {r['seqlen']}"] for r in results]
+        text += markdown_table(["source", "perplexity", "tokens", "windows x seqlen"], rows)
+    if payload.get("tasks"):
+        text += "\n\n" if results else ""
+        text += "Multiple-choice tasks (acc: highest log-likelihood; acc_norm: per UTF-8 byte)\n\n"
+        text += tasks_markdown(payload["tasks"])
+    if "lm_eval" in payload:
+        text += "\n\nlm-eval\n\n" + payload["lm_eval"]["markdown"]
+    return text
+
+
+def study_job(plan: StudyPlan, run: StudyRun) -> dict[str, Any]:
+    """The calibration x evaluation matrix; see :mod:`polysparse.bench.studies.study` (task columns:
+    :mod:`polysparse.bench.studies.study_tasks`)."""
+    from polysparse.bench.studies.study import check_study_inputs, output_stem, run_study
+
+    check_study_inputs(plan, run.out, run.cells)
+    result = run_study(plan, run.out, cells=run.cells, quiet=run.quiet, plot=run.plot)
+    _say(result.markdown(), run.quiet)
+    stem = Path(run.out) / output_stem(plan)
+    _say(f"wrote {stem}.json, {stem}.md" + (f", {stem}.png" if run.plot else ""), run.quiet)
     return result.to_dict()
 
 
@@ -510,42 +388,11 @@ def corpora_job(*, source: list[str] | tuple[str, ...] = (), json: bool = False,
     return infos
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Runtime: throughput and export (issue 5)
-# ----------------------------------------------------------------------------------------------------------
+def bench_job(run: BenchRun, plan: ThroughputPlan) -> dict[str, Any]:
+    """Dense vs sparse throughput; see :mod:`polysparse.bench.speed.throughput`."""
+    from polysparse.bench.speed.throughput import run_throughput
 
-
-def bench_job(
-    *,
-    model: str,
-    dense: str | None = None,
-    batch: str | Sequence[int] = plan_default(ThroughputPlan, "batch_sizes"),
-    prompt: str | Sequence[int] = plan_default(ThroughputPlan, "prompt_lengths"),
-    new_tokens: int = plan_default(ThroughputPlan, "new_tokens"),
-    repeats: int = plan_default(ThroughputPlan, "repeats"),
-    warmup: int = plan_default(ThroughputPlan, "warmup"),
-    backend: str = BACKENDS[0],
-    dispatch: str | None = None,
-    cache: str = plan_default(ThroughputPlan, "cache"),
-    device: str | None = None,
-    dtype: str = "auto",
-    seed: int = plan_default(ThroughputPlan, "seed"),
-    out: str | None = None,
-    no_plot: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Dense vs sparse throughput; see :mod:`polysparse.bench.throughput`."""
-    from polysparse.bench.throughput import run_throughput
-
-    plan = ThroughputPlan(
-        batch_sizes=parse_sizes(batch),
-        prompt_lengths=parse_sizes(prompt),
-        new_tokens=new_tokens,
-        repeats=repeats,
-        warmup=warmup,
-        cache=cache,
-        seed=seed,
-    )
+    model, dense, backend, out, quiet = run.model, run.dense, run.backend, run.out, run.quiet
     if out is not None:
         check_output_folder(out, [model, dense], results=True)
     _say(f"benchmarking {model} (sparse) against its dense twin, backend {backend}", quiet)
@@ -554,25 +401,13 @@ def bench_job(
         dense=dense,
         plan=plan,
         backend=backend,
-        device=device,
-        dtype=dtype,
-        dispatch=dispatch,
+        device=run.device,
+        dtype=run.dtype,
+        dispatch=run.dispatch,
         out=out,
-        with_plot=not no_plot,
+        with_plot=run.plot,
         progress=None if quiet else lambda message: _say(f"  {message}"),
     )
     say_speedups(payload, quiet)
     _say("wrote " + ", ".join(str(p) for p in paths), quiet)
     return payload
-
-
-__all__ = [
-    "USER_ERRORS",
-    "bench_job",
-    "corpora_job",
-    "eval_job",
-    "export_job",
-    "prune_job",
-    "read_report",
-    "study_job",
-]

@@ -1,19 +1,23 @@
-"""The settings of the ``eval``, ``study`` and ``bench`` commands: the one home of their defaults.
+"""The settings of the ``polysparse`` commands, each declared once (name, type, default, help) as a field of a
+frozen dataclass: the command line generates its options from these fields (:mod:`polysparse.bench.options`)
+and the jobs take the dataclasses (:mod:`polysparse.bench.jobs`). The pruning settings themselves are
+:class:`~polysparse.sparsify.config.PruneConfig`'s; the ``*Run`` classes hold where a command reads and
+writes and how it reports, the plans what determines its numbers.
 
-Torch-free, so the command line (:mod:`polysparse.bench.cli`) derives its options' defaults and choices from
-these dataclasses and constants without importing torch, as it does from
-:class:`~polysparse.sparsify.config.PruneConfig` for ``prune``; the jobs take their defaults from here too.
+Torch-free, so the command line parses without importing torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from polysparse.runtime.backends import BACKENDS
 from polysparse.sparsify.calibration_spec import DEFAULT_SHOTS
-from polysparse.sparsify.config import SPARSE24, PruneConfig, prune_default
+from polysparse.sparsify.config import METHOD_NAMES, SPARSE24, PruneConfig, prune_default
 from polysparse.sparsify.corpora import normalize_language
+from polysparse.sparsify.settings import setting, split_values
 
 
 def plan_default(plan: type, name: str) -> Any:
@@ -21,21 +25,140 @@ def plan_default(plan: type, name: str) -> Any:
     return plan.__dataclass_fields__[name].default
 
 
+TASK_LIMIT = 500
+"""Items per task (and language, in a study) unless ``--limit`` / ``--task-limit`` says otherwise (gettext
+gives thousands per language; 500 x 4 choices score in minutes on a 2-core CPU)."""
+SEED = 0
+"""The seed of window draws and orders in ``eval`` and ``bench`` unless ``--seed`` is given."""
+
+
+# The settings several commands share, declared here once.
+def _model(
+    help: str = "local Hugging Face folder, or a model that installs offline: gemma-3-270m, smollm2-135m",
+):
+    return setting(help=help)
+
+
+def _dtype():
+    return setting("auto", help="auto (the checkpoint's), float32, bfloat16, float16")
+
+
+def _device(what: str = "device"):
+    return setting(None, help=f"{what} (default: cuda if present, else cpu)")
+
+
+def _encoding():
+    return setting(
+        "utf-8", help="encoding of text: files (default utf-8; decoding is strict: a bad byte stops the run)"
+    )
+
+
+def _quiet():
+    return setting(False, help="no progress bars, warnings only")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# prune (the pruning settings are PruneConfig's)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneRun:
+    """What ``polysparse prune`` reads and writes, and how it runs.
+
+    ``stream``: ``on`` reads decoder blocks from the safetensors files one at a time (peak memory about one
+    block, for models larger than memory), ``off`` loads the whole model, ``auto`` streams when the weights
+    take more than half of the available memory. ``checkpoint``: keep per-block state in ``.<out>.work`` so
+    that the same command resumes after an interruption (``--no-checkpoint`` turns it off).
+    """
+
+    model: str = _model()
+    out: str = setting(help="output folder (refused if it exists, unless --overwrite)")
+    calib: str | None = setting(
+        None,
+        help="calibration source spec, e.g. text:notes/*.txt:de, handbook:de, "
+        "handbook:de=0.5,handbook:en=0.5 (not needed for magnitude)",
+    )
+    dtype: str = _dtype()
+    overwrite: bool = setting(False, help="replace --out and drop any interrupted run's state")
+    checkpoint: bool = setting(True, help="do not keep per-block state for resuming (saves disk writes)")
+    stream: Literal["auto", "on", "off"] = setting(
+        "auto",
+        help="read decoder blocks from disk one at a time (models larger than memory); auto: when the "
+        "weights exceed half the available memory",
+    )
+    encoding: str = _encoding()
+    quiet: bool = _quiet()
+
+
+DEMO_RECIPE = {"method": "sparsegpt", "pattern": str(SPARSE24), "nsamples": 16, "seqlen": 512}
+"""``polysparse demo``'s defaults for ``PruneConfig``'s options: SparseGPT 2:4 on 16 windows x 512 tokens."""
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """``polysparse demo``: which model, for which language, where it writes (the recipe is PruneConfig's)."""
+
+    model: str | None = setting(None, help=_model().metadata["help"] + " (default gemma-3-270m)")
+    dtype: str = _dtype()
+    lang: str = setting("de", help="language to prune for (default %(default)s)")
+    eval_windows: int = setting(4, help="held-out windows per language (default %(default)s)")
+    out: str = setting("polysparse-demo", help="output folder (default ./%(default)s)")
+    # The throughput step's sizes: small, so that it takes seconds on a CPU.
+    bench_batch: str = setting("1", option=False)
+    bench_prompt: str = setting("32", option=False)
+    bench_new_tokens: int = setting(8, option=False)
+    bench_repeats: int = setting(2, option=False)
+    quiet: bool = _quiet()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # eval
 # ----------------------------------------------------------------------------------------------------------
 
-EVAL_WINDOWS = 32
-"""``polysparse eval``: held-out windows per source."""
-EVAL_SEQLEN = 512
-"""``polysparse eval``: tokens per window, BOS included."""
-TASK_BATCH_SIZE = 8
-"""Task items per forward pass."""
-TASK_LIMIT = 500
-"""Items per task (and language, in a study) unless ``--limit`` / ``--task-limit`` says otherwise (gettext
-gives thousands per language; 500 x 4 choices score in minutes on a 2-core CPU, see README)."""
-SEED = 0
-"""The seed of window draws and orders in ``eval`` and ``bench`` unless ``--seed`` is given."""
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """``polysparse eval``: perplexity per source on held-out windows, multiple-choice and lm-eval tasks."""
+
+    model: str = _model()
+    data: tuple[str, ...] = setting(
+        (), metavar="SPEC", help="evaluation source spec (repeatable), e.g. handbook:de or text:eval.txt:de"
+    )
+    source: str | None = setting(
+        None, help="with --langs: the source to take every language from (e.g. handbook)"
+    )
+    langs: tuple[str, ...] = setting((), separator=",", help="comma-separated languages, with --source")
+    windows: int = setting(32, help="windows per source (default %(default)s)")
+    seqlen: int = setting(512, help="tokens per window, BOS included (default %(default)s)")
+    seed: int = setting(SEED)
+    device: str | None = _device("device to evaluate on")
+    dtype: str = _dtype()
+    out: str | None = setting(None, help="write JSON here (and Markdown beside it)")
+    overwrite: bool = setting(False, help="replace an existing --out file")
+    encoding: str = _encoding()
+    tasks: str | None = setting(
+        None,
+        metavar="SPEC[,SPEC]",
+        help="multiple-choice tasks: translation-choice:SRC->TGT:PARALLEL (gettext, handbook, "
+        "install-guide), continuation-choice:LANG:SOURCE, file:PATH.jsonl",
+    )
+    limit: int | None = setting(None, help=f"items per task (default {TASK_LIMIT})")
+    dump_items: str | None = setting(
+        None, metavar="PATH.jsonl", help="write the tasks' items here (task-file format)"
+    )
+    batch_size: int = setting(8, help="task items per forward pass (default %(default)s)")
+    lm_eval: str | None = setting(
+        None,
+        metavar="TASKS",
+        help="lm-eval task names run through lm-eval's simple_evaluate on the loaded model "
+        "(pip install 'polysparse[lm-eval]'; needs their data sets on this machine)",
+    )
+    quiet: bool = _quiet()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", tuple(self.data))
+        object.__setattr__(self, "langs", split_values(self.langs))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -49,36 +172,53 @@ class StudyInputError(ValueError):
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """Everything that determines a study's numbers; cells are keyed by the parts that affect them."""
+    """Everything that determines a study's numbers; cells are keyed by the parts that affect them.
 
-    model: str
-    langs: tuple[str, ...]
-    method: str = prune_default("method")
-    sparsity: float | None = prune_default("sparsity")
-    pattern: str | None = str(SPARSE24)  # the study compares calibration languages at 2:4 unless told
-    calib_source: str = "handbook"
-    eval_source: str = "install-guide"
-    mix: bool = True
-    translate_source: str | None = "gettext"
-    shots: int = DEFAULT_SHOTS
+    Neither ``sparsity`` nor ``pattern``: the study compares calibration languages at 2:4."""
+
+    model: str = _model()
+    langs: tuple[str, ...] = setting(separator=",", help="comma-separated languages, e.g. en,de,ru,zh,ja,ar")
+    method: str = setting(prune_default("method"), choices=METHOD_NAMES)
+    sparsity: float | None = setting(None, help="unstructured sparsity per row (or --pattern)")
+    pattern: str | None = setting(None, help=f"N:M pattern (default {SPARSE24} without --sparsity)")
+    calib_source: str = setting("handbook", help="document source for calibration (%(default)s)")
+    eval_source: str = setting(
+        "install-guide", help="document source for evaluation (%(default)s; falls back per language)"
+    )
+    mix: bool = setting(True, help="leave out the equal-mixture row")
+    translate_source: str | None = setting(
+        "gettext", help="parallel source for X->English translation-prompt rows ('none' to leave them out)"
+    )
+    shots: int = setting(DEFAULT_SHOTS)
     # A study prunes once per row: 32 windows x 512 tokens (not prune's 128 x 2048) keeps a row in minutes.
-    nsamples: int = 32
-    seqlen: int = 512
-    eval_windows: int = 8
-    eval_seqlen: int = 256
-    seed: int = prune_default("seed")
-    dtype: str = "auto"
-    tasks: tuple[str, ...] = ()
-    task_limit: int = TASK_LIMIT
+    nsamples: int = setting(32)
+    seqlen: int = setting(512)
+    eval_windows: int = setting(8)
+    eval_seqlen: int = setting(256)
+    seed: int = setting(prune_default("seed"))
+    dtype: str = _dtype()
+    tasks: tuple[str, ...] = setting(
+        (),
+        separator=",",
+        metavar="SPEC[,SPEC]",
+        help="task columns; X stands for each study language: translation-choice:X->en:gettext,"
+        "translation-choice:en->X:gettext,continuation-choice:X:handbook",
+    )
+    task_limit: int = setting(TASK_LIMIT, help="items per task and language (default %(default)s)")
 
     def __post_init__(self) -> None:
-        from polysparse.bench.study_tasks import validate_specs
+        from polysparse.bench.studies.study_tasks import validate_specs
 
-        object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in self.langs))
+        langs = split_values(self.langs)
+        object.__setattr__(self, "langs", tuple(normalize_language(lang) for lang in langs))
         if len(set(self.langs)) != len(self.langs) or not self.langs:
             raise StudyInputError(f"give distinct languages, got {self.langs}")
+        if self.sparsity is None and self.pattern is None:
+            object.__setattr__(self, "pattern", str(SPARSE24))
+        if self.translate_source in ("", "none"):
+            object.__setattr__(self, "translate_source", None)
         self.prune_config()  # validates method, sparsity / pattern
-        object.__setattr__(self, "tasks", tuple(t.strip() for t in self.tasks if t.strip()))
+        object.__setattr__(self, "tasks", split_values(self.tasks))
         for name in ("shots", "nsamples", "seqlen", "eval_windows", "eval_seqlen", "task_limit"):
             value = getattr(self, name)
             if value < 1:
@@ -98,6 +238,16 @@ class StudyPlan:
     @property
     def sparsity_label(self) -> str:
         return self.prune_config().sparsity_label
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """Where ``polysparse study`` writes its tables and keeps its finished cells."""
+
+    out: str = setting(help="folder for the tables and heatmap")
+    cells: str | None = setting(None, help="folder of finished cells to resume from (default OUT/cells)")
+    plot: bool = setting(True, help="no heatmap")
+    quiet: bool = _quiet()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -120,18 +270,25 @@ class BenchSetupError(ValueError):
 class ThroughputPlan:
     """What to measure. Sizes are per call: ``batch`` sequences of ``prompt`` tokens, ``new_tokens`` each."""
 
-    batch_sizes: tuple[int, ...] = (1, 8, 16)
-    prompt_lengths: tuple[int, ...] = (128, 2048)
-    new_tokens: int = 128
-    repeats: int = 3
-    warmup: int = 1
-    cache: str = CACHE_KINDS[0]
-    seed: int = SEED
-    decode_modes: tuple[str, ...] = DECODE_MODES
+    batch_sizes: tuple[int, ...] = setting(
+        (1, 8, 16), flag="--batch", separator=",", help="comma-separated batch sizes (default %(default)s)"
+    )
+    prompt_lengths: tuple[int, ...] = setting(
+        (128, 2048),
+        flag="--prompt",
+        separator=",",
+        help="comma-separated prompt lengths (default %(default)s)",
+    )
+    new_tokens: int = setting(128, help="tokens generated per sequence (default %(default)s)")
+    repeats: int = setting(3, help="timed runs per variant and size (default %(default)s)")
+    warmup: int = setting(1, help="untimed runs per variant and size (default %(default)s)")
+    cache: str = setting(CACHE_KINDS[0], choices=CACHE_KINDS, help="KV cache kind")
+    seed: int = setting(SEED)
+    decode_modes: tuple[str, ...] = setting(DECODE_MODES, option=False)
 
     def __post_init__(self) -> None:
         for name in ("batch_sizes", "prompt_lengths"):
-            values = tuple(int(v) for v in getattr(self, name))
+            values = parse_sizes(getattr(self, name))
             if not values or min(values) < 1:
                 raise BenchSetupError(f"{name} must be positive integers, got {values}")
             object.__setattr__(self, name, values)
@@ -145,6 +302,64 @@ class ThroughputPlan:
         if not modes or set(modes) - set(DECODE_MODES) or len(set(modes)) != len(modes):
             raise BenchSetupError(f"decode_modes must be distinct values of {DECODE_MODES}, got {modes}")
         object.__setattr__(self, "decode_modes", modes)
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """The models ``polysparse bench`` compares, where it runs them and where it writes."""
+
+    model: str = _model("sparse checkpoint (polysparse export/save) or 2:4-pruned folder")
+    dense: str | None = setting(None, help="dense reference folder (default: the same weights decompressed)")
+    backend: str = setting(BACKENDS[0], choices=BACKENDS)
+    dispatch: str | None = setting(
+        None, help="kernel benchmark JSON with a dispatch_table (default: bench/results)"
+    )
+    device: str | None = _device()
+    dtype: str = _dtype()
+    out: str | None = setting(None, help="output folder (default bench/results/throughput)")
+    plot: bool = setting(True, help="no plot")
+    quiet: bool = _quiet()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# corpora, export, serve (their jobs take these fields as keywords)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorporaQuery:
+    """``polysparse corpora``: which text sources to list, and how."""
+
+    source: tuple[str, ...] = setting((), help="only these sources (repeatable)")
+    json: bool = setting(False, help="print JSON instead of a table")
+    quiet: bool = _quiet()
+
+
+@dataclass(frozen=True)
+class ExportRun:
+    """``polysparse export``: a sparse checkpoint, or a folder pruned 2:4, written in another format."""
+
+    model: str = setting(
+        positional=True, help="sparse checkpoint folder, or a folder written by polysparse prune (2:4)"
+    )
+    format: Literal["dense", "compressed", "compressed-tensors"] = setting()
+    out: str = setting(help="output folder")
+    overwrite: bool = setting(False)
+    quiet: bool = _quiet()
+
+
+@dataclass(frozen=True)
+class ServeRun:
+    """``polysparse serve``: the folder served, and where."""
+
+    model: str = setting(
+        positional=True, help="compressed folder (polysparse export, the demo's compressed/) or HF folder"
+    )
+    host: str = setting("127.0.0.1", help="address to listen on (default %(default)s)")
+    port: int = setting(8000, help="port (default %(default)s; 0 picks a free one)")
+    device: str | None = _device()
+    dtype: str = _dtype()
+    quiet: bool = _quiet()
 
 
 def parse_sizes(text: str | Sequence[int]) -> tuple[int, ...]:

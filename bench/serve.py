@@ -10,11 +10,9 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from polysparse.bench.plans import ServeRun, plan_default
 from polysparse.bench.report import say
 from polysparse.sparsify.config import ConfigError
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 
 
 @contextmanager
@@ -38,8 +36,8 @@ def _sigterm_stops() -> Iterator[None]:
 def serve_job(
     *,
     model: str,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
+    host: str = plan_default(ServeRun, "host"),
+    port: int = plan_default(ServeRun, "port"),
     device: str | None = None,
     dtype: str = "auto",
     quiet: bool = False,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 
-from polysparse.bench.cells import StaleCellsError
 from polysparse.bench.plans import BenchSetupError, StudyInputError
+from polysparse.bench.studies.cells import StaleCellsError
 from polysparse.runtime.checkpoint import CheckpointError
 from polysparse.sparsify.checkpointing import (
     CorruptCheckpointError,

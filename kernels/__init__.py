@@ -12,11 +12,10 @@ inputs, launches, and falls back to the reference where Triton cannot run (:mod:
 Depends on torch and triton only (never on the other polysparse packages).
 """
 
+from polysparse._packages import refuse_bare_import
+
 if __name__ != "polysparse.kernels":  # the folder imported as a bare top-level package
-    raise ImportError(
-        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
-        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
-    )
+    refuse_bare_import(__name__)
 
 from polysparse.kernels.dispatch import (
     Impl,

@@ -16,7 +16,7 @@ warp-instructions per KB of weight on sm_90 with ``BLOCK_M = 16`` (the triton 3.
   one 8-byte load, so a group costs half a table load, a shift and two ``prmt`` instead of a dozen compares
   and selects. The 16-byte entries of the ``tl.dot`` kernel's table (:func:`prmt_selector_table`) went
   through ``cp.async.cg``, which bypasses L1: 16 KB requested from L2 per 9 KB of weight, 3.1 bytes from L2
-  per byte of weight in all (issue 22's memory model, ``bench/results/kernels/compiled-triton-*.md``). The
+  per byte of weight in all (the memory model, ``bench/results/kernels/compiled-triton-*.md``). The
   8-byte entries here are read through L1 (``cp.async.ca`` in Triton's pipeline with triton 3.6, an inline
   ``ld.global.ca`` outside it with 3.9: :data:`TABLE_PIPELINED`): 1.2 bytes from L2 per byte of weight,
   and the 36 bytes of valid nibble pairs lie in 6 lines, so a warp's 32 gathers cost 2 L1 cycles.
@@ -383,16 +383,16 @@ def _config(bn: int, bk: int, warps: int, stages: int) -> triton.Config:
 
 
 # Two warps: mma.sync on every target (with four, Triton picks wgmma on sm_90 and stages the register A
-# operand through shared memory: ~120-128 warp-instructions per KB in exploratory compiles for issue 12).
-# 128 x 64 tiles: 64-row tiles reload x's fragments per row tile (91-106 warp-instructions per KB in the
-# compiles for issue 12), 128 x 128 tiles spilled on 3.9 and, with the byte table, read 1.34 B from L2 per
+# operand through shared memory: ~120-128 warp-instructions per KB in exploratory compiles).
+# 128 x 64 tiles: 64-row tiles reload x's fragments per row tile (91-106 warp-instructions per KB in
+# exploratory compiles), 128 x 128 tiles spilled on 3.9 and, with the byte table, read 1.34 B from L2 per
 # B of weight on 3.6 (x grows with the tile); stages as TABLE_PIPELINED says.
 TABLE_PIPELINED = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9)
 """Whether the selector table is a ``tl.load`` that Triton's software pipeline stages (``cp.async.ca``, 8
 bytes: through L1) or an inline ``ld.global.ca`` outside it. Triton 3.6 keeps the expanded tile in
 registers for the ``mma`` only with the pipelined load (with the inline load it stages the tile through
 shared memory: 131 warp-instructions per KB), and with 2 stages issues 84 per KB; triton 3.9 issues 96 with
-the pipelined load and 88 with the inline one and 4 stages (CI compiles for issue 22; the committed
+the pipelined load and 88 with the inline one and 4 stages (CI compiles; the committed
 reports, ``bench/results/kernels/compiled-triton-*.md``, hold each version's choice)."""
 
 CONFIGS = [_config(128, 64, 2, 2 if TABLE_PIPELINED else 4)]

@@ -5,15 +5,14 @@ Each kept value meets its x entry through an 8-byte load from a per-call table o
 select, 128 bytes per group), so only the kept half of the products is computed, in float32, in registers.
 
 **Lanes along K.** Two lanes share a weight row (``LANES_K``), each loading 16 bytes of values (four groups,
-16 columns) per step, sixteen rows per warp: a warp-level values load touches 16 rows x 32 contiguous
-bytes, 4 cycles of the L1 data stage (and of the tag stage) for 512 bytes. With a whole row per lane (the
-kernel before issue 22) every
-16-byte load of a warp touched 32 lines, 8 tag-stage cycles for the same bytes, and the pair-table gathers
-on top put L1 at 41% of an H200's cycles at full bandwidth (``bench/results/kernels/compiled-triton-*.md``,
-memory section). Both lanes of a row load the row's 16 bytes of metadata per tile (one vector, the same
-address), each using its half of every word; the table gathers of one warp-level load touch two groups'
-lines, under 128 bytes: one cycle. (Four lanes per row spread a gather over four groups, more than 128
-bytes: two cycles each, which costs more than the cheaper values loads save.)
+16 columns) per step, sixteen rows per warp: a warp-level values load touches 16 rows x 32 contiguous bytes, 4
+cycles of the L1 data stage (and of the tag stage) for 512 bytes. With a whole row per lane (an earlier
+version of this kernel) every 16-byte load of a warp touched 32 lines, 8 tag-stage cycles for the same bytes,
+and the pair-table gathers on top put L1 at 41% of an H200's cycles at full bandwidth
+(``bench/results/kernels/compiled-triton-*.md``, memory section). Both lanes of a row load the row's 16 bytes
+of metadata per tile (one vector, the same address), each using its half of every word; the table gathers of
+one warp-level load touch two groups' lines, under 128 bytes: one cycle. (Four lanes per row spread a gather
+over four groups, more than 128 bytes: two cycles each, which costs more than the cheaper values loads save.)
 
 Split-K as in :mod:`polysparse.kernels.sparse24_splitk`; each further row of x would be another pass over
 the weight, so the op sends only M = 1 here.
@@ -194,8 +193,9 @@ def _sparse24_gemv_kernel(
 
 # The program's rows are a multiple of a warp's sixteen (32 lanes / LANES_K).
 # No 64-row tiles: every program reads its K range of the x pair table (96 of 128 bytes per group), and over
-# 64 rows that is 1.33 bytes from L2 per byte of weight against the 1.3 budget (issue 22's memory model,
-# bench/results/kernels/compiled-triton-*.md); 128 rows: 1.17, 256: 1.08. Split-K fills the GPU instead.
+# 64 rows that is 1.33 bytes from L2 per byte of weight against the 1.3 budget (the memory model of
+# bench/kernels/memory_model.py, bench/results/kernels/compiled-triton-*.md); 128 rows: 1.17, 256: 1.08.
+# Split-K fills the GPU instead.
 GEMV_CONFIGS = [
     triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=4, num_stages=1),
     triton.Config({"BLOCK_N": 256, "BLOCK_K": 128}, num_warps=8, num_stages=1),

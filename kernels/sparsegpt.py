@@ -139,17 +139,16 @@ def sparsegpt_solve_torch(
     """The reference's algorithm, faster where Triton cannot run (CPU): same masks, weights equal up to
     float rounding.
 
-    Profiling a SparseGPT prune of Gemma 3 270M on the 2-core CPU (64 x 512-token windows) put 15% of the
-    time in the reference's rank-1 update ``W1[:, i:] -= err[:, None] * Hinv1[i, i:]``, which builds the
-    outer product in a temporary before subtracting it. Here it is one in-place BLAS ``ger``
+    The reference's rank-1 update ``W1[:, i:] -= err[:, None] * Hinv1[i, i:]`` builds the outer product in a
+    temporary before subtracting it (a large share of a CPU prune's time: docs/cpu-speed.md). Here it is one
+    in-place BLAS ``ger``
     (``addr_``; it may fuse the multiply-add, hence rounding differences), the column about to be
     replaced by ``q`` is not updated, and the unstructured block mask comes from
     :func:`block_prune_mask` (``kthvalue`` instead of sorting the whole block; the same mask).
 
     The column walk runs on one intra-op thread: its operations are small (rows x at most ``blocksize``),
-    and on a busy 2-core machine every multi-threaded small op waits for a descheduled worker thread. Timed
-    there (load average 10), 2000 such column steps took 26.1 s on two threads and 1.9 s on one; the large
-    trailing ``addmm_`` keeps every thread.
+    and on a busy machine every multi-threaded small op waits for a descheduled worker thread
+    (docs/cpu-speed.md); the large trailing ``addmm_`` keeps every thread.
     """
     W = weight.detach().float().clone()
     hinv = hinv.float()

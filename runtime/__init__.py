@@ -7,54 +7,25 @@ Names are imported on first use (``from polysparse.runtime import sparsify_model
 torch-free :mod:`polysparse.runtime.backends` is importable without torch (the command line's choices).
 """
 
+from polysparse._packages import lazy_exports, refuse_bare_import
+
 if __name__ != "polysparse.runtime":  # the folder imported as a bare top-level package
-    raise ImportError(
-        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
-        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
-    )
-
-from importlib import import_module
-from typing import Any
-
-_EXPORTS = {
-    "BACKENDS": "backends",
-    "CheckpointError": "checkpoint",
-    "CheckpointExistsError": "checkpoint",
-    "CheckpointMismatchError": "checkpoint",
-    "CorruptCheckpointError": "checkpoint",
-    "DispatchTable": "linear",
-    "GenerationTiming": "timing",
-    "NotSparse24Error": "checkpoint",
-    "PeakMemory": "timing",
-    "Sparse24Linear": "linear",
-    "SparsityMetadata": "checkpoint",
-    "Spread": "timing",
-    "SwapReport": "swap",
-    "backend_runs": "linear",
-    "checkpoint_summary": "checkpoint",
-    "densify_model": "swap",
-    "export": "checkpoint",
-    "is_24": "swap",
-    "is_sparse_checkpoint": "checkpoint",
-    "load_sparse": "checkpoint",
-    "read_sparsity_config": "checkpoint",
-    "reset_backend_runs": "linear",
-    "save_sparse": "checkpoint",
-    "select_backend": "linear",
-    "set_backend": "swap",
-    "sparse_layers": "swap",
-    "sparsify_model": "swap",
-    "synchronize": "timing",
-    "time_generation": "timing",
-    "time_generation_graphed": "graph_decode",
-    "graph_decode_reason": "graph_decode",
-    "weight_bytes_per_step": "timing",
-}
-
-__all__ = sorted(_EXPORTS)
+    refuse_bare_import(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"polysparse.runtime.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'polysparse.runtime' has no attribute {name!r}")
+_EXPORTS = {  # submodule: the public names it defines
+    "backends": ("BACKENDS",),
+    "checkpoint": (
+        "CheckpointError", "CheckpointExistsError", "CheckpointMismatchError", "CorruptCheckpointError",
+        "NotSparse24Error", "SparsityMetadata", "checkpoint_summary", "export", "is_sparse_checkpoint",
+        "load_sparse", "read_sparsity_config", "save_sparse",
+    ),
+    "linear": ("DispatchTable", "Sparse24Linear", "backend_runs", "reset_backend_runs", "select_backend"),
+    "timing": (
+        "GenerationTiming", "PeakMemory", "Spread", "synchronize", "time_generation", "weight_bytes_per_step",
+    ),
+    "swap": ("SwapReport", "densify_model", "is_24", "set_backend", "sparse_layers", "sparsify_model"),
+    "graph_decode": ("time_generation_graphed", "graph_decode_reason"),
+}  # fmt: skip
+
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -94,9 +94,4 @@ def time_generation_graphed(model: nn.Module, input_ids: torch.Tensor, new_token
         tokens.append(chosen.clone())
     synchronize(device)
     done = time.perf_counter()
-    return GenerationTiming(
-        prefill_s=prefilled - start,
-        decode_s=done - decode_start,
-        decode_steps=new_tokens - 1,
-        tokens=torch.cat(tokens, dim=1).cpu(),
-    )
+    return GenerationTiming.of(start, prefilled, decode_start, done, tokens)

@@ -335,20 +335,24 @@ class Sparse24Linear(nn.Module):
         self._dispatch = value
         self._plans.clear()
 
+    def backend_for(self, m: int) -> tuple[str, str | None]:
+        """The backend a call of ``m`` rows runs, and why it is not the one asked for (None if it is)."""
+        return select_backend(
+            self._backend,
+            m=m,
+            dtype=self.values.dtype,
+            device=self.values.device,
+            out_features=self.out_features,
+            in_features=self.in_features,
+            table=self._dispatch,
+        )
+
     def _plan(self, m: int) -> tuple[str, tuple[str, str, str | None]]:
         """``(backend to run, record key)`` for calls of ``m`` rows, decided once per ``m`` (a decode step
         then costs one dict lookup, not a selection: Python overhead per layer counts at batch 1)."""
         plan = self._plans.get(m) if not torch.compiler.is_compiling() else None
         if plan is None:
-            backend, reason = select_backend(
-                self._backend,
-                m=m,
-                dtype=self.values.dtype,
-                device=self.values.device,
-                out_features=self.out_features,
-                in_features=self.in_features,
-                table=self._dispatch,
-            )
+            backend, reason = self.backend_for(m)
             plan = (backend, (self._backend, backend, reason))
             if not torch.compiler.is_compiling():
                 self._plans[m] = plan

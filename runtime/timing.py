@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from polysparse.runtime.linear import Sparse24Linear, select_backend
+from polysparse.runtime.linear import Sparse24Linear
 
 CacheKind = Literal["dynamic", "static"]
 
@@ -71,6 +71,12 @@ class GenerationTiming:
     decode_s: float
     decode_steps: int
     tokens: torch.Tensor  # (batch, new_tokens), on the CPU
+
+    @classmethod
+    def of(cls, start: float, prefilled: float, decode_start: float, done: float, tokens: list[torch.Tensor]):
+        """From the clock readings around prefill and decode, and the tokens chosen (the first by prefill)."""
+        steps = len(tokens) - 1
+        return cls(prefilled - start, done - decode_start, steps, torch.cat(tokens, dim=1).cpu())
 
 
 def _new_cache(model: nn.Module, kind: CacheKind, max_len: int):
@@ -121,12 +127,7 @@ def time_generation(
         tokens.append(token)
     synchronize(device)
     done = time.perf_counter()
-    return GenerationTiming(
-        prefill_s=prefilled - start,
-        decode_s=done - prefilled,
-        decode_steps=new_tokens - 1,
-        tokens=torch.cat(tokens, dim=1).cpu(),
-    )
+    return GenerationTiming.of(start, prefilled, prefilled, done, tokens)
 
 
 def weight_bytes_per_step(model: nn.Module, m: int = 1) -> int:
@@ -144,15 +145,7 @@ def weight_bytes_per_step(model: nn.Module, m: int = 1) -> int:
         if not isinstance(layer, Sparse24Linear):
             continue
         seen.update(t.data_ptr() for t in (layer.values, layer.meta, layer.bias) if t is not None)
-        backend, _ = select_backend(
-            layer.backend,
-            m=m,
-            dtype=layer.values.dtype,
-            device=layer.values.device,
-            out_features=layer.out_features,
-            in_features=layer.in_features,
-            table=layer.dispatch,
-        )
+        backend, _ = layer.backend_for(m)
         bias = 0 if layer.bias is None else layer.bias.numel() * layer.bias.element_size()
         if backend == "dense":
             total += layer.out_features * layer.in_features * layer.values.element_size() + bias

@@ -6,93 +6,49 @@ can be used without loading torch. The subpackages ``corpora`` (text sources and
 (the pruning methods as pure functions) and ``tasks`` (multiple-choice evaluation) export their own names.
 """
 
+from polysparse._packages import lazy_exports, refuse_bare_import
+
 if __name__ != "polysparse.sparsify":  # the folder imported as a bare top-level package
-    raise ImportError(
-        f"{__name__}/ of the polysparse repository was imported as the top-level package {__name__!r}: the "
-        "repository root is on sys.path (python -m/-c started there); use -P, another folder or `polysparse`"
-    )
-
-from importlib import import_module
-from typing import Any
-
-_EXPORTS = {
-    "ConfigError": "config",
-    "NMPattern": "config",
-    "PruneConfig": "config",
-    "METHOD_NAMES": "config",
-    "NoDecoderBlocksError": "model_graph",
-    "find_decoder_stack": "model_graph",
-    "prunable_layers": "model_graph",
-    "weight_matrix": "model_graph",
-    "set_weight_matrix": "model_graph",
-    "IndivisibleLayerError": "driver",
-    "PruneReport": "driver",
-    "prune_model": "driver",
-    "calibrated_steps": "driver",
-    "needs_calibration": "driver",
-    "check_pattern_fits": "driver",
-    "BlockStep": "walk",
-    "sequential_blocks": "walk",
-    "capture_block_inputs": "walk",
-    "resolve_device": "walk",
-    "check_device": "walk",
-    "attach_statistics": "hooks",
-    "LayerStatistics": "stats",
-    "NonFiniteError": "stats",
-    "CalibrationSpec": "calibration_spec",
-    "SourcePart": "calibration_spec",
-    "TranslatePart": "calibration_spec",
-    "TokenWindows": "calibration",
-    "windows_from_documents": "calibration",
-    "windows_from_texts": "calibration",
-    "calibration_windows": "calibration",
-    "evaluation_windows": "calibration",
-    "EVAL_FRACTION": "calibration",
-    "perplexity": "evaluate",
-    "ModelLoadError": "loading",
-    "SequenceTooLongError": "loading",
-    "load_causal_lm": "loading",
-    "check_seqlen": "loading",
-    "parse_dtype": "loading",
-    "REPORT_FILE": "output",
-    "OutputExistsError": "output",
-    "OutputLocationError": "output",
-    "check_output": "output",
-    "check_output_location": "output",
-    "clean_stale_partials": "output",
-    "atomic_output_folder": "output",
-    "save_pruned": "output",
-    "write_report": "output",
-    "ReportError": "output",
-    "read_report": "output",
-    "check_output_file": "output",
-    "check_not_input": "output",
-    "check_distinct_outputs": "output",
-    "drop_inherited_sparsity_record": "output",
-    "write_json": "strict_json",
-    "folder_fingerprint": "checkpointing",
-    "check_initialised": "loading",
-    "load_tokenizer": "loading",
-    "LOCK_FILE": "checkpointing",
-    "PruneCheckpoint": "checkpointing",
-    "WorkFolderLock": "checkpointing",
-    "WorkFolderLockedError": "checkpointing",
-    "ResumeMismatchError": "checkpointing",
-    "clear_work_folder": "checkpointing",
-    "model_signature": "checkpointing",
-    "run_fingerprint": "checkpointing",
-    "SafetensorsCheckpoint": "streaming",
-    "StreamingUnsupportedError": "streaming",
-    "load_streaming_model": "streaming",
-    "write_streamed_output": "streaming",
-    "HessianError": "methods",
-    "METHODS": "methods",
-}
-
-__all__ = sorted(_EXPORTS)
+    refuse_bare_import(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"polysparse.sparsify.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'polysparse.sparsify' has no attribute {name!r}")
+_EXPORTS = {  # submodule: the public names it defines
+    "config": ("ConfigError", "NMPattern", "PruneConfig", "METHOD_NAMES"),
+    "model_graph": (
+        "NoDecoderBlocksError", "find_decoder_stack", "prunable_layers", "weight_matrix", "set_weight_matrix",
+    ),
+    "driver": (
+        "IndivisibleLayerError", "PruneReport", "prune_model", "calibrated_steps", "needs_calibration",
+        "check_pattern_fits",
+    ),
+    "walk": ("BlockStep", "sequential_blocks", "capture_block_inputs", "resolve_device", "check_device"),
+    "hooks": ("attach_statistics",),
+    "stats": ("LayerStatistics", "NonFiniteError"),
+    "calibration_spec": ("CalibrationSpec", "SourcePart", "TranslatePart"),
+    "calibration": (
+        "TokenWindows", "windows_from_documents", "windows_from_texts", "calibration_windows",
+        "evaluation_windows", "EVAL_FRACTION",
+    ),
+    "evaluate": ("perplexity",),
+    "loading": (
+        "ModelLoadError", "SequenceTooLongError", "load_causal_lm", "check_seqlen", "parse_dtype",
+        "check_initialised", "load_tokenizer",
+    ),
+    "output": (
+        "REPORT_FILE", "OutputExistsError", "OutputLocationError", "check_output", "check_output_location",
+        "clean_stale_partials", "atomic_output_folder", "save_pruned", "write_report", "ReportError",
+        "read_report", "check_output_file", "check_not_input", "check_distinct_outputs",
+        "drop_inherited_sparsity_record",
+    ),
+    "strict_json": ("write_json",),
+    "checkpointing": (
+        "folder_fingerprint", "LOCK_FILE", "PruneCheckpoint", "WorkFolderLock", "WorkFolderLockedError",
+        "ResumeMismatchError", "clear_work_folder", "model_signature", "run_fingerprint",
+    ),
+    "streaming": (
+        "SafetensorsCheckpoint", "StreamingUnsupportedError", "load_streaming_model", "write_streamed_output",
+    ),
+    "methods": ("HessianError", "METHODS"),
+}  # fmt: skip
+
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -20,8 +20,7 @@ when it was written (a flipped byte in a block file would otherwise load as a wr
 
 The fingerprint hashes every byte of the model's weights (:func:`model_signature`), so a model edited in
 place after a kill is never resumed with blocks pruned from the old weights. The cost is one pass over the
-weights at the start of every checkpointed run: ``python -P -m polysparse.bench.fingerprint_cost`` measures it
-(``bench/results/reliability/fingerprint-cost.md``).
+weights at the start of every checkpointed run (measured in docs/scale.md).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from polysparse.sparsify.settings import setting
+
 Method = Literal["magnitude", "wanda", "sparsegpt"]
 METHOD_NAMES: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
 UPDATE_NAMES: tuple[str, ...] = ("none", "admm")
@@ -87,34 +89,66 @@ class PruneConfig:
     decide less than they would alone (:mod:`polysparse.sparsify.profiles`).
     """
 
-    method: Method = "wanda"
-    sparsity: float | None = None
-    pattern: NMPattern | None = None
-    targets: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    nsamples: int = 128
-    seqlen: int = 2048
-    seed: int = 0
-    batch_size: int = 1
-    blocksize: int = 128
-    percdamp: float = 0.01
-    device: str | None = None
-    on_indivisible: Literal["skip", "error"] = "skip"
-    offload: Literal["none", "cpu", "disk"] = "none"
-    offload_dtype: Literal["float16", "bfloat16"] | None = None
-    offload_dir: str | None = None
-    update: Literal["none", "admm"] = "none"
-    admm_iterations: int = 20
-    reconstruct: Literal["none", "blockwise"] = "none"
-    reconstruct_steps: int = 32
-    # 3e-4: the held-out block output error after 32 steps fell to 0.47x / 0.62x of its pre-training value on
-    # Gemma 3 270M blocks 3 / 11 (Wanda 2:4), against 0.53x / 0.68x at 1e-4 and worse at 1e-3 and above
-    # (bench/results/recovery/gemma-3-270m/recon_sweep_b*.md).
-    reconstruct_lr: float = 3e-4
-    reconstruct_target: Literal["dense", "prefix"] = "dense"
-    sparsity_profile: Literal["uniform", "owl", "owl-lang"] = "uniform"
-    owl_m: float = 5.0
-    owl_lambda: float = 0.08
+    method: Method = setting("wanda")
+    sparsity: float | None = setting(None, help="unstructured sparsity per row, 0 < s < 1 (or --pattern)")
+    pattern: NMPattern | None = setting(
+        None, help="N:M pattern, N pruned of every M (2:4, 4:8; or --sparsity)"
+    )
+    targets: tuple[str, ...] = setting(
+        (), metavar="REGEX", recipe="targets", help="prune only layers whose name matches (repeatable)"
+    )
+    ignore: tuple[str, ...] = setting(
+        (), metavar="REGEX", help="leave layers whose name matches dense (repeatable)"
+    )
+    nsamples: int = setting(128, help="calibration windows (default %(default)s)")
+    seqlen: int = setting(2048, help="tokens per window, BOS included (default %(default)s)")
+    seed: int = setting(0)
+    batch_size: int = setting(1, help="windows per forward pass")
+    blocksize: int = setting(128, help="SparseGPT lazy-update block (default %(default)s)")
+    percdamp: float = setting(
+        0.01, recipe="damp", help="SparseGPT's and ADMM's damping (default %(default)s)"
+    )
+    device: str | None = setting(
+        None, help="device for the working block (default: cuda if present, else cpu)"
+    )
+    on_indivisible: Literal["skip", "error"] = setting(
+        "skip", help="layers whose in_features is not a multiple of M: leave dense, or stop"
+    )
+    offload: Literal["none", "cpu", "disk"] = setting(
+        "none",
+        help="where the calibration activations wait between blocks: on the working device (none), in host "
+        "memory (cpu: the GPU holds one batch at a time) or on disk (disk: memory holds one batch)",
+    )
+    offload_dtype: Literal["float16", "bfloat16"] | None = setting(
+        None, help="store the activations between blocks in this dtype (half the memory; rounds them)"
+    )
+    offload_dir: str | None = setting(
+        None, help="folder for --offload disk (default: the run's working folder beside --out)"
+    )
+    update: Literal["none", "admm"] = setting(
+        "none", help="after each layer's mask: admm re-solves its kept weights for the layer's least squares"
+    )
+    admm_iterations: int = setting(20, recipe="iters", help="ADMM iterations per layer (default %(default)s)")
+    reconstruct: Literal["none", "blockwise"] = setting(
+        "none",
+        help="after each block's masks: train its kept weights to match the dense output (Adam, masks exact)",
+    )
+    reconstruct_steps: int = setting(
+        32, recipe="steps", help="Adam steps per block, one batch each (default %(default)s)"
+    )
+    # 3e-4: the lowest held-out block error of the rates tried on Gemma 3 270M (docs/recovery.md).
+    reconstruct_lr: float = setting(3e-4, recipe="lr", help="Adam learning rate (default %(default)s)")
+    reconstruct_target: Literal["dense", "prefix"] = setting(
+        "dense",
+        help="dense: the dense model's own block outputs; prefix: the dense block on the pruned inputs",
+    )
+    sparsity_profile: Literal["uniform", "owl", "owl-lang"] = setting(
+        "uniform",
+        help="owl: per-block sparsity from outlier ratios (Yin et al. 2024), mean = --sparsity; owl-lang: "
+        "the largest ratio over the calibration languages of a mixed --calib",
+    )
+    owl_m: float = setting(5.0, recipe="m", help="OWL outlier threshold M (default %(default)s)")
+    owl_lambda: float = setting(0.08, recipe="lambda", help="OWL lambda (default %(default)s)")
 
     def __post_init__(self) -> None:
         if isinstance(self.pattern, str):

@@ -41,6 +41,7 @@ from polysparse.sparsify.walk import (
     BlockLoader,
     BlockStep,
     sequential_blocks,
+    walk_settings,
 )
 
 log = logging.getLogger("polysparse.sparsify")
@@ -216,17 +217,14 @@ def prune_model(
     steps = sequential_blocks(
         model,
         windows,
-        device=config.device,
-        batch_size=config.batch_size,
         progress=progress,
         description=f"{config.method} {config.sparsity_label}",
         start=start,
         start_hidden=resume.hidden if resume is not None else None,
         after_block=lambda step, next_inputs: run.finish_block(step, next_inputs, checkpoint),
         block_loader=block_loader,
-        offload=config.offload,
-        offload_dtype=config.offload_dtype,
         offload_dir=_offload_dir(config, checkpoint_dir),
+        **walk_settings(config),
     )
     started = time.perf_counter()
     run.block_started = started

@@ -34,7 +34,7 @@ from polysparse.sparsify.methods.owl import (
 )
 from polysparse.sparsify.model_graph import prunable_layers, weight_matrix
 from polysparse.sparsify.stats import LayerStatistics
-from polysparse.sparsify.walk import sequential_blocks
+from polysparse.sparsify.walk import sequential_blocks, walk_settings
 
 log = logging.getLogger("polysparse.sparsify")
 
@@ -87,17 +87,15 @@ def owl_profile(
         )
     ratios: dict[str, list[float]] = {name: [] for name in names}
     _, world = distributed.rank_and_world()
+    description = "OWL outlier ratios" + (f" per language ({', '.join(names)})" if per_language else "")
     steps = sequential_blocks(
         model,
         windows,
-        device=config.device,
-        batch_size=config.batch_size,
         progress=progress,
-        description="OWL outlier ratios" + (f" per language ({', '.join(names)})" if per_language else ""),
+        description=description,
         block_loader=block_loader,
-        offload=config.offload,
-        offload_dtype=config.offload_dtype,
         offload_dir=config.offload_dir,
+        **walk_settings(config),
     )
     for step in steps:
         layers = prunable_layers(step.block, step.name, config.targets, config.ignore)

@@ -19,7 +19,7 @@ import torch
 GRAM_PANEL = 128
 """Column panel of :func:`gram` on the CPU: of 128, 256 and 512, 128 was fastest for Gemma 3 270M's input
 widths (640, 1024, 2048) at 512 tokens per batch on one thread
-(``python -P -m polysparse.bench.gram_speed`` -> ``bench/results/sparsegpt_speed/gram.md``)."""
+(``python -P -m polysparse.bench.experiments.gram_speed`` -> ``bench/results/sparsegpt_speed/gram.md``)."""
 
 
 def gram(x: torch.Tensor, panel: int = GRAM_PANEL) -> torch.Tensor:

@@ -274,6 +274,13 @@ class BlockStep:
         return outputs
 
 
+def walk_settings(config) -> dict[str, Any]:
+    """The :func:`sequential_blocks` keywords a :class:`~polysparse.sparsify.config.PruneConfig` decides:
+    where blocks run, windows per forward pass, and where and how activations wait between blocks."""
+    keys = ("device", "batch_size", "offload", "offload_dtype")
+    return {key: getattr(config, key) for key in keys}
+
+
 def sequential_blocks(
     model: nn.Module,
     windows: TokenWindows | None,

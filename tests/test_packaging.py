@@ -80,7 +80,7 @@ def test_every_command_the_project_runs_or_documents_keeps_the_root_off_sys_path
 
 def test_the_lint_patterns_catch_what_they_must():
     caught = [
-        "python -m polysparse.bench.study",
+        "python -m polysparse.bench.studies.study",
         "$(BIN)/python -m pytest -q",
         '"$PYTHON" -m x',
         '"$0" -c "import a"',
@@ -88,7 +88,7 @@ def test_the_lint_patterns_catch_what_they_must():
         "$PY -u -m polysparse",
     ]
     passed = [
-        "python -P -m polysparse.bench.study",
+        "python -P -m polysparse.bench.studies.study",
         '"$PYTHON" -P - <<EOF',
         "python bench/scripts/x.py",
         ".venv/bin/polysparse prune",
@@ -116,8 +116,8 @@ def test_the_gpu_paths_import_with_only_the_gpu_images_packages():
         "        if name.split('.')[0] in ('polib', 'lxml', 'openai'):\n"
         "            raise ImportError(f'{name} is not installed on the GPU image')\n"
         "sys.meta_path.insert(0, Absent())\n"
-        "import polysparse.bench.cli, polysparse.bench.jobs, polysparse.bench.throughput\n"
-        "import polysparse.bench.shape_models, polysparse.bench.kernels.sparse24_matmul\n"
+        "import polysparse.bench.cli, polysparse.bench.jobs, polysparse.bench.speed.throughput\n"
+        "import polysparse.bench.speed.shape_models, polysparse.bench.kernels.sparse24_matmul\n"
         "import polysparse.runtime, polysparse.runtime.linear, polysparse.runtime.checkpoint\n"
         "print('imported')\n"
     )

@@ -132,6 +132,16 @@ def write_result(out_dir: Path, name: str, body: dict[str, Any], *, smoke: bool,
     return write_json(path, payload)
 
 
+def report(args, name: str, body: dict[str, Any], device, cuda_timing: str) -> dict[str, Any]:
+    """Write ``body`` (plus how it was timed) as ``name``'s result, print its table and where it went."""
+    cpu_timing = "CPU wall clock through the Triton interpreter: not a speed measurement"
+    body = {**body, "timing": cuda_timing if device.type == "cuda" else cpu_timing}
+    path = write_result(args.out, name, body, smoke=args.smoke, device=device)
+    print_results(body["results"])
+    print(f"wrote {path}")
+    return body
+
+
 def print_results(results: list[dict[str, Any]]) -> None:
     """One line per (op, shape): every provider's milliseconds, then the speedup over the baseline."""
     providers = list(dict.fromkeys(name for r in results for name in r["ms"]))

@@ -73,7 +73,9 @@ from polysparse.bench.kernels.memory_report import (
     prediction_lines,
 )
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "kernels"
+RESULTS_DIR = Path("bench") / "results" / "kernels"
+"""The default ``--out``, relative to the working directory: the project's results folder when run from the
+repository root, and never a folder inside the installed package."""
 HARDWARE_SOURCES = (
     "SMs, boost clock and DRAM bandwidth from NVIDIA's data sheets (A100 SXM 80 GB: 108 SMs, 1410 MHz, "
     "2.0 TB/s; H100 SXM5: 132 SMs, 1980 MHz, 3.35 TB/s; H200 SXM: the same GH100 at 4.8 TB/s); issue: 4 "

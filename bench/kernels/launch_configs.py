@@ -77,6 +77,35 @@ def _weight_bytes(block_n: int, block_k: int, dtype: str) -> float:
     return block_n * (block_k // 2 * _HALF[dtype] + block_k // 16 * 2)
 
 
+def _matmul_launch(
+    family: str,
+    kernel: str,
+    label: str,
+    cfg: Any,
+    dtype: str,
+    split: int,
+    operands: dict[str, str],
+    constexprs: dict[str, Any],
+    divisible: list[str],
+    **launch: Any,
+) -> Launch:
+    """One launch of a 2:4 matmul kernel: ``operands`` then the bias and output pointers (float32 partial
+    sums when K is split), the split and dtype constexprs then ``constexprs`` and the tile's."""
+    kw = cfg.kwargs
+    return Launch(
+        family=family,
+        label=label,
+        kernel=kernel,
+        types={**operands, "bias_ptr": f"*{dtype}", "y_ptr": "*fp32" if split > 1 else f"*{dtype}"},
+        constexprs=dict(HAS_BIAS=split == 1, SPLIT_K=split, BF16=dtype == "bf16", **constexprs, **kw),
+        divisible=tuple(divisible),
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+        weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
+        **launch,
+    )
+
+
 def _dot_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_matmul as sm
 
@@ -105,101 +134,62 @@ def _dot_launches(subset: str) -> list[Launch]:
                         ]  # fmt: skip
                         if even_k:  # K = 4096: 32 units of 16 bytes per metadata row; K = 640 gives 5
                             divisible += ["K_WORDS16", "stride_en16"]
+                        label = (
+                            f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
+                            f"s{cfg.num_stages} {dtype} split{split}{'' if even_k else ' K%BK'}"
+                        )
+                        operands = {
+                            "x_ptr": f"*{dtype}",
+                            "p_ptr": "*i32",
+                            "meta_ptr": "*i32",
+                            "table_ptr": "*i64",
+                        }
+                        constexprs = dict(INTERPRET=False, EVEN_K=even_k, stride_xk=1, stride_yn=1)
                         launches.append(
-                            Launch(
-                                family="sparse24_matmul/dot",
-                                label=(
-                                    f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
-                                    f"s{cfg.num_stages} {dtype} split{split}{'' if even_k else ' K%BK'}"
-                                ),
-                                kernel="sparse24_matmul:dot",
-                                types={
-                                    "x_ptr": f"*{dtype}",
-                                    "p_ptr": "*i32",
-                                    "meta_ptr": "*i32",
-                                    "table_ptr": "*i64",
-                                    "bias_ptr": f"*{dtype}",
-                                    "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
-                                },  # fmt: skip
-                                constexprs=dict(
-                                    HAS_BIAS=split == 1,
-                                    SPLIT_K=split,
-                                    BF16=dtype == "bf16",
-                                    INTERPRET=False,
-                                    EVEN_K=even_k,
-                                    stride_xk=1,
-                                    stride_yn=1,
-                                    **kw,
-                                ),  # fmt: skip
-                                divisible=tuple(divisible),
-                                num_warps=cfg.num_warps,
-                                num_stages=cfg.num_stages,
-                                regime=regime,
-                                weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
+                            _matmul_launch(
+                                "sparse24_matmul/dot", "sparse24_matmul:dot", label, cfg, dtype, split,
+                                operands, constexprs, divisible, regime=regime,
                                 extra_info={"not_on_sm80": sm.config_key(cfg) in sm.SPILLS_ON_SM80},
                             )
-                        )
+                        )  # fmt: skip
     return launches
+
+
+def _decode_variants(configs: list, subset: str):
+    """``(cfg, dtype, split, even)`` for each launch of a decode kernel: both dtypes, split-K 4 and 1, whole
+    tiles and masked ones (row tiles past N and a K tail, e.g. K = 960); ``ci`` takes the first config,
+    split 4, whole tiles."""
+    for index, cfg in enumerate(configs):
+        if subset == "ci" and index:
+            continue
+        for dtype in ("fp16", "bf16"):
+            for split in (4, 1):
+                for even in (True, False) if subset == "all" else (True,):
+                    if subset == "ci" and split == 1:
+                        continue
+                    yield cfg, dtype, split, even
 
 
 def _gemv_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_gemv as sg
 
     launches = []
-    for index, cfg in enumerate(sg.GEMV_CONFIGS):
-        if subset == "ci" and index:
-            continue
+    for cfg, dtype, split, even in _decode_variants(sg.GEMV_CONFIGS, subset):
         kw = cfg.kwargs
-        for dtype in ("fp16", "bf16"):
-            for split in (4, 1):
-                # Row tiles past N (N % BLOCK_N) and a K tail (K % 128, e.g. K = 960) are masked variants.
-                for even_n, even_k in ((True, True), (False, False)) if subset == "all" else ((True, True),):
-                    if subset == "ci" and split == 1:
-                        continue
-                    launches.append(
-                        Launch(
-                            family="sparse24_matmul/gemv",
-                            label=(
-                                f"N{kw['BLOCK_N']}xK{kw['BLOCK_K']} w{cfg.num_warps} {dtype} split{split}"
-                                f"{'' if even_n else ' N%BN K%BK'}"
-                            ),
-                            kernel="sparse24_gemv:gemv",
-                            types={
-                                "t_ptr": "*i64",
-                                "v_ptr": "*i32",
-                                "meta_ptr": "*i32",
-                                "bias_ptr": f"*{dtype}",
-                                "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
-                            },  # fmt: skip
-                            constexprs=dict(
-                                HAS_BIAS=split == 1,
-                                SPLIT_K=split,
-                                BF16=dtype == "bf16",
-                                EVEN_N=even_n,
-                                EVEN_K=even_k,
-                                LANES_INNER=sg.LANES_INNER,
-                                **kw,
-                            ),  # fmt: skip
-                            divisible=(
-                                "t_ptr",
-                                "v_ptr",
-                                "meta_ptr",
-                                "bias_ptr",
-                                "y_ptr",
-                                "N",
-                                "K",
-                                "stride_tm",
-                                "stride_vn",
-                                "stride_ys",
-                                "stride_ym",
-                            ),  # fmt: skip
-                            num_warps=cfg.num_warps,
-                            num_stages=cfg.num_stages,
-                            regime="decode",
-                            weight_args=("v_ptr", "meta_ptr"),
-                            weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
-                        )
-                    )
+        masked = "" if even else " N%BN K%BK"
+        label = f"N{kw['BLOCK_N']}xK{kw['BLOCK_K']} w{cfg.num_warps} {dtype} split{split}{masked}"
+        operands = {"t_ptr": "*i64", "v_ptr": "*i32", "meta_ptr": "*i32"}
+        constexprs = dict(EVEN_N=even, EVEN_K=even, LANES_INNER=sg.LANES_INNER)
+        divisible = [
+            "t_ptr", "v_ptr", "meta_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_tm", "stride_vn",
+            "stride_ys", "stride_ym",
+        ]  # fmt: skip
+        launches.append(
+            _matmul_launch(
+                "sparse24_matmul/gemv", "sparse24_gemv:gemv", label, cfg, dtype, split, operands, constexprs,
+                divisible, regime="decode", weight_args=("v_ptr", "meta_ptr"),
+            )
+        )  # fmt: skip
     if subset == "all":
         launches.append(
             Launch(
@@ -219,56 +209,26 @@ def _decode_mma_launches(subset: str) -> list[Launch]:
     from polysparse.kernels import sparse24_decode_mma as dm
 
     launches = []
-    for index, cfg in enumerate(dm.CONFIGS):
-        if subset == "ci" and index:
-            continue
+    for cfg, dtype, split, even in _decode_variants(dm.CONFIGS, subset):
         kw = cfg.kwargs
-        for dtype in ("fp16", "bf16"):
-            for split in (4, 1):
-                # Row tiles past N (N % BLOCK_N) and a K tail (K % BLOCK_K, e.g. K = 960) are masked variants.
-                for even in (True, False) if subset == "all" else (True,):
-                    if subset == "ci" and split == 1:
-                        continue
-                    divisible = [
-                        "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_xm",
-                        "stride_pn", "stride_ys", "stride_ym",
-                    ]  # fmt: skip
-                    if even:  # K = 4096: 32 units of 16 bytes per metadata row; K = 960 gives 8
-                        divisible.append("stride_en16")
-                    launches.append(
-                        Launch(
-                            family="sparse24_matmul/decode_mma",
-                            label=(
-                                f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
-                                f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
-                            ),
-                            kernel="sparse24_decode_mma:decode_mma",
-                            types={
-                                "x_ptr": f"*{dtype}",
-                                "p_ptr": "*i32",
-                                "meta_ptr": "*i32",
-                                "table_ptr": "*i64",
-                                "bias_ptr": f"*{dtype}",
-                                "y_ptr": "*fp32" if split > 1 else f"*{dtype}",
-                            },  # fmt: skip
-                            constexprs=dict(
-                                HAS_BIAS=split == 1,
-                                SPLIT_K=split,
-                                BF16=dtype == "bf16",
-                                INTERPRET=False,
-                                EVEN_N=even,
-                                EVEN_K=even,
-                                TABLE_PIPELINED=dm.TABLE_PIPELINED,
-                                **kw,
-                            ),  # fmt: skip
-                            divisible=tuple(divisible),
-                            num_warps=cfg.num_warps,
-                            num_stages=cfg.num_stages,
-                            regime="decode",
-                            weight_args=("p_ptr", "meta_ptr"),
-                            weight_bytes_per_iter=_weight_bytes(kw["BLOCK_N"], kw["BLOCK_K"], dtype),
-                        )
-                    )
+        divisible = [
+            "x_ptr", "p_ptr", "meta_ptr", "table_ptr", "bias_ptr", "y_ptr", "N", "K", "stride_xm",
+            "stride_pn", "stride_ys", "stride_ym",
+        ]  # fmt: skip
+        if even:  # K = 4096: 32 units of 16 bytes per metadata row; K = 960 gives 8
+            divisible.append("stride_en16")
+        label = (
+            f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} "
+            f"s{cfg.num_stages} {dtype} split{split}{'' if even else ' N%BN K%BK'}"
+        )
+        operands = {"x_ptr": f"*{dtype}", "p_ptr": "*i32", "meta_ptr": "*i32", "table_ptr": "*i64"}
+        constexprs = dict(INTERPRET=False, EVEN_N=even, EVEN_K=even, TABLE_PIPELINED=dm.TABLE_PIPELINED)
+        launches.append(
+            _matmul_launch(
+                "sparse24_matmul/decode_mma", "sparse24_decode_mma:decode_mma", label, cfg, dtype, split,
+                operands, constexprs, divisible, regime="decode", weight_args=("p_ptr", "meta_ptr"),
+            )
+        )  # fmt: skip
     return launches
 
 

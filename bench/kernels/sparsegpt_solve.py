@@ -103,17 +103,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     time_ms = _common.timer(device, fast=False, reps=args.reps)
     blocksize = SMOKE_BLOCKSIZE if args.smoke else BLOCKSIZE
     results = run(SMOKE_SHAPES if args.smoke else SHAPES, blocksize, device, time_ms)
-    body = {
-        "weight_dtype": "float32",
-        "timing": f"median of {args.reps} calls after one warm-up, CUDA events"
-        if device.type == "cuda"
-        else "CPU wall clock through the Triton interpreter: not a speed measurement",
-        "results": results,
-    }
-    path = _common.write_result(args.out, NAME, body, smoke=args.smoke, device=device)
-    _common.print_results(results)
-    print(f"wrote {path}")
-    return body
+    body = {"weight_dtype": "float32", "results": results}
+    return _common.report(
+        args, NAME, body, device, f"median of {args.reps} calls after one warm-up, CUDA events"
+    )
 
 
 if __name__ == "__main__":

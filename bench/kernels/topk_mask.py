@@ -96,19 +96,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dtype = getattr(torch, args.dtype)
     time_ms = _common.timer(device, fast=True, reps=2 if device.type == "cpu" else 10)
     results = run(SMOKE_SHAPES if args.smoke else SHAPES, dtype, device, time_ms)
-    body = {
-        "dtype": args.dtype,
-        "scale_dtype": "float32",
-        "sparsity": SPARSITY,
-        "timing": "triton.testing.do_bench median (L2 flushed, warm-up excluded)"
-        if device.type == "cuda"
-        else "CPU wall clock through the Triton interpreter: not a speed measurement",
-        "results": results,
-    }
-    path = _common.write_result(args.out, NAME, body, smoke=args.smoke, device=device)
-    _common.print_results(results)
-    print(f"wrote {path}")
-    return body
+    body = {"dtype": args.dtype, "scale_dtype": "float32", "sparsity": SPARSITY, "results": results}
+    return _common.report(
+        args, NAME, body, device, "triton.testing.do_bench median (L2 flushed, warm-up excluded)"
+    )
 
 
 if __name__ == "__main__":

@@ -17,4 +17,4 @@ polysparse eval --model gemma-3-270m "${EVAL[@]}" --out "$RUNS/eval-dense.json"
 for run in magnitude-2-4 magnitude-50 wanda-2-4 sparsegpt-50; do
   polysparse eval --model "$RUNS/$run" "${EVAL[@]}" --out "$RUNS/eval-$run.json"
 done
-python -P -m polysparse.bench.collect_front_end "$RUNS" "$OUT/gemma-3-270m-de"
+python -P -m polysparse.bench.experiments.collect_front_end "$RUNS" "$OUT/gemma-3-270m-de"

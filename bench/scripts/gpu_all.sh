@@ -99,7 +99,7 @@ EOF
             tail -n 15 "$RUN/$name.log" | sed 's/^/    /'
             if [ "${STOP_ON_FAIL:-0}" = 1 ]; then
                 say "stopping (STOP_ON_FAIL=1)"
-                "$PYTHON" -P -m polysparse.bench.gpu_summary "$RUN"
+                "$PYTHON" -P -m polysparse.bench.speed.gpu_summary "$RUN"
                 exit 1
             fi
         fi
@@ -133,7 +133,7 @@ for step in e2e-llama-3-8b e2e-qwen2.5-7b e2e-gemma-3-270m; do
     folder="$WORK/${model}-${LAYERS[$step]}blocks-random24"
     # The folder name becomes the result's name: throughput_<folder>_cuda.json.
     run_step "$step" bash -c '
-        "$0" -P -m polysparse.bench.shape_models --model "$1" --layers "$2" --dtype bfloat16 --out "$3" &&
+        "$0" -P -m polysparse.bench.speed.shape_models --model "$1" --layers "$2" --dtype bfloat16 --out "$3" &&
         "$0" -P -m polysparse.bench.cli bench --model "$3" --batch 1,16 --prompt 2048,4096 \
             --new-tokens 32 --repeats 3 --warmup 1 --out bench/results/throughput --quiet
     ' "$PYTHON" "$model" "${LAYERS[$step]}" "$folder"
@@ -141,7 +141,7 @@ for step in e2e-llama-3-8b e2e-qwen2.5-7b e2e-gemma-3-270m; do
 done
 
 [ "${DRY_RUN:-0}" = 1 ] && exit 0
-"$PYTHON" -P -m polysparse.bench.gpu_summary "$RUN"
+"$PYTHON" -P -m polysparse.bench.speed.gpu_summary "$RUN"
 if [ "$failed" -gt 0 ]; then
     say "$failed step(s) failed: see the logs above and in $RUN"
     exit 1

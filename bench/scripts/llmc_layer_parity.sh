@@ -9,8 +9,8 @@ LLMC_PYTHON=${LLMC_PYTHON:-/work/venv-llmc/bin/python}
 RUNS=${RUNS:-runs/llmc-layer-parity}
 OUT=${OUT:-bench/results/llmc/gemma-3-270m-layer-parity}
 mkdir -p "$RUNS"
-[ -f "$RUNS/layers.pt" ] || $PY -P -m polysparse.bench.llmc_layer_parity dump --out "$RUNS/layers.pt"
+[ -f "$RUNS/layers.pt" ] || $PY -P -m polysparse.bench.experiments.llmc_layer_parity dump --out "$RUNS/layers.pt"
 [ -f "$RUNS/llmc.pt" ] || "$LLMC_PYTHON" bench/scripts/llmc_layer_solve.py --layers "$RUNS/layers.pt" \
   --out "$RUNS/llmc.pt"
-$PY -P -m polysparse.bench.llmc_layer_parity compare --layers "$RUNS/layers.pt" --llmc "$RUNS/llmc.pt" --out "$OUT"
+$PY -P -m polysparse.bench.experiments.llmc_layer_parity compare --layers "$RUNS/layers.pt" --llmc "$RUNS/llmc.pt" --out "$OUT"
 cat "$OUT/layer-parity.md"

@@ -1,5 +1,5 @@
 """llm-compressor's SparseGPT solve on the layers that
-``python -P -m polysparse.bench.llmc_layer_parity dump`` wrote.
+``python -P -m polysparse.bench.experiments.llmc_layer_parity dump`` wrote.
 
     /work/venv-llmc/bin/python bench/scripts/llmc_layer_solve.py --layers layers.pt --out llmc.pt
 

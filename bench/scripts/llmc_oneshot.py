@@ -4,11 +4,12 @@
         --recipe "sparsegpt 2:4" --out OUT
 
 ``windows.pt`` holds the exact token windows polysparse calibrates on (``input_ids`` and
-``attention_mask``, one row per window; written by ``python -P -m polysparse.bench.llmc_side_by_side
-windows``), fed to ``oneshot`` as a DataLoader so that no tokenisation, shuffling or truncation of
-llm-compressor's changes them. Writes the pruned model (uncompressed safetensors) to ``OUT`` and
-``OUT/llmc.json`` with the wall times: load, oneshot (calibration and pruning) and save. This file imports
-nothing from polysparse: llm-compressor pins its own transformers, so it lives in its own environment.
+``attention_mask``, one row per window; written by
+``python -P -m polysparse.bench.experiments.llmc_side_by_side windows``), fed to ``oneshot`` as a DataLoader
+so that no tokenisation, shuffling or truncation of llm-compressor's changes them. Writes the pruned model
+(uncompressed safetensors) to ``OUT`` and ``OUT/llmc.json`` with the wall times: load, oneshot (calibration
+and pruning) and save. This file imports nothing from polysparse: llm-compressor pins its own transformers,
+so it lives in its own environment.
 """
 
 from __future__ import annotations

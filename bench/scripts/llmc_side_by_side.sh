@@ -23,7 +23,7 @@ RUNS=${RUNS:-runs/llmc-$NSAMPLES$SUFFIX}
 OUT=${OUT:-bench/results/llmc/gemma-3-270m-de-$NSAMPLES$SUFFIX}
 MODEL_DIR=${MODEL_DIR:-$HOME/.cache/polysparse/gemma-3-270m}
 mkdir -p "$RUNS"
-[ -f "$RUNS/windows.pt" ] || $PY -P -m polysparse.bench.llmc_side_by_side windows --nsamples "$NSAMPLES" \
+[ -f "$RUNS/windows.pt" ] || $PY -P -m polysparse.bench.experiments.llmc_side_by_side windows --nsamples "$NSAMPLES" \
   --seed "$SEED" --out "$RUNS/windows.pt"
 IFS=';' read -r -a recipes <<< "$RECIPES"
 folders=()
@@ -43,10 +43,10 @@ for recipe in "${recipes[@]}" "${extra[@]}"; do
   slug=$(echo "$recipe" | tr ' :+.=' '-----')
   if [ ! -f "$RUNS/polysparse-$slug/timing.json" ]; then
     rm -rf "$RUNS/polysparse-$slug"
-    nice -n 5 $PY -P -m polysparse.bench.llmc_side_by_side prune --recipe "$recipe" --nsamples "$NSAMPLES" \
+    nice -n 5 $PY -P -m polysparse.bench.experiments.llmc_side_by_side prune --recipe "$recipe" --nsamples "$NSAMPLES" \
       --seed "$SEED" --out "$RUNS/polysparse-$slug"
   fi
   folders+=("$RUNS/polysparse-$slug")
 done
-nice -n 5 $PY -P -m polysparse.bench.llmc_side_by_side table --out "$OUT" "${folders[@]}"
+nice -n 5 $PY -P -m polysparse.bench.experiments.llmc_side_by_side table --out "$OUT" "${folders[@]}"
 cat "$OUT/side-by-side.md"

@@ -18,16 +18,16 @@ STEP=${1:-all}
 
 if [[ $STEP == all || $STEP == sweep ]]; then
   # The reconstruction learning rate and steps, on one block at a time (~20 s a setting).
-  nice -n 5 "$PY" -P -m polysparse.bench.recon_sweep --block 3 --recipe "wanda 2:4" --lr 1e-4,3e-4,1e-3,3e-3 \
+  nice -n 5 "$PY" -P -m polysparse.bench.experiments.recon_sweep --block 3 --recipe "wanda 2:4" --lr 1e-4,3e-4,1e-3,3e-3 \
     --steps 32 --out "$OUT" --name recon_sweep_b3
-  nice -n 5 "$PY" -P -m polysparse.bench.recon_sweep --block 11 --recipe "wanda 2:4" --lr 1e-4,3e-4,1e-3 \
+  nice -n 5 "$PY" -P -m polysparse.bench.experiments.recon_sweep --block 11 --recipe "wanda 2:4" --lr 1e-4,3e-4,1e-3 \
     --steps 32,96 --out "$OUT" --name recon_sweep_b11
 fi
 
 if [[ $STEP == all || $STEP == target ]]; then
   # Target dense vs prefix, end to end but cheaply: only the first six blocks pruned (and reconstructed),
   # perplexity of the whole model.
-  nice -n 5 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells --name target_partial \
+  nice -n 5 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/recovery_cells --name target_partial \
     --calib de --eval-langs de \
     --recipe 'wanda 2:4 targets=layers\.[0-5]\.' \
     --recipe 'wanda 2:4 +recon lr=3e-4 targets=layers\.[0-5]\.' \
@@ -35,7 +35,7 @@ if [[ $STEP == all || $STEP == target ]]; then
 fi
 
 if [[ $STEP == all || $STEP == goals ]]; then
-  nice -n 5 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells --name goals \
+  nice -n 5 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/recovery_cells --name goals \
     --calib de --eval-langs de \
     --recipe "wanda 2:4" --recipe "wanda 2:4 +recon lr=1e-4" --recipe "wanda 2:4 +admm +recon" \
     --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm" --recipe "sparsegpt 2:4 +admm +recon" \
@@ -43,12 +43,12 @@ if [[ $STEP == all || $STEP == goals ]]; then
 fi
 if [[ $STEP == all || $STEP == ood ]]; then
   # Issue 27: the 2:4 recipes scored out of domain as well (16 held-out windows x 256 tokens of fortunes:de:
-  # quotations, jokes and sayings; bench/recovery.py's default --ood-source) beside the study's install-guide
+  # quotations, jokes and sayings; bench/experiments/recovery.py's default --ood-source) beside the study's install-guide
   # windows, with 64 calibration windows (handbook alone, or mixed with man pages and gettext strings) and 64
   # reconstruction steps. Cells in runs/ood_cells (the rows need their models again for the new column).
   MIX="calib=handbook:de=0.5,manpages:de=0.25,gettext:de=0.25"
   MIX8="calib=handbook:de=0.75,manpages:de=0.125,gettext:de=0.125"
-  nice -n 10 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/ood_cells --name goals-ood \
+  nice -n 10 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/ood_cells --name goals-ood \
     --calib de --eval-langs de \
     --recipe "sparsegpt 2:4" --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64" \
     --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64 $MIX" \
@@ -57,7 +57,7 @@ if [[ $STEP == all || $STEP == ood ]]; then
 fi
 if [[ $STEP == all || $STEP == goals50 ]]; then
   # The 50% goal: SparseGPT 50% with the optimal update and reconstruction (more steps in the last row).
-  nice -n 5 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells --name goals50 \
+  nice -n 5 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/recovery_cells --name goals50 \
     --calib de --eval-langs de \
     --recipe "sparsegpt 0.5" --recipe "sparsegpt 0.5 +admm +recon" --recipe "sparsegpt 0.5 +owl +admm +recon" \
     --recipe "sparsegpt 0.5 +admm +recon steps=64"
@@ -77,12 +77,12 @@ SIX=en,de,ru,zh,ja,ar
 if [[ $STEP == all || $STEP == mix || $STEP == singles ]]; then
   for setting in ${SETTINGS:-wanda-2-4 sparsegpt-2-4 wanda-50 sparsegpt-50}; do
     if [[ $STEP != singles ]]; then
-      nice -n 5 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells \
+      nice -n 5 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/recovery_cells \
         --name "mix-$setting" --calib mix --langs $SIX --eval-langs $SIX --recipe "${BEST[$setting]}"
     fi
     if [[ $STEP != mix ]]; then
       for lang in ${LANGS:-en de ru zh ja ar}; do
-        nice -n 5 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells \
+        nice -n 5 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/recovery_cells \
           --name "single-$lang-$setting" --calib "$lang" --eval-langs $SIX --recipe "${BEST[$setting]}"
       done
     fi
@@ -90,7 +90,7 @@ if [[ $STEP == all || $STEP == mix || $STEP == singles ]]; then
 fi
 if [[ $STEP == all || $STEP == owl ]]; then
   # Plain Wanda 50% on the mix with uniform, OWL and language-aware OWL (owl-lang) sparsity per block.
-  nice -n 5 "$PY" -P -m polysparse.bench.recovery --out "$OUT" --cells runs/recovery_cells --name mix-wanda-50-owl \
+  nice -n 5 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/recovery_cells --name mix-wanda-50-owl \
     --calib mix --langs $SIX --eval-langs $SIX \
     --recipe "wanda 0.5" --recipe "wanda 0.5 +owl" --recipe "wanda 0.5 +owl-lang"
 fi

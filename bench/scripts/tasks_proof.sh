@@ -30,7 +30,7 @@ if [[ " $STEPS " == *" 1 "* ]]; then
   $PS eval --model gemma-3-270m --tasks "$TASKS" --limit "$LIMIT" --out "$out/sanity-dense.json" --overwrite \
     --dump-items "$out/sanity-items.jsonl" --quiet
   $PS eval --model runs/gemma-magnitude24 --tasks "$TASKS" --limit "$LIMIT" --out "$out/sanity-magnitude-2-4.json" --overwrite --quiet
-  .venv/bin/python -P -m polysparse.bench.tasks_eval "$out/sanity-dense.json" "$out/sanity-magnitude-2-4.json" \
+  .venv/bin/python -P -m polysparse.bench.studies.tasks_eval "$out/sanity-dense.json" "$out/sanity-magnitude-2-4.json" \
     --out "$out/sanity-dense-vs-magnitude-2-4.md"
   rm -f "$out/sanity-items.jsonl"  # third-party text: never committed (re-create it with the command above)
   echo "load after step 1: $(uptime)" | tee -a "$out/sanity-load.txt"
@@ -42,6 +42,6 @@ if [[ " $STEPS " == *" 2 "* ]]; then
   $PS study --model gemma-3-270m --langs "$LANGS" --method wanda --pattern 2:4 --nsamples 16 --seqlen 512 \
     --eval-windows 4 --eval-seqlen 256 --out "$study" --cells runs/study-tasks-cells \
     --tasks "$STUDY_TASKS" --task-limit "$TASK_LIMIT" $STUDY_FLAGS --quiet
-  .venv/bin/python -P -m polysparse.bench.collect_study "$study"
+  .venv/bin/python -P -m polysparse.bench.studies.collect_study "$study"
   echo "load after step 2: $(uptime)" | tee -a "$study-load.txt"
 fi

@@ -23,7 +23,6 @@ from torch import nn
 from polysparse.runtime.checkpoint import CheckpointError, is_sparse_checkpoint, load_sparse
 from polysparse.runtime.checkpoint.files import read_json
 from polysparse.runtime.checkpoint.metadata import FORMAT_NATIVE
-from polysparse.runtime.linear import select_backend
 from polysparse.runtime.serving.generation import Generator
 from polysparse.runtime.swap import linear_layers, sparse_layers, sparsify_model
 from polysparse.sparsify.loading import ModelLoadError, check_model_folder, parse_dtype
@@ -67,15 +66,7 @@ def backend_report(model: nn.Module) -> tuple[dict[str, Any], ...]:
         plans = {}
         reasons = []
         for label, m in (("decode", 1), ("prefill", PREFILL_TOKENS)):
-            ran, reason = select_backend(
-                layer.backend,
-                m=m,
-                dtype=layer.values.dtype,
-                device=layer.values.device,
-                out_features=layer.out_features,
-                in_features=layer.in_features,
-                table=layer.dispatch,
-            )
+            ran, reason = layer.backend_for(m)
             plans[label] = ran
             if reason is None and ran == "dense" and layer.values.device.type != "cuda":
                 reason = _OFF_CUDA

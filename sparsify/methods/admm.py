@@ -23,14 +23,11 @@ iterations.
 Since ``rho`` changes every iteration, the solve uses one eigendecomposition ``Hn = Q diag(l) Q^T`` per layer:
 ``(Hn + rho I)^-1 = (I - Q diag(l / (l + rho)) Q^T) / rho`` for every ``rho``, so an iteration costs matrix
 products only. With fewer rows than inputs (``down_proj``) the rows go through ``Q`` and back (two
-out x in x in products); otherwise the inverse is formed first (in x in x in, then out x in x in). Measured
-on one CPU thread, Gemma 3 270M's layers, 20 iterations (``bench/results/recovery/gemma-3-270m/
-admm_speed.md``): against a Cholesky factorisation and inverse per iteration (``solver="cholesky"``, kept as
-the reference) a block's seven layers took 11.1 s instead of 16.0 s (1.44x), ``down_proj`` 6.3 s instead of
-10.3 s (1.65x); layers with more rows than inputs gain little (0.97-1.17x), while other engineers' jobs
-loaded the 2-core machine (load 3.2-3.8). Holding ``rho`` for 5 iterations to reuse one Cholesky inverse
-would be faster still (6.9 s) but is a different schedule (0.16% higher layer error there), so it is not
-used.
+out x in x in products); otherwise the inverse is formed first (in x in x in, then out x in x in). That is
+faster than a Cholesky factorisation and inverse per iteration (``solver="cholesky"``, kept as the
+reference) for the same iterates; holding ``rho`` for several iterations to reuse one Cholesky inverse would
+be faster still but is a different schedule with a higher layer error, so it is not used (measured in
+docs/cpu-speed.md).
 
 Pure function: nothing is modified in place; the result is float32 on the weight's device.
 """

@@ -13,9 +13,7 @@ one language's outlier features are rare in the others, so that language's outli
 its share; the maximum gives every block at least the protection its most outlier-heavy language asks for.
 (M-Wanda, Choenni & Titov 2025, arXiv 2505.21171, also makes Wanda's statistics and layer sparsities
 language-aware, with per-language activation statistics and cross-lingual correlations; this is the
-simpler OWL-side counterpart.) On Gemma 3 270M's six-language handbook mix the languages' ratios are close
-and the profile moves by at most 0.011 against OWL's at 50%
-(``bench/results/recovery/gemma-3-270m/owl_lang_profile.md``).
+simpler OWL-side counterpart.) What it changes on Gemma 3 270M's six-language mix: docs/recovery.md.
 """
 
 from __future__ import annotations

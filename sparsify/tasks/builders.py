@@ -87,11 +87,9 @@ class TaskSpec:
     def metric(self) -> str:
         """The accuracy a study reads this task by: ``acc_norm`` for continuation, ``acc`` otherwise.
 
-        Continuation choices differ in length, and the summed log-likelihood favours short ones: on 80 items
-        per language dense Gemma 3 270M was not clearly above chance on Arabic by ``acc`` (0.287) but 0.44
-        to 0.56 by ``acc_norm`` in all six study languages
-        (``bench/results/tasks/sanity-dense-vs-magnitude-2-4.md``).
-        Translation choices are length-matched and read by ``acc``, as lm-eval reports multiple choice.
+        Continuation choices differ in length, and the summed log-likelihood favours short ones, which
+        ``acc_norm`` (per UTF-8 byte) corrects (the sanity check in docs/tasks.md). Translation choices are
+        length-matched and read by ``acc``, as lm-eval reports multiple choice.
         """
         return "acc_norm" if self.kind == "continuation-choice" else "acc"
 
@@ -275,11 +273,23 @@ def _usable(text: str, lang: str) -> bool:
     return _min_chars(lang) <= len(text) <= MAX_CHARS and any(c.isalpha() for c in text)
 
 
-def _with_answer(answer: str, distractors: list[str], rng: random.Random) -> tuple[tuple[str, ...], int]:
+def _item(
+    lang: str,
+    context: str,
+    answer: str,
+    distractors: list[str],
+    delimiter: str,
+    item_id: str,
+    rng: random.Random,
+) -> Item:
+    """The item whose choices are ``distractors`` with ``answer`` put at a random place, each after
+    ``delimiter`` (the space or sentence joiner that continues ``context``)."""
     label = rng.randrange(len(distractors) + 1)
     choices = list(distractors)
     choices.insert(label, answer)
-    return tuple(choices), label
+    return Item(
+        lang=lang, context=context, choices=tuple(delimiter + c for c in choices), label=label, id=item_id
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -366,16 +376,7 @@ def translation_items(spec: TaskSpec, seed: int = 0, limit: int | None = None) -
         distractors = pick_distractors(tgt, window, spec.tgt, rng, words=words)
         if distractors is None:
             continue
-        choices, label = _with_answer(tgt, distractors, rng)
-        items.append(
-            Item(
-                lang=spec.lang,
-                context=f"{src_name}: {src}\n{tgt_name}:",
-                choices=tuple(" " + c for c in choices),
-                label=label,
-                id=pair_id,
-            )
-        )
+        items.append(_item(spec.lang, f"{src_name}: {src}\n{tgt_name}:", tgt, distractors, " ", pair_id, rng))
     if not items:
         raise TaskError(f"{spec.name}: no held-out pair with {NUM_CHOICES - 1} distractors of similar length")
     return items
@@ -417,16 +418,9 @@ def continuation_items(spec: TaskSpec, seed: int = 0) -> list[Item]:
                 distractors = pick_distractors(answer, others, spec.lang, rng, hard=False)
                 if distractors is None:
                     continue
-                choices, label = _with_answer(answer, distractors, rng)
-                items.append(
-                    Item(
-                        lang=spec.lang,
-                        context=joiner.join(sentences[:k]),
-                        choices=tuple(joiner + c for c in choices),
-                        label=label,
-                        id=f"{document.doc_id}#{index}.{k}",
-                    )
-                )
+                item_id = f"{document.doc_id}#{index}.{k}"
+                context = joiner.join(sentences[:k])
+                items.append(_item(spec.lang, context, answer, distractors, joiner, item_id, rng))
     rng.shuffle(items)
     if not items:
         raise TaskError(

@@ -9,6 +9,7 @@ from helpers.sparse_models import sparse_tiny_model
 from helpers.tiny_models import tiny_model, tiny_tokenizer
 from polysparse.bench import jobs
 from polysparse.bench.cli import main
+from polysparse.bench.plans import BenchRun, ThroughputPlan
 from polysparse.runtime.checkpoint import load_sparse, read_sparsity_config, save_sparse
 from polysparse.runtime.swap import sparse_layers, sparsify_model
 
@@ -74,9 +75,9 @@ def test_bench_writes_json_markdown_and_plot(sparse_dir, tmp_path, capsys):
 
 def test_bench_swaps_a_pruned_dense_folder(pruned_dir, tmp_path):
     payload = jobs.bench_job(
-        model=str(pruned_dir), batch="1", prompt="5", new_tokens=2, repeats=1, warmup=0,
-        backend="dense", out=str(tmp_path), no_plot=True, quiet=True,
-    )  # fmt: skip
+        BenchRun(model=str(pruned_dir), backend="dense", out=str(tmp_path), plot=False, quiet=True),
+        ThroughputPlan(batch_sizes="1", prompt_lengths="5", new_tokens=2, repeats=1, warmup=0),
+    )
     assert payload["load"]["swap"]["layers_swapped"] == 28
     assert payload["dense_reference"].startswith("the same folder")
     assert {(r["requested"], r["ran"]) for r in payload["backends_ran"]} == {("dense", "dense")}
@@ -128,7 +129,7 @@ def test_export_errors(sparse_dir, tmp_path, capsys):
 def test_interrupted_benchmark_resumes_finished_cells(sparse_dir, tmp_path, monkeypatch):
     """A benchmark killed after its first (batch, prompt) cell measures only the missing cells when run
     again; a finished run leaves no cells behind, so the next run measures afresh."""
-    from polysparse.bench import throughput
+    from polysparse.bench.speed import throughput
 
     calls = []
     real = throughput.time_generation

@@ -9,22 +9,10 @@ import sys
 
 import pytest
 
+from helpers.cli import bad, run
 from helpers.tiny_models import tiny_model
-from polysparse.bench.cli import main
 
 AS_ROOT = os.geteuid() == 0  # root writes anywhere: the unwritable cases cannot be made
-
-
-def run(*args):
-    return main([str(a) for a in args])
-
-
-def bad(capsys, *args):
-    code = run(*args)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    return captured.err
 
 
 def items_file(path, encoding="utf-8"):

@@ -8,6 +8,13 @@ from transformers import AutoModelForCausalLM
 
 from polysparse.bench.cli import main
 
+MAGNITUDE_HALF = ["--method", "magnitude", "--sparsity", 0.5, "--quiet"]
+
+
+def half_on(text):
+    """50% on two 32-token windows of ``text``."""
+    return ["--sparsity", 0.5, "--calib", f"text:{text}", "--nsamples", 2, "--seqlen", 32, "--quiet"]
+
 
 def run(*args):
     return main([str(a) for a in args])
@@ -15,8 +22,7 @@ def run(*args):
 
 def test_prune_writes_a_loadable_folder_and_report(tiny_model_dir, german_text, tmp_path, capsys):
     out = tmp_path / "pruned"
-    code = run(
-        "prune",
+    args = [
         "--model",
         tiny_model_dir,
         "--method",
@@ -25,14 +31,8 @@ def test_prune_writes_a_loadable_folder_and_report(tiny_model_dir, german_text, 
         "2:4",
         "--calib",
         f"text:{german_text}:de",
-        "--nsamples",
-        4,
-        "--seqlen",
-        32,
-        "--out",
-        out,
-        "--quiet",
-    )
+    ]
+    code = run("prune", *args, "--nsamples", 4, "--seqlen", 32, "--out", out, "--quiet")
     assert code == 0
     model = AutoModelForCausalLM.from_pretrained(out)
     q = model.model.layers[0].self_attn.q_proj.weight
@@ -75,24 +75,7 @@ def test_prune_can_offload_activations_to_disk(tiny_model_dir, german_text, tmp_
 def test_sparsegpt_report_has_errors_and_damping(tiny_model_dir, german_text, tmp_path):
     out = tmp_path / "sgpt"
     assert (
-        run(
-            "prune",
-            "--model",
-            tiny_model_dir,
-            "--method",
-            "sparsegpt",
-            "--sparsity",
-            0.5,
-            "--calib",
-            f"text:{german_text}",
-            "--nsamples",
-            2,
-            "--seqlen",
-            32,
-            "--out",
-            out,
-            "--quiet",
-        )
+        run("prune", "--model", tiny_model_dir, "--method", "sparsegpt", *half_on(german_text), "--out", out)
         == 0
     )
     layers = json.loads((out / "polysparse.json").read_text())["layers"]
@@ -162,19 +145,7 @@ def test_not_a_causal_lm_is_refused(tmp_path, capsys):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "vit", "architectures": ["ViTModel"]}))
     (folder / "model.safetensors").write_bytes(b"")
-    err = bad(
-        capsys,
-        "prune",
-        "--model",
-        folder,
-        "--method",
-        "magnitude",
-        "--sparsity",
-        0.5,
-        "--out",
-        tmp_path / "o",
-        "--quiet",
-    )
+    err = bad(capsys, "prune", "--model", folder, *MAGNITUDE_HALF, "--out", tmp_path / "o")
     assert "not a causal language model" in err
 
 
@@ -185,19 +156,7 @@ def test_corrupt_weights_are_a_clear_error(tiny_model_dir, tmp_path, capsys):
     shutil.copytree(tiny_model_dir, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
-    err = bad(
-        capsys,
-        "prune",
-        "--model",
-        folder,
-        "--method",
-        "magnitude",
-        "--sparsity",
-        0.5,
-        "--out",
-        tmp_path / "o",
-        "--quiet",
-    )
+    err = bad(capsys, "prune", "--model", folder, *MAGNITUDE_HALF, "--out", tmp_path / "o")
     assert "could not load the model" in err
     assert not (tmp_path / "o").exists()
 
@@ -206,18 +165,7 @@ def test_existing_output_is_refused_unless_overwrite(tiny_model_dir, tmp_path, c
     out = tmp_path / "exists"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    args = [
-        "prune",
-        "--model",
-        tiny_model_dir,
-        "--method",
-        "magnitude",
-        "--sparsity",
-        0.5,
-        "--out",
-        out,
-        "--quiet",
-    ]
+    args = ["prune", "--model", tiny_model_dir, *MAGNITUDE_HALF, "--out", out]
     assert "--overwrite" in bad(capsys, *args)
     assert (out / "keep.txt").read_text() == "mine"
     assert run(*args, "--overwrite") == 0
@@ -247,37 +195,12 @@ def test_a_crash_while_saving_leaves_no_output(tiny_model_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        run(
-            "prune",
-            "--model",
-            tiny_model_dir,
-            "--method",
-            "magnitude",
-            "--sparsity",
-            0.5,
-            "--out",
-            tmp_path / "crash",
-            "--quiet",
-        )
+        run("prune", "--model", tiny_model_dir, *MAGNITUDE_HALF, "--out", tmp_path / "crash")
     assert not (tmp_path / "crash").exists()
     # Only the resumable state is left: no half-written output folder.
     assert [p.name for p in tmp_path.glob(".crash*")] == [".crash.work"]
     monkeypatch.undo()
-    assert (
-        run(
-            "prune",
-            "--model",
-            tiny_model_dir,
-            "--method",
-            "magnitude",
-            "--sparsity",
-            0.5,
-            "--out",
-            tmp_path / "crash",
-            "--quiet",
-        )
-        == 0
-    )
+    assert run("prune", "--model", tiny_model_dir, *MAGNITUDE_HALF, "--out", tmp_path / "crash") == 0
     assert (tmp_path / "crash" / "polysparse.json").exists()
     assert not list(tmp_path.glob(".crash*"))
 
@@ -297,23 +220,7 @@ def test_nan_weights_or_activations_stop_before_anything_is_written(tmp_path, ge
         tiny_tokenizer().save_pretrained(folder)
         out = tmp_path / f"out-{where}"
         err = bad(
-            capsys,
-            "prune",
-            "--model",
-            folder,
-            "--method",
-            "wanda",
-            "--sparsity",
-            0.5,
-            "--calib",
-            f"text:{german_text}",
-            "--nsamples",
-            2,
-            "--seqlen",
-            32,
-            "--out",
-            out,
-            "--quiet",
+            capsys, "prune", "--model", folder, "--method", "wanda", *half_on(german_text), "--out", out
         )
         assert "NaN or Inf" in err
         assert ("model.layers.1.mlp.down_proj" in err) if where == "weight" else ("model.layers.0." in err)

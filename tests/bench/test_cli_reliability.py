@@ -14,6 +14,7 @@ import time
 import pytest
 from safetensors.torch import load_file, save_file
 
+from helpers.interrupts import interrupt_after
 from polysparse.bench.cli import main
 
 # A prune that sleeps where the test wants to kill it: after each checkpointed block, or inside the final
@@ -95,18 +96,7 @@ class Stop(Exception):
 
 def stop_after_block(monkeypatch, blocks_done):
     """Make `polysparse prune` in this process stop like a Ctrl-C right after ``blocks_done`` blocks."""
-    import polysparse.sparsify.driver as driver
-
-    original = driver.PruneCheckpoint.save
-    seen = []
-
-    def save(self, index, block, next_hidden, report):
-        original(self, index, block, next_hidden, report)
-        seen.append(index)
-        if len(seen) == blocks_done:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(driver.PruneCheckpoint, "save", save)
+    interrupt_after(monkeypatch, blocks_done, KeyboardInterrupt)
 
 
 # --- 1. two runs into one output ---------------------------------------------------------------------------

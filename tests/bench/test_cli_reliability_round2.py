@@ -10,23 +10,11 @@ import sys
 import pytest
 from safetensors.torch import load_file, save_file
 
+from helpers.cli import bad, run
 from helpers.tiny_models import tiny_config, tiny_model, tiny_tokenizer
-from polysparse.bench.cli import main
 
 STUDY = ["--langs", "en,de", "--method", "wanda", "--nsamples", 2, "--seqlen", 32, "--eval-windows", 2]
 STUDY += ["--eval-seqlen", 32, "--no-mix", "--translate-source", "none", "--no-plot", "--quiet"]
-
-
-def run(*args):
-    return main([str(a) for a in args])
-
-
-def bad(capsys, *args):
-    code = run(*args)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    return captured.err
 
 
 def model_folder(folder, seed=0, **overrides):
@@ -103,11 +91,11 @@ def test_study_refuses_cells_computed_from_other_weights(tmp_path, capsys, caplo
 def test_study_cell_keys_do_not_depend_on_the_fingerprint(tiny_model_dir):
     """Cells of studies that ran before the fingerprint existed stay valid: their keys are unchanged."""
     from polysparse.bench.plans import StudyPlan
-    from polysparse.bench.study import study_rows
+    from polysparse.bench.studies.study import study_rows
 
     plan = StudyPlan(model="gemma-3-270m", langs=("en", "de"), method="wanda", pattern="2:4")
     keys = [row.key(plan) for row in study_rows(plan)]
-    # The keys as bench/study.py computed them before issue 26 (a study started then still runs).
+    # The keys as bench/studies/study.py computed them before issue 26 (a study started then still runs).
     assert keys == [
         "dense-35080f196c90",
         "magnitude-2-4-14f84181878d",

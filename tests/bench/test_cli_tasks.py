@@ -69,7 +69,7 @@ def test_eval_tasks_writes_json_markdown_and_items(tiny_model_dir, german_text, 
 
 
 def test_compare_files_pairs_the_items(tmp_path):
-    from polysparse.bench.tasks_eval import compare_files
+    from polysparse.bench.studies.tasks_eval import compare_files
 
     base = {"task": "t", "lang": "de", "n": 4, "acc": 0.75, "acc_stderr": 0.25, "acc_norm": 0.5,
             "acc_norm_stderr": 0.29, "chance": 0.25, "correct": [1, 1, 1, 0], "correct_norm": [1, 0, 1, 0],

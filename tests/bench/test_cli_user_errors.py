@@ -8,20 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers.cli import bad, run
 from helpers.tiny_models import tiny_model, tiny_tokenizer
-from polysparse.bench.cli import main
 
-
-def run(*args):
-    return main([str(a) for a in args])
-
-
-def bad(capsys, *args):
-    code = run(*args)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    return captured.err
+HALF = ["--sparsity", 0.5]
 
 
 def calib_args(text, nsamples=2, seqlen=32):
@@ -55,21 +45,8 @@ def model_folder(folder, arch="llama", edit=None, **overrides):
 
 def test_eval_checks_every_source_before_scoring_any(tiny_model_dir, german_text, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    code = run(
-        "eval",
-        "--model",
-        tiny_model_dir,
-        "--data",
-        f"text:{german_text}:de",
-        "--data",
-        f"text:{tmp_path}/missing*.txt:de",
-        "--windows",
-        2,
-        "--seqlen",
-        32,
-        "--out",
-        out,
-    )
+    data = ["--data", f"text:{german_text}:de", "--data", f"text:{tmp_path}/missing*.txt:de"]
+    code = run("eval", "--model", tiny_model_dir, *data, "--windows", 2, "--seqlen", 32, "--out", out)
     captured = capsys.readouterr()
     assert code == 2 and "no file matches" in captured.err
     assert "perplexity" not in captured.out  # nothing was scored, then thrown away
@@ -159,15 +136,7 @@ def test_seqlen_beyond_the_models_positions_is_refused(arch, german_text, tmp_pa
     out = tmp_path / "pruned"
     for seqlen in (1000, 100000):
         err = bad(
-            capsys,
-            "prune",
-            "--model",
-            folder,
-            "--sparsity",
-            0.5,
-            *calib_args(german_text, 2, seqlen),
-            "--out",
-            out,
+            capsys, "prune", "--model", folder, *HALF, *calib_args(german_text, 2, seqlen), "--out", out
         )
         assert f"--seqlen {seqlen} is longer than the 256 positions" in err
     err = bad(capsys, "eval", "--model", folder, "--data", f"text:{german_text}:de", "--seqlen", 1000)
@@ -266,17 +235,7 @@ def test_an_inf_weight_is_named_not_the_activations_it_spoils(tmp_path, german_t
         model.model.layers[2].self_attn.q_proj.weight[3, 5] = float("inf")
 
     folder = model_folder(tmp_path / "model", edit=edit)
-    err = bad(
-        capsys,
-        "prune",
-        "--model",
-        folder,
-        "--sparsity",
-        0.5,
-        *calib_args(german_text),
-        "--out",
-        tmp_path / "o",
-    )
+    err = bad(capsys, "prune", "--model", folder, *HALF, *calib_args(german_text), "--out", tmp_path / "o")
     assert "model.layers.2.self_attn.q_proj: NaN or Inf in the weight" in err
     assert "o_proj" not in err
 

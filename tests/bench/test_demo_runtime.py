@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from polysparse.bench.demo import demo_job
+from polysparse.bench.plans import DEMO_RECIPE, DemoRun
 from polysparse.runtime.checkpoint import load_sparse, read_sparsity_config
 from polysparse.runtime.swap import sparse_layers
+from polysparse.sparsify.config import PruneConfig
 
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html")
 
@@ -24,10 +26,11 @@ def handbook():
 
 def test_demo_swaps_checks_times_and_saves_compressed(handbook, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "demo"
-    payload = demo_job(
-        model=str(tiny_model_dir), nsamples=2, seqlen=32, eval_windows=1, out=str(out),
-        bench_batch="1", bench_prompt="6", bench_new_tokens=2, bench_repeats=1, quiet=False,
+    run = DemoRun(
+        model=str(tiny_model_dir), eval_windows=1, out=str(out), bench_batch="1", bench_prompt="6",
+        bench_new_tokens=2, bench_repeats=1, quiet=False,
     )  # fmt: skip
+    payload = demo_job(run, PruneConfig(**{**DEMO_RECIPE, "nsamples": 2, "seqlen": 32}))
     printed = capsys.readouterr().out
     assert [f"[{i}/7]" in printed for i in range(1, 8)] == [True] * 7
     runtime = payload["runtime"]

@@ -38,3 +38,13 @@ def expected(x, dense, b):
 def next_seed() -> int:
     """A fresh generator seed (every case gets its own)."""
     return next(_seed)
+
+
+def unaligned_views(values: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same values and metadata as views starting 2 and 4 elements into their storage (4 and 8 bytes in
+    fp16 / int16), which the kernels' 16-byte loads cannot take as they are."""
+    flat_values = torch.zeros(values.numel() + 2, dtype=values.dtype, device=DEVICE)
+    flat_values[2:] = values.flatten()
+    flat_meta = torch.zeros(meta.numel() + 4, dtype=meta.dtype, device=DEVICE)
+    flat_meta[4:] = meta.flatten()
+    return flat_values[2:].view(values.shape), flat_meta[4:].view(meta.shape)

@@ -18,57 +18,40 @@ VOCAB = 320
 ARCHITECTURES = ("llama", "qwen2", "mistral", "gemma3", "gpt2")
 
 
+# Decoder sizes shared by the Llama-like architectures; each entry below adds or replaces what differs.
+_DECODER = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+)
+_CONFIGS = {
+    "llama": (LlamaConfig, _DECODER),
+    "qwen2": (Qwen2Config, {**_DECODER, "intermediate_size": 96}),
+    "mistral": (MistralConfig, {**_DECODER, "num_hidden_layers": 2, "sliding_window": 8}),
+    # Sliding window shorter than the windows used in tests, so sliding and full attention differ.
+    "gemma3": (
+        Gemma3TextConfig,
+        {
+            **_DECODER,
+            "num_hidden_layers": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "sliding_window": 6,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        },
+    ),
+    "gpt2": (GPT2Config, dict(n_embd=64, n_layer=3, n_head=4, n_positions=256)),
+}
+
+
 def tiny_config(arch: str, **overrides):
-    common = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if arch == "llama":
-        cfg = LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            **common,
-        )
-    elif arch == "qwen2":
-        cfg = Qwen2Config(
-            hidden_size=64,
-            intermediate_size=96,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            **common,
-        )
-    elif arch == "mistral":
-        cfg = MistralConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            sliding_window=8,
-            **common,
-        )
-    elif arch == "gemma3":
-        # Sliding window shorter than the windows used in tests, so sliding and full attention differ.
-        cfg = Gemma3TextConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=1,
-            head_dim=16,
-            max_position_embeddings=256,
-            sliding_window=6,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
-            **common,
-        )
-    elif arch == "gpt2":
-        cfg = GPT2Config(n_embd=64, n_layer=3, n_head=4, n_positions=256, **common)
-    else:
+    if arch not in _CONFIGS:
         raise ValueError(arch)
+    config_class, sizes = _CONFIGS[arch]
+    cfg = config_class(**sizes, vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

@@ -10,7 +10,7 @@ import pytest
 import torch
 import triton
 
-from helpers.sparse24_cases import DEVICE, TOL, expected, make_case
+from helpers.sparse24_cases import DEVICE, TOL, expected, make_case, unaligned_views
 from polysparse.kernels import sparse24_decode_mma as dm
 from polysparse.kernels import sparse24_matmul as sm
 from polysparse.kernels import sparse24_splitk as splitk
@@ -106,11 +106,7 @@ def test_both_table_paths_match_dense(monkeypatch, pipelined):
 
 def test_decode_kernel_takes_unaligned_views_and_strided_x():
     x, values, meta, b, dense = make_case((4,), 128, 64, torch.float16, bias=True)
-    flat_values = torch.zeros(values.numel() + 2, dtype=values.dtype, device=DEVICE)
-    flat_values[2:] = values.flatten()
-    flat_meta = torch.zeros(meta.numel() + 4, dtype=meta.dtype, device=DEVICE)
-    flat_meta[4:] = meta.flatten()
-    odd_values, odd_meta = flat_values[2:].view(values.shape), flat_meta[4:].view(meta.shape)
+    odd_values, odd_meta = unaligned_views(values, meta)
     xt = x.t().contiguous().t()  # column-major x
     out = torch.empty(4, 64, dtype=torch.float16, device=DEVICE)
     sm._sparse24_decode_triton(xt, odd_values, odd_meta, b, out)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import triton
 
-from helpers.sparse24_cases import DEVICE, TOL, expected, make_case, next_seed
+from helpers.sparse24_cases import DEVICE, TOL, expected, make_case, next_seed, unaligned_views
 from polysparse.kernels import sparse24 as s24
 from polysparse.kernels import sparse24_gemv as gemv
 from polysparse.kernels import sparse24_splitk as splitk
@@ -49,11 +49,7 @@ def test_gemv_matches_dense(m, k, n, split_k, block_n, dtype, bias):
 def test_gemv_takes_unaligned_views():
     # Values and metadata as views starting 4 and 8 bytes into their storage: copied to aligned storage.
     x, values, meta, b, dense = make_case((1,), 128, 64, torch.float16, bias=True)
-    flat_values = torch.zeros(values.numel() + 2, dtype=values.dtype, device=DEVICE)
-    flat_values[2:] = values.flatten()
-    flat_meta = torch.zeros(meta.numel() + 4, dtype=meta.dtype, device=DEVICE)
-    flat_meta[4:] = meta.flatten()
-    odd_values, odd_meta = flat_values[2:].view(values.shape), flat_meta[4:].view(meta.shape)
+    odd_values, odd_meta = unaligned_views(values, meta)
     assert odd_values.storage_offset() == 2 and not s24.is_aligned_meta(odd_meta)
     out = torch.empty(1, 64, dtype=torch.float16, device=DEVICE)
     gemv.sparse24_gemv_triton(x, odd_values, odd_meta, b, out)

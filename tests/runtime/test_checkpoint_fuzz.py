@@ -37,13 +37,17 @@ def original(saved_sparse):
     return folder
 
 
+def copied(folder, tmp_path_factory, name):
+    """A copy of the checkpoint ``folder`` to damage, and its weights file."""
+    copy = tmp_path_factory.mktemp(name) / "ckpt"
+    shutil.copytree(folder, copy)
+    return copy, weights_file(copy)
+
+
 @FUZZ
 @given(data=st.data())
 def test_truncated_weights_never_load(original, tmp_path_factory, data):
-    folder = original
-    copy = tmp_path_factory.mktemp("trunc") / "ckpt"
-    shutil.copytree(folder, copy)
-    path = weights_file(copy)
+    copy, path = copied(original, tmp_path_factory, "trunc")
     raw = path.read_bytes()
     cut = data.draw(st.integers(min_value=0, max_value=len(raw) - 1), label="keep bytes")
     path.write_bytes(raw[:cut])
@@ -54,10 +58,7 @@ def test_truncated_weights_never_load(original, tmp_path_factory, data):
 @FUZZ
 @given(data=st.data())
 def test_corrupted_weights_never_load(original, tmp_path_factory, data):
-    folder = original
-    copy = tmp_path_factory.mktemp("flip") / "ckpt"
-    shutil.copytree(folder, copy)
-    path = weights_file(copy)
+    copy, path = copied(original, tmp_path_factory, "flip")
     raw = bytearray(path.read_bytes())
     positions = data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4, unique=True))
     for position in positions:

@@ -102,29 +102,24 @@ def test_calibration_and_evaluation_windows_never_share_a_document(tmp_path):
     assert calib_files.isdisjoint(held_out_files)
 
 
-def test_mixture_windows_follow_the_proportions(tmp_path):
+def alpha_beta_windows(folder, beta_lang):
+    """8 windows of 16 tokens from a 3:1 mix of ``a.txt`` (English "alpha" paragraphs) and ``b.txt`` ("beta",
+    labelled ``beta_lang``): the tokenizer, the windows and their decoded text (which shows the file)."""
+    for name, word in (("a.txt", "alpha"), ("b.txt", "beta")):
+        (folder / name).write_text("\n\n".join(" ".join([word] * 300) for _ in range(6)), encoding="utf-8")
     tok = tiny_tokenizer()
-    (tmp_path / "a.txt").write_text(
-        "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
-    )
-    (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
-    w = calibration_windows(
-        CalibrationSpec.parse(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:en=0.25"), tok, 8, 16
-    )
-    rows = tok.batch_decode(w.input_ids, skip_special_tokens=True)
+    spec = CalibrationSpec.parse(f"text:{folder}/a.txt:en=0.75,text:{folder}/b.txt:{beta_lang}=0.25")
+    windows = calibration_windows(spec, tok, 8, 16)
+    return tok, windows, tok.batch_decode(windows.input_ids, skip_special_tokens=True)
+
+
+def test_mixture_windows_follow_the_proportions(tmp_path):
+    tok, w, rows = alpha_beta_windows(tmp_path, "en")
     assert sum("alpha" in r for r in rows) == 6 and sum("beta" in r for r in rows) == 2
 
 
 def test_mixture_windows_are_labelled_with_their_parts_language(tmp_path):
-    tok = tiny_tokenizer()
-    (tmp_path / "a.txt").write_text(
-        "\n\n".join(" ".join(["alpha"] * 300) for _ in range(6)), encoding="utf-8"
-    )
-    (tmp_path / "b.txt").write_text("\n\n".join(" ".join(["beta"] * 300) for _ in range(6)), encoding="utf-8")
-    w = calibration_windows(
-        CalibrationSpec.parse(f"text:{tmp_path}/a.txt:en=0.75,text:{tmp_path}/b.txt:de=0.25"), tok, 8, 16
-    )
-    rows = tok.batch_decode(w.input_ids, skip_special_tokens=True)
+    tok, w, rows = alpha_beta_windows(tmp_path, "de")
     assert w.languages == ("en",) * 6 + ("de",) * 2
     assert all(("alpha" in row) == (lang == "en") for row, lang in zip(rows, w.languages))
     unlabelled = calibration_windows(CalibrationSpec.parse(f"text:{tmp_path}/a.txt"), tok, 2, 16)

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from helpers.interrupts import interrupt_after as interrupt_blocks
 from helpers.tiny_models import random_windows, tiny_model
 from polysparse.sparsify import PruneConfig, prune_model
-from polysparse.sparsify import driver as driver_module
 from polysparse.sparsify.checkpointing import CorruptCheckpointError, ResumeMismatchError
 
 
@@ -17,16 +17,7 @@ class Interrupt(Exception):
 
 def interrupt_after(monkeypatch, blocks_done: int):
     """Make the driver fail right after ``blocks_done`` blocks were checkpointed."""
-    original = driver_module.PruneCheckpoint.save
-    seen = []
-
-    def save(self, index, block, next_hidden, report):
-        original(self, index, block, next_hidden, report)
-        seen.append(index)
-        if len(seen) == blocks_done:
-            raise Interrupt
-
-    monkeypatch.setattr(driver_module.PruneCheckpoint, "save", save)
+    interrupt_blocks(monkeypatch, blocks_done, Interrupt)
 
 
 @pytest.mark.parametrize(
@@ -58,40 +49,20 @@ def test_resume_is_bitwise_identical(tmp_path, monkeypatch, arch, method, settin
 
 def test_a_different_configuration_is_refused(tmp_path, monkeypatch):
     windows = random_windows(n=2, length=10)
+
+    def run(model, config, windows):
+        return prune_model(model, config, windows, progress=False, checkpoint_dir=tmp_path / "w")
+
     interrupt_after(monkeypatch, blocks_done=1)
     with pytest.raises(Interrupt):
-        prune_model(
-            tiny_model("llama"),
-            PruneConfig(sparsity=0.5, seqlen=16),
-            windows,
-            progress=False,
-            checkpoint_dir=tmp_path / "w",
-        )
+        run(tiny_model("llama"), PruneConfig(sparsity=0.5, seqlen=16), windows)
     monkeypatch.undo()
     with pytest.raises(ResumeMismatchError, match="different model, configuration or calibration"):
-        prune_model(
-            tiny_model("llama"),
-            PruneConfig(sparsity=0.6, seqlen=16),
-            windows,
-            progress=False,
-            checkpoint_dir=tmp_path / "w",
-        )
+        run(tiny_model("llama"), PruneConfig(sparsity=0.6, seqlen=16), windows)
     with pytest.raises(ResumeMismatchError):
-        prune_model(
-            tiny_model("llama", seed=5),
-            PruneConfig(sparsity=0.5, seqlen=16),
-            windows,
-            progress=False,
-            checkpoint_dir=tmp_path / "w",
-        )
+        run(tiny_model("llama", seed=5), PruneConfig(sparsity=0.5, seqlen=16), windows)
     with pytest.raises(ResumeMismatchError):
-        prune_model(
-            tiny_model("llama"),
-            PruneConfig(sparsity=0.5, seqlen=16),
-            random_windows(n=2, seed=9),
-            progress=False,
-            checkpoint_dir=tmp_path / "w",
-        )
+        run(tiny_model("llama"), PruneConfig(sparsity=0.5, seqlen=16), random_windows(n=2, seed=9))
 
 
 def test_a_damaged_working_folder_is_a_clear_error(tmp_path, monkeypatch):

@@ -10,15 +10,21 @@ from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.methods import prune_magnitude, prune_wanda
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.7])
-def test_wanda_unstructured_matches_oracle(shape, sparsity):
-    seed = stable_seed(shape, sparsity, modulo=1000)
+def wanda_problem(shape, setting):
+    """A weight, calibration inputs and the Wanda code's own norms of them, seeded by the case."""
+    seed = stable_seed(shape, setting, modulo=1000)
     weight = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
     inputs = calibration(shape[1], seed)
     oracle_norms = WandaNorms(shape[1])
     for x in inputs:
         oracle_norms.add_batch(x)
+    return weight, inputs, oracle_norms
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.7])
+def test_wanda_unstructured_matches_oracle(shape, sparsity):
+    weight, inputs, oracle_norms = wanda_problem(shape, sparsity)
     expected_w, expected_prune = wanda_oracle(weight, oracle_norms.scaler_row, sparsity_ratio=sparsity)
     result = prune_wanda(weight, collect(inputs, shape[1], norms=True), PruneConfig(sparsity=sparsity))
     assert torch.equal(~result.keep, expected_prune)
@@ -32,12 +38,7 @@ def test_wanda_nm_matches_oracle(shape, pattern):
     n, m = map(int, pattern.split(":"))
     if shape[1] % m:
         pytest.skip("in_features not a multiple of M")
-    seed = stable_seed(shape, pattern, modulo=1000)
-    weight = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-    inputs = calibration(shape[1], seed)
-    oracle_norms = WandaNorms(shape[1])
-    for x in inputs:
-        oracle_norms.add_batch(x)
+    weight, inputs, oracle_norms = wanda_problem(shape, pattern)
     _, expected_prune = wanda_oracle(weight, oracle_norms.scaler_row, prune_n=n, prune_m=m)
     result = prune_wanda(weight, collect(inputs, shape[1], norms=True), PruneConfig(pattern=pattern))
     assert torch.equal(~result.keep, expected_prune)

@@ -1,9 +1,9 @@
 import os
-import struct
 from pathlib import Path
 
 import pytest
 
+from helpers.mo_files import mo_bytes
 from helpers.tiny_models import tiny_tokenizer
 from polysparse.sparsify.calibration import split_source, translation_windows
 from polysparse.sparsify.calibration_spec import TranslatePart
@@ -16,24 +16,6 @@ ANIMALS = ["dog", "cat", "horse", "goat", "sheep", "duck", "mouse", "fox", "bear
 PLACES = ["garden", "kitchen", "forest", "river", "barn", "field", "roof", "cellar", "meadow", "lake"]
 TIERE = ["Hund", "Katze", "Pferd", "Ziege", "Schaf", "Ente", "Maus", "Fuchs", "Bär", "Wolf", "Eule", "Krähe"]
 ORTE = ["Garten", "Küche", "Wald", "Fluss", "Scheune", "Feld", "Dach", "Keller", "Wiese", "See"]
-
-
-def mo_bytes(pairs):
-    """A little-endian GNU .mo catalogue holding ``(msgid, msgstr)`` pairs (plus the header entry)."""
-    entries = sorted(
-        [(b"", b"Content-Type: text/plain; charset=UTF-8\n")] + [(a.encode(), b.encode()) for a, b in pairs]
-    )
-    count = len(entries)
-    originals, translations = 28, 28 + 8 * count
-    offset = translations + 8 * count
-    tables, blob = [b"", b""], b""
-    for column in (0, 1):
-        for entry in entries:
-            tables[column] += struct.pack("<II", len(entry[column]), offset + len(blob))
-            blob += entry[column] + b"\x00"
-    return (
-        struct.pack("<7I", 0x950412DE, 0, count, originals, translations, 0, 0) + tables[0] + tables[1] + blob
-    )
 
 
 @pytest.fixture
