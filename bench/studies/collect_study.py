@@ -52,7 +52,12 @@ def summarise(study: dict[str, Any]) -> dict[str, Any]:
         value / own["en"][lang] for lang, value in prompts.items() if own.get("en", {}).get(lang) and value
     ]
     worst = summary["worst_language_ratio_to_dense"]
-    single_worst = [worst[r["label"]]["worst_ratio_to_dense"] for r in rows if r["kind"] == "language"]
+    # A study still running has rows without cells: they have no worst ratio yet.
+    single_worst = [
+        worst[r["label"]]["worst_ratio_to_dense"]
+        for r in rows
+        if r["kind"] == "language" and r["label"] in worst
+    ]
     mix = next((r for r in rows if r["kind"] == "mix"), None)
     mix_worst = worst.get(mix["label"], {}).get("worst_ratio_to_dense") if mix else None
     return {

@@ -7,6 +7,7 @@ import pytest
 
 import polysparse.sparsify.tasks as tasks_module
 from polysparse.bench.cli import main
+from polysparse.bench.collect_study import collect
 from polysparse.bench.plans import TASK_LIMIT_KINDS, StudyInputError, StudyPlan, parse_task_limits
 from polysparse.bench.studies.study import run_study, study_rows
 from polysparse.bench.studies.study_tasks import study_tasks, task_tables
@@ -162,6 +163,9 @@ def test_per_kind_limits_and_tables_written_after_every_row(tiny_model_dir, tmp_
     assert done["magnitude 2:4"]["perplexity"]["de"] > 1
     assert done["wanda calib=en"]["tasks"] == {} and done["wanda calib=en"]["perplexity"]["en"] is None
     assert "7 items of file (3 of others)" in (tmp_path / "out" / "study-wanda-2-4.md").read_text()
+    # The partial tables can be collected while the rest runs.
+    partial = collect(tmp_path / "out")["studies"][0]
+    assert partial["diagonal_wins"] == 0 and partial["best_single_worst_ratio"] is None
 
     monkeypatch.setattr("polysparse.sparsify.tasks.evaluate_task", real)
     run_study(p, tmp_path / "out", cells=tmp_path / "cells", quiet=True, plot=False)
