@@ -252,7 +252,8 @@ class StudyPlan:
     # Extra rows pruned with a recipe (bench.recipes' words, e.g. "sparsegpt 2:4 +admm +recon"), calibrated
     # on each of recipe_calibs (study languages, or "mix").
     recipe: str | None = setting(
-        None, help="extra rows pruned with this recipe, e.g. 'sparsegpt 2:4 +admm +recon' (needs --recipe-calib)"
+        None,
+        help="extra rows pruned with this recipe, e.g. 'sparsegpt 2:4 +admm +recon' (needs --recipe-calib)",
     )
     recipe_calibs: tuple[str, ...] = setting(
         (),

@@ -386,6 +386,17 @@ def check_study_inputs(plan: StudyPlan, out: str | Path, cells: str | Path | Non
             )
 
 
+def task_cell_key(plan: StudyPlan, name: str, kind: str) -> str:
+    """A row's cell name for one task: the task, its item limit and the seed (the items it scores)."""
+    limit = plan.task_limit_for(kind)
+    return cell_key(f"task {name}", {"task": name, "limit": limit, "seed": plan.seed})
+
+
+def eval_cell_key(plan: StudyPlan, spec: SourceSpec) -> str:
+    """A row's cell name for perplexity on one evaluation source."""
+    return f"{spec}-{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}".replace(":", "_")
+
+
 def run_study(
     plan: StudyPlan,
     out: str | Path,
@@ -411,16 +422,11 @@ def run_study(
     store.check_model(plan.model, folder_fingerprint(model_path))
     rows = study_rows(plan)
     specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
-    eval_key = f"{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}"
     result = StudyResult(plan, rows, specs)
     prepared, result.skipped_tasks = study_tasks(
         plan.tasks, plan.langs, limit=plan.task_limit, seed=plan.seed, limits=plan.task_limits
     )
     result.tasks = [task for task, _ in prepared]
-
-    def task_cell(task) -> str:
-        limit = plan.task_limit_for(task.kind)
-        return cell_key(f"task {task.name}", {"task": task.name, "limit": limit, "seed": plan.seed})
 
     todo = [(r, lang) for r in rows for lang in plan.langs]
     bar = tqdm(total=len(todo), desc="study cells", disable=quiet, unit="cell")
@@ -429,7 +435,7 @@ def run_study(
         key = row.key(plan)
         missing = []
         for lang in plan.langs:
-            cell = store.get(key, f"{str(specs[lang][0]).replace(':', '_')}-{eval_key}")
+            cell = store.get(key, eval_cell_key(plan, specs[lang][0]))
             if cell is None:
                 missing.append(lang)
             else:
@@ -438,7 +444,7 @@ def run_study(
         result.row_info[row.label] = store.get(key, "row") or {}
         missing_tasks = []
         for task, items in prepared:
-            cell = store.get(key, task_cell(task))
+            cell = store.get(key, task_cell_key(plan, task.name, task.kind))
             if cell is None:
                 missing_tasks.append((task, items))
             else:
@@ -468,14 +474,14 @@ def run_study(
                 )
             value = perplexity(model, held_out[spec]).to_dict()
             value.update(row=row.label, eval_spec=str(spec))
-            store.put(key, f"{str(spec).replace(':', '_')}-{eval_key}", value)
+            store.put(key, eval_cell_key(plan, spec), value)
             result.cells[(row.label, lang)] = value
             bar.update(1)
         for task, items in missing_tasks:
             started = time.perf_counter()
             scored = evaluate_task(model, tokenizer, task.name, items, progress=not quiet).to_dict()
             scored.update(row=row.label, family=task.family, seconds=time.perf_counter() - started)
-            store.put(key, task_cell(task), scored)
+            store.put(key, task_cell_key(plan, task.name, task.kind), scored)
             result.task_cells[(row.label, task.name)] = scored
         del model
         write_tables(result, out, plot=plot)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from polysparse.bench.plans import StudyPlan
 from polysparse.bench.studies.collect_study import collect
 from polysparse.bench.studies.collect_study_answers import (
     mix_answers,
@@ -12,7 +13,6 @@ from polysparse.bench.studies.collect_study_answers import (
     recipe_answers,
     worst_drop,
 )
-from polysparse.bench.plans import StudyPlan
 from polysparse.bench.studies.study import StudyResult, study_rows
 from polysparse.sparsify.tasks import parse_task
 

@@ -7,8 +7,8 @@ import pytest
 
 import polysparse.sparsify.tasks as tasks_module
 from polysparse.bench.cli import main
-from polysparse.bench.collect_study import collect
 from polysparse.bench.plans import TASK_LIMIT_KINDS, StudyInputError, StudyPlan, parse_task_limits
+from polysparse.bench.studies.collect_study import collect
 from polysparse.bench.studies.study import run_study, study_rows
 from polysparse.bench.studies.study_tasks import study_tasks, task_tables
 from polysparse.sparsify.tasks import TaskError

@@ -1,5 +1,5 @@
 """A task whose items carry several languages (a user's file: task) is summarised pooled and per language
-(issue 23), in the library, the eval JSON and Markdown, and the two-file comparison."""
+(issue 23); the eval Markdown and the two-file comparison: tests/bench/studies/test_tasks_eval_languages.py."""
 
 import json
 
@@ -39,24 +39,3 @@ def test_mixed_items_are_summarised_pooled_and_per_language():
     assert "per_language" not in summarise("t", items[:1], scores[:1]).to_dict()
     # Paired per language: the same split of the same items.
     assert compare(de, de).difference == 0.0
-
-
-def test_eval_markdown_and_comparison_show_each_language(tmp_path):
-    from polysparse.bench.tasks_eval import compare_files, tasks_markdown
-
-    items = [item("de", 0, number=n) for n in range(4)] + [item("zh", 0, number=n) for n in range(4)]
-    first = summarise(
-        "file:x.jsonl", items, [score(i, 0) for i in items[:4]] + [score(i, 1) for i in items[4:]]
-    )
-    second = summarise("file:x.jsonl", items, [score(i, 1) for i in items]).to_dict()
-    first = first.to_dict()
-    table = tasks_markdown([{**first, "choices": 2}])
-    assert "| file:x.jsonl | mixed (pooled) | 0.500 ± 0.189 |" in table
-    assert (
-        "| file:x.jsonl | de | 1.000 ± 0.000 |" in table and "| file:x.jsonl | zh | 0.000 ± 0.000 |" in table
-    )
-    (tmp_path / "a.json").write_text(json.dumps({"tasks": [first]}))
-    (tmp_path / "b.json").write_text(json.dumps({"tasks": [second]}))
-    text = compare_files(tmp_path / "a.json", tmp_path / "b.json")
-    assert "| file:x.jsonl (de) | 4 | 0.500 | 1.000 ± 0.000 | 0.000 ± 0.000 | +1.000 [" in text
-    assert "| file:x.jsonl (zh) | 4 | 0.500 | 0.000 ± 0.000 | 0.000 ± 0.000 | +0.000 [" in text
