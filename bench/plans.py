@@ -247,6 +247,7 @@ class StudyPlan:
     translate_langs: tuple[str, ...] | None = setting(
         None,
         separator=",",
+        metavar="LANG[,LANG]",
         help="languages that get an X->English translation-prompt row (default: every one but English)",
     )
     # Extra rows pruned with a recipe (bench.recipes' words, e.g. "sparsegpt 2:4 +admm +recon"), calibrated
@@ -259,6 +260,7 @@ class StudyPlan:
         (),
         flag="--recipe-calib",
         separator=",",
+        metavar="CALIB[,CALIB]",
         help="the recipe rows' calibrations: study languages or mix, e.g. de,mix",
     )
 
