@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -67,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from polysparse.bench.assets import resolve_model
+    from polysparse.bench.report import write_json
+    from polysparse.sparsify import strict_json
     from polysparse.sparsify.loading import load_causal_lm
     from polysparse.sparsify.tasks import build_items, score_items
 
@@ -78,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, count in zip(TASKS, (args.translation, args.continuation)):
         items = build_items(name, seed=0, limit=count)
         report[name] = compare(model, tokenizer, items, scorers)
-        print(json.dumps({name: report[name]}, indent=1), flush=True)
+        print(strict_json.dumps({name: report[name]}, indent=1), flush=True)
     report["load_average_after"] = os.getloadavg()
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

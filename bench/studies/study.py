@@ -371,9 +371,8 @@ def check_study_inputs(plan: StudyPlan, out: str | Path, cells: str | Path | Non
             ) from None
         current = json.loads(json.dumps(asdict(plan)))
         # A setting the tables predate is read as its default (they were made before it existed).
-        defaults = json.loads(
-            json.dumps({f.name: f.default for f in fields(StudyPlan) if f.default is not MISSING})
-        )
+        defaults = {f.name: f.default for f in fields(StudyPlan) if f.default is not MISSING}
+        defaults = json.loads(json.dumps(defaults))  # tuples as lists, as the tables hold them
         changed = [
             f"{k}={previous.get(k, defaults.get(k))!r} there, {v!r} here"
             for k, v in current.items()

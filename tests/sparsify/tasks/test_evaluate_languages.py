@@ -1,5 +1,6 @@
 """A task whose items carry several languages (a user's file: task) is summarised pooled and per language
-(issue 23); the eval Markdown and the two-file comparison: tests/bench/studies/test_tasks_eval_languages.py."""
+(issue 23); the eval Markdown and the two-file comparison are tested in
+tests/bench/studies/test_tasks_eval_languages.py."""
 
 import json
 
