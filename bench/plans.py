@@ -170,6 +170,34 @@ class StudyInputError(ValueError):
     """A study that cannot run as asked: a language without text, or another study's tables in ``out``."""
 
 
+TASK_LIMIT_KINDS = ("translation-choice", "continuation-choice", "file")
+"""The task kinds ``--task-limit KIND=N`` takes (those of :func:`polysparse.sparsify.tasks.parse_task`)."""
+
+
+def parse_task_limits(text: str | int) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """``--task-limit``: ``"300"`` or ``"translation-choice=300,continuation-choice=200"`` (a bare number
+    among them sets the other kinds) -> ``(default, per kind)``."""
+    if isinstance(text, int):
+        return text, ()
+    default, per_kind = TASK_LIMIT, []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        kind, sep, number = part.rpartition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            raise StudyInputError(
+                f"--task-limit: {part!r} is not N or KIND=N "
+                "(e.g. translation-choice=300,continuation-choice=200)"
+            ) from None
+        if sep:
+            per_kind.append((kind.strip(), value))
+        else:
+            default = value
+    return default, tuple(per_kind)
+
+
 @dataclass(frozen=True)
 class StudyPlan:
     """Everything that determines a study's numbers; cells are keyed by the parts that affect them.
@@ -202,9 +230,39 @@ class StudyPlan:
         separator=",",
         metavar="SPEC[,SPEC]",
         help="task columns; X stands for each study language: translation-choice:X->en:gettext,"
-        "translation-choice:en->X:gettext,continuation-choice:X:handbook",
+        "translation-choice:en->X:gettext,continuation-choice:X:handbook; LANG=SPEC fills the column a "
+        "template leaves out (en=translation-choice:en->de:gettext)",
     )
-    task_limit: int = setting(TASK_LIMIT, help="items per task and language (default %(default)s)")
+    # A string (from the command line) is parsed into task_limit and task_limits: "300", or
+    # "translation-choice=300,continuation-choice=200" (a bare number among them sets the other kinds).
+    task_limit: int | str = setting(
+        TASK_LIMIT,
+        metavar="N|KIND=N[,...]",
+        help="items per task and language (default %(default)s), or per task kind: "
+        "translation-choice=300,continuation-choice=200",
+    )
+    # Items per task kind where it differs from task_limit: (("translation-choice", 300), ...).
+    task_limits: tuple[tuple[str, int], ...] = setting((), option=False)
+    # The languages that get an X->English translation-prompt row; None: every study language but English.
+    translate_langs: tuple[str, ...] | None = setting(
+        None,
+        separator=",",
+        metavar="LANG[,LANG]",
+        help="languages that get an X->English translation-prompt row (default: every one but English)",
+    )
+    # Extra rows pruned with a recipe (bench.recipes' words, e.g. "sparsegpt 2:4 +admm +recon"), calibrated
+    # on each of recipe_calibs (study languages, or "mix").
+    recipe: str | None = setting(
+        None,
+        help="extra rows pruned with this recipe, e.g. 'sparsegpt 2:4 +admm +recon' (needs --recipe-calib)",
+    )
+    recipe_calibs: tuple[str, ...] = setting(
+        (),
+        flag="--recipe-calib",
+        separator=",",
+        metavar="CALIB[,CALIB]",
+        help="the recipe rows' calibrations: study languages or mix, e.g. de,mix",
+    )
 
     def __post_init__(self) -> None:
         from polysparse.bench.studies.study_tasks import validate_specs
@@ -219,11 +277,67 @@ class StudyPlan:
             object.__setattr__(self, "translate_source", None)
         self.prune_config()  # validates method, sparsity / pattern
         object.__setattr__(self, "tasks", split_values(self.tasks))
+        if isinstance(self.task_limit, str):
+            task_limit, task_limits = parse_task_limits(self.task_limit)
+            object.__setattr__(self, "task_limit", task_limit)
+            object.__setattr__(self, "task_limits", tuple(self.task_limits) + task_limits)
         for name in ("shots", "nsamples", "seqlen", "eval_windows", "eval_seqlen", "task_limit"):
             value = getattr(self, name)
             if value < 1:
                 raise StudyInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        object.__setattr__(self, "task_limits", tuple((k, int(n)) for k, n in self.task_limits))
+        for kind, limit in self.task_limits:
+            if kind not in TASK_LIMIT_KINDS or limit < 1:
+                raise StudyInputError(
+                    f"--task-limit {kind}={limit}: give a task kind ({', '.join(TASK_LIMIT_KINDS)}) and at "
+                    "least 1 item"
+                )
         validate_specs(self.tasks, self.langs)
+        self._check_rows()
+
+    def _check_rows(self) -> None:
+        """The translation languages and the recipe rows: each names a study language (or the mix)."""
+        if self.translate_langs is not None:
+            langs = tuple(normalize_language(lang) for lang in split_values(self.translate_langs))
+            object.__setattr__(self, "translate_langs", langs)
+            wrong = [lang for lang in langs if lang not in self.langs or lang == "en"]
+            if wrong:
+                raise StudyInputError(
+                    f"--translate-langs {','.join(wrong)}: translation rows are X->English for study "
+                    f"languages other than English ({','.join(self.langs)})"
+                )
+        calibs = tuple(c if c == "mix" else normalize_language(c) for c in split_values(self.recipe_calibs))
+        object.__setattr__(self, "recipe_calibs", calibs)
+        if (self.recipe is None) != (not calibs):
+            raise StudyInputError(
+                "give --recipe and --recipe-calib together (the recipe and its calibrations)"
+            )
+        wrong = [c for c in calibs if c != "mix" and c not in self.langs]
+        if wrong or len(set(calibs)) != len(calibs):
+            raise StudyInputError(
+                f"--recipe-calib {','.join(calibs)}: give distinct study languages ({','.join(self.langs)}) "
+                "or mix"
+            )
+        if self.recipe is not None:
+            config = self.recipe_config()
+            if config.target_sparsity != self.prune_config().target_sparsity or config.pattern != (
+                self.prune_config().pattern
+            ):
+                raise StudyInputError(
+                    f"--recipe {self.recipe!r} prunes to {config.sparsity_label}, the study to "
+                    f"{self.sparsity_label}: the recipe rows must share the study's sparsity"
+                )
+
+    def task_limit_for(self, kind: str) -> int:
+        """Items per task and language for a task kind (``translation-choice``...)."""
+        return dict(self.task_limits).get(kind, self.task_limit)
+
+    def recipe_config(self) -> PruneConfig:
+        """The configuration of the recipe rows (the study's windows and seed)."""
+        from polysparse.bench.recipes import Recipe
+
+        assert self.recipe is not None
+        return Recipe.parse(self.recipe).config(self.nsamples, self.seqlen, self.seed)
 
     def prune_config(self, method: str | None = None) -> PruneConfig:
         return PruneConfig(

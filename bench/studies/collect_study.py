@@ -13,7 +13,9 @@
    median of the single-language rows' worst ratios.
 
 Studies run with ``--tasks`` also get questions 1 and 2 asked of task accuracy, with paired bootstrap
-intervals (:mod:`polysparse.bench.studies.collect_study_tasks`), in a second table.
+intervals (:mod:`polysparse.bench.studies.collect_study_tasks`), in a second table, and questions 3 (the
+mix's worst language) and 4 (``recipe`` rows against the plain method) in two more
+(:mod:`polysparse.bench.studies.collect_study_answers`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ def summarise(study: dict[str, Any]) -> dict[str, Any]:
         value / own["en"][lang] for lang, value in prompts.items() if own.get("en", {}).get(lang) and value
     ]
     worst = summary["worst_language_ratio_to_dense"]
-    single_worst = [worst[r["label"]]["worst_ratio_to_dense"] for r in rows if r["kind"] == "language"]
+    # A study still running has rows without cells: they have no worst ratio yet.
+    single_worst = [
+        worst[r["label"]]["worst_ratio_to_dense"]
+        for r in rows
+        if r["kind"] == "language" and r["label"] in worst
+    ]
     mix = next((r for r in rows if r["kind"] == "mix"), None)
     mix_worst = worst.get(mix["label"], {}).get("worst_ratio_to_dense") if mix else None
     return {
@@ -78,14 +85,17 @@ def collect(folder: Path) -> dict[str, Any]:
     studies = sorted(folder.glob("study-*.json"))
     if not studies:
         raise SystemExit(f"no study-*.json in {folder}")
+    from polysparse.bench.studies.collect_study_answers import mix_answers, recipe_answers
     from polysparse.bench.studies.collect_study_tasks import answers_markdown, task_answers
 
-    entries, task_entries = [], []
+    entries, task_entries, mix_entries, recipe_entries = [], [], [], []
     for path in studies:
         study = json.loads(path.read_text(encoding="utf-8"))
         entries.append({"file": path.name, **summarise(study), "study_environment": study["environment"]})
         label = f"{entries[-1]['method']} {entries[-1]['sparsity']}"
         task_entries += [{"study": label, **e} for e in task_answers(study)]
+        mix_entries += [{"study": label, **e} for e in mix_answers(study)]
+        recipe_entries += [{"study": label, **e} for e in recipe_answers(study)]
     rows = [
         [
             e["method"],
@@ -117,6 +127,10 @@ def collect(folder: Path) -> dict[str, Any]:
     payload = {"studies": entries, "environment": environment()}
     if task_entries:
         payload["tasks"] = task_entries
+    if mix_entries:
+        payload["tasks_mix"] = mix_entries
+    if recipe_entries:
+        payload["tasks_recipe"] = recipe_entries
     write_json(folder / "summary.json", payload)
     text = (
         "The study's questions answered from each matrix in this folder "
@@ -134,9 +148,30 @@ def collect(folder: Path) -> dict[str, Any]:
             "bootstrap over the items (2000 resamples); * marks those that exclude zero.\n\n"
             + answers_markdown(task_entries)
         )
+    text += _answers_text(mix_entries, recipe_entries)
     (folder / "summary.md").write_text(text, encoding="utf-8")
     print(text)
     return payload
+
+
+def _answers_text(mix_entries: list[dict[str, Any]], recipe_entries: list[dict[str, Any]]) -> str:
+    from polysparse.bench.studies.collect_study_answers import mix_markdown, recipe_markdown
+
+    text = ""
+    if mix_entries:
+        text += (
+            "\n\nQuestion 3: the mix's worst language. A row's worst-language drop is its lowest accuracy "
+            "minus dense over the family's languages; mix minus each single-language row, 95% paired "
+            "bootstrap stratified by language (both minima recomputed in every resample); * excludes zero."
+            "\n\n" + mix_markdown(mix_entries)
+        )
+    if recipe_entries:
+        text += (
+            "\n\nQuestion 4: the recipe rows against the plain method calibrated on the same text, per task "
+            "and language (calibration language or unseen); 95% paired bootstrap; * excludes zero.\n\n"
+            + recipe_markdown(recipe_entries)
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,9 @@
 
 Rows are calibration settings: the dense model, magnitude pruning (needs no text), the chosen method
 calibrated on each language, optionally on an equal mixture of all the languages, and optionally on
-few-shot X->English translation prompts (Kim et al., 2024). Columns are evaluation languages, scored on
+few-shot X->English translation prompts (Kim et al., 2024), and optionally with a stronger recipe on some of
+those calibrations (``recipe`` rows, e.g. SparseGPT 2:4 + ADMM + reconstruction). Columns are evaluation
+languages, scored on
 held-out text of an evaluation source different from the calibration source by default, so the diagonal
 does not simply reward same-domain text. Every cell is written to its own JSON file as soon as it is
 computed and is never recomputed: an interrupted study resumes where it stopped.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ class Row:
     """One calibration setting: its label in tables, the method, and the calibration spec (if any)."""
 
     label: str
-    kind: str  # dense | magnitude | language | mix | translate
+    kind: str  # dense | magnitude | language | mix | translate | recipe
     method: str | None = None
     calib: CalibrationSpec | None = None
     lang: str | None = None
@@ -72,7 +74,15 @@ class Row:
                 )
             if self.kind == "translate" and self.calib and _gettext_prompts(self.calib):
                 parts["held_out_catalogues_excluded"] = True  # prompts changed when this rule came in
+            if self.kind == "recipe":
+                from polysparse.bench.recipes import effective_settings
+
+                parts["sparsity"] = effective_settings(plan.recipe_config())
         return cell_key(self.label, parts)
+
+    def prune_config(self, plan: StudyPlan):
+        """The configuration this row prunes with (the plan's method, or its recipe)."""
+        return plan.recipe_config() if self.kind == "recipe" else plan.prune_config(self.method)
 
 
 def _gettext_prompts(calib: CalibrationSpec) -> bool:
@@ -110,12 +120,27 @@ def study_rows(plan: StudyPlan) -> list[Row]:
         spec = mix_spec(plan.calib_source, plan.langs)
         rows.append(Row(f"{method} calib=mix({'+'.join(plan.langs)})", "mix", method, spec))
     if plan.translate_source:
-        for lang in plan.langs:
-            if lang == "en":
-                continue
+        for lang in translate_languages(plan):
             spec = translate_spec(plan, lang)
             rows.append(Row(f"{method} calib=translate {lang}->en", "translate", method, spec, lang))
+    for calib in plan.recipe_calibs:
+        recipe_method = plan.recipe_config().method
+        if calib == "mix":
+            spec = mix_spec(plan.calib_source, plan.langs)
+            rows.append(
+                Row(f"{plan.recipe} calib=mix({'+'.join(plan.langs)})", "recipe", recipe_method, spec)
+            )
+        else:
+            spec = language_spec(plan.calib_source, Language.iso_code(calib))
+            rows.append(Row(f"{plan.recipe} calib={calib}", "recipe", recipe_method, spec, calib))
     return rows
+
+
+def translate_languages(plan: StudyPlan) -> tuple[str, ...]:
+    """The languages with a translation-prompt row: ``plan.translate_langs``, else all but English."""
+    if plan.translate_langs is not None:
+        return plan.translate_langs
+    return tuple(lang for lang in plan.langs if lang != "en")
 
 
 def eval_spec(plan: StudyPlan, lang: str) -> tuple[SourceSpec, bool]:
@@ -261,7 +286,7 @@ class StudyResult:
 
             text += (
                 "\n\n### Tasks\n\nZero-shot multiple choice on held-out text, at most "
-                f"{plan.task_limit} items per task and language (acc: the choice with the highest "
+                f"{_limits_text(plan)} per task and language (acc: the choice with the highest "
                 "log-likelihood; acc_norm, for continuation: the highest per UTF-8 byte).\n\n"
                 + task_tables(self.rows, self.tasks, self.task_cells, langs)
             )
@@ -270,6 +295,13 @@ class StudyResult:
                     f"`{s['task']}` ({s['reason']})" for s in self.skipped_tasks
                 )
         return text
+
+
+def _limits_text(plan: StudyPlan) -> str:
+    kinds = dict(plan.task_limits)
+    if not kinds:
+        return f"{plan.task_limit} items"
+    return ", ".join(f"{n} items of {kind}" for kind, n in kinds.items()) + f" ({plan.task_limit} of others)"
 
 
 def output_stem(plan: StudyPlan) -> str:
@@ -314,7 +346,7 @@ def check_study_inputs(plan: StudyPlan, out: str | Path, cells: str | Path | Non
                 problems.append(f"evaluation {spec}: fewer than two documents, none to hold out")
         except (EmptyCorpusError, UnknownLanguageError, FileNotFoundError) as error:
             problems.append(f"evaluation {spec}: {error}")
-        if plan.translate_source and lang != "en":
+        if plan.translate_source and lang in translate_languages(plan):
             try:
                 parallel = ParallelSpec.of(
                     plan.translate_source, Language.iso_code(lang), Language.iso_code("en")
@@ -338,14 +370,30 @@ def check_study_inputs(plan: StudyPlan, out: str | Path, cells: str | Path | Non
                 f"{tables} exists and is not the tables of a study (no readable 'plan'); choose another --out"
             ) from None
         current = json.loads(json.dumps(asdict(plan)))
+        # A setting the tables predate is read as its default (they were made before it existed).
+        defaults = {f.name: f.default for f in fields(StudyPlan) if f.default is not MISSING}
+        defaults = json.loads(json.dumps(defaults))  # tuples as lists, as the tables hold them
         changed = [
-            f"{k}={previous.get(k)!r} there, {v!r} here" for k, v in current.items() if previous.get(k) != v
+            f"{k}={previous.get(k, defaults.get(k))!r} there, {v!r} here"
+            for k, v in current.items()
+            if previous.get(k, defaults.get(k)) != v
         ]
         if changed:
             raise StudyInputError(
                 f"{tables} holds the tables of a study with other settings ({'; '.join(changed)}); choose "
                 f"another --out (pass --cells {Path(out) / 'cells'} to reuse its finished cells)"
             )
+
+
+def task_cell_key(plan: StudyPlan, name: str, kind: str) -> str:
+    """A row's cell name for one task: the task, its item limit and the seed (the items it scores)."""
+    limit = plan.task_limit_for(kind)
+    return cell_key(f"task {name}", {"task": name, "limit": limit, "seed": plan.seed})
+
+
+def eval_cell_key(plan: StudyPlan, spec: SourceSpec) -> str:
+    """A row's cell name for perplexity on one evaluation source."""
+    return f"{spec}-{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}".replace(":", "_")
 
 
 def run_study(
@@ -359,7 +407,8 @@ def run_study(
     """Compute every missing cell, then write ``<stem>.json``, ``.md`` and ``.png`` into ``out``.
 
     Cells live in ``cells`` (default ``out/cells``); studies sharing that folder share their dense and
-    magnitude rows.
+    magnitude rows. The tables are also rewritten after every row that computed a cell, so a long study's
+    finished rows can be read (and a killed one's are kept) before it ends.
     """
     from polysparse.bench.assets import resolve_model
     from polysparse.bench.studies.study_tasks import study_tasks
@@ -372,15 +421,11 @@ def run_study(
     store.check_model(plan.model, folder_fingerprint(model_path))
     rows = study_rows(plan)
     specs = {lang: eval_spec(plan, lang) for lang in plan.langs}
-    eval_key = f"{plan.eval_windows}x{plan.eval_seqlen}-s{plan.seed}"
     result = StudyResult(plan, rows, specs)
     prepared, result.skipped_tasks = study_tasks(
-        plan.tasks, plan.langs, limit=plan.task_limit, seed=plan.seed
+        plan.tasks, plan.langs, limit=plan.task_limit, seed=plan.seed, limits=plan.task_limits
     )
     result.tasks = [task for task, _ in prepared]
-
-    def task_cell(task) -> str:
-        return cell_key(f"task {task.name}", {"task": task.name, "limit": plan.task_limit, "seed": plan.seed})
 
     todo = [(r, lang) for r in rows for lang in plan.langs]
     bar = tqdm(total=len(todo), desc="study cells", disable=quiet, unit="cell")
@@ -389,7 +434,7 @@ def run_study(
         key = row.key(plan)
         missing = []
         for lang in plan.langs:
-            cell = store.get(key, f"{str(specs[lang][0]).replace(':', '_')}-{eval_key}")
+            cell = store.get(key, eval_cell_key(plan, specs[lang][0]))
             if cell is None:
                 missing.append(lang)
             else:
@@ -398,7 +443,7 @@ def run_study(
         result.row_info[row.label] = store.get(key, "row") or {}
         missing_tasks = []
         for task, items in prepared:
-            cell = store.get(key, task_cell(task))
+            cell = store.get(key, task_cell_key(plan, task.name, task.kind))
             if cell is None:
                 missing_tasks.append((task, items))
             else:
@@ -408,7 +453,7 @@ def run_study(
         model, tokenizer = load_causal_lm(model_path, plan.dtype)
         if row.kind != "dense":
             started = time.perf_counter()
-            config = plan.prune_config(row.method)
+            config = row.prune_config(plan)
             windows = None
             if row.calib is not None:
                 windows = calibration_windows(row.calib, tokenizer, plan.nsamples, plan.seqlen, plan.seed)
@@ -428,17 +473,25 @@ def run_study(
                 )
             value = perplexity(model, held_out[spec]).to_dict()
             value.update(row=row.label, eval_spec=str(spec))
-            store.put(key, f"{str(spec).replace(':', '_')}-{eval_key}", value)
+            store.put(key, eval_cell_key(plan, spec), value)
             result.cells[(row.label, lang)] = value
             bar.update(1)
         for task, items in missing_tasks:
             started = time.perf_counter()
             scored = evaluate_task(model, tokenizer, task.name, items, progress=not quiet).to_dict()
             scored.update(row=row.label, family=task.family, seconds=time.perf_counter() - started)
-            store.put(key, task_cell(task), scored)
+            store.put(key, task_cell_key(plan, task.name, task.kind), scored)
             result.task_cells[(row.label, task.name)] = scored
         del model
+        write_tables(result, out, plot=plot)
     bar.close()
+    write_tables(result, out, plot=plot)
+    return result
+
+
+def write_tables(result: StudyResult, out: Path, *, plot: bool = True) -> None:
+    """``<stem>.json``, ``.md`` and the heatmaps of the cells found so far (rows not yet run are empty)."""
+    plan = result.plan
     stem = output_stem(plan)
     write_json(out / f"{stem}.json", {**result.to_dict(), "environment": environment()})
     (out / f"{stem}.md").write_text(result.markdown(), encoding="utf-8")
@@ -448,8 +501,7 @@ def run_study(
             from polysparse.bench.studies.study_tasks import task_heatmaps
 
             title = f"{Path(plan.model).name}: {plan.method} {plan.sparsity_label}, task accuracy"
-            task_heatmaps(rows, result.tasks, result.task_cells, plan.langs, out / stem, title)
-    return result
+            task_heatmaps(result.rows, result.tasks, result.task_cells, plan.langs, out / stem, title)
 
 
 def heatmap(result: StudyResult, path: Path) -> Path | None:

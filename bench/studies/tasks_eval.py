@@ -87,19 +87,22 @@ def _choice_count(items: Sequence[Item]) -> int | str:
 
 
 def tasks_markdown(results: Sequence[dict[str, Any]]) -> str:
+    """One row per task; a task of several languages gets its pooled row, then one row per language."""
     headers = ["task", "lang", "acc ± se", "acc_norm ± se", "n", "choices", "chance"]
-    rows = [
-        [
-            r["task"],
-            r["lang"],
-            with_se(r["acc"], r["acc_stderr"]),
-            with_se(r["acc_norm"], r["acc_norm_stderr"]),
-            r["n"],
-            r["choices"],
-            f"{r['chance']:.3f}",
-        ]
-        for r in results
-    ]
+    rows = []
+    for r in results:
+        for part in [r, *r.get("per_language", ())]:
+            rows.append(
+                [
+                    r["task"],
+                    "mixed (pooled)" if part is r and part.get("per_language") else part["lang"],
+                    with_se(part["acc"], part["acc_stderr"]),
+                    with_se(part["acc_norm"], part["acc_norm_stderr"]),
+                    part["n"],
+                    r["choices"] if part is r else "",
+                    f"{part['chance']:.3f}",
+                ]
+            )
     return markdown_table(headers, rows)
 
 
@@ -114,8 +117,17 @@ def compare_files(first: str | Path, second: str | Path, out: str | Path | None 
     if not shared:
         raise TaskError(f"{first} and {second} share no task")
     rows = []
+    pairs = []
     for name in shared:
         left, right = TaskResult.from_dict(a[name]), TaskResult.from_dict(b[name])
+        pairs.append((name, left, right))
+        by_lang = {result.lang: result for result in right.per_language}
+        pairs += [
+            (f"{name} ({part.lang})", part, by_lang[part.lang])
+            for part in left.per_language
+            if part.lang in by_lang
+        ]
+    for name, left, right in pairs:
         interval = compare(left, right)
         rows.append(
             [

@@ -1,5 +1,6 @@
 """One task on one model: items in, accuracy with its standard error out (and per-item correctness, so
-two models on the same items can be compared with a paired bootstrap)."""
+two models on the same items can be compared with a paired bootstrap). A task whose items carry more than
+one language (a user's ``file:`` task) is summarised pooled (``lang="mixed"``) and per language."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from polysparse.sparsify.tasks.scoring import ItemScore, score_items
 
 @dataclass(frozen=True)
 class TaskResult:
-    """Accuracy of one model on one task's items; ``correct`` / ``correct_norm`` per item, in order."""
+    """Accuracy of one model on one task's items; ``correct`` / ``correct_norm`` per item, in order.
+
+    ``per_language``: for items of several languages, the same summary of each language's items (in the
+    order the languages first appear); empty otherwise."""
 
     task: str
     lang: str
@@ -28,6 +32,7 @@ class TaskResult:
     correct: tuple[int, ...] = field(repr=False)
     correct_norm: tuple[int, ...] = field(repr=False)
     item_ids: tuple[str, ...] = field(repr=False)
+    per_language: tuple[TaskResult, ...] = field(default=(), repr=False)
 
     def to_dict(self, per_item: bool = True) -> dict:
         data = {
@@ -44,6 +49,8 @@ class TaskResult:
             data.update(
                 correct=list(self.correct), correct_norm=list(self.correct_norm), item_ids=list(self.item_ids)
             )
+        if self.per_language:
+            data["per_language"] = [result.to_dict(per_item) for result in self.per_language]
         return data
 
     @classmethod
@@ -60,18 +67,30 @@ class TaskResult:
             correct=tuple(data["correct"]),
             correct_norm=tuple(data["correct_norm"]),
             item_ids=tuple(data["item_ids"]),
+            per_language=tuple(cls.from_dict(entry) for entry in data.get("per_language", ())),
         )
 
 
 def summarise(task: str, items: Sequence[Item], scores: Sequence[ItemScore]) -> TaskResult:
-    """Accuracy and byte-normalised accuracy of scored items (pure)."""
+    """Accuracy and byte-normalised accuracy of scored items (pure); per language too where they mix."""
     if not items or len(items) != len(scores):
         raise ValueError(f"{len(items)} items and {len(scores)} scores")
+    languages = list(dict.fromkeys(item.lang for item in items))
+    per_language = ()
+    if len(languages) > 1:
+        per_language = tuple(
+            summarise(
+                task,
+                [item for item in items if item.lang == lang],
+                [score for item, score in zip(items, scores) if item.lang == lang],
+            )
+            for lang in languages
+        )
     correct = tuple(int(s.correct) for s in scores)
     correct_norm = tuple(int(s.correct_norm) for s in scores)
     return TaskResult(
         task=task,
-        lang=items[0].lang if len({i.lang for i in items}) == 1 else "mixed",
+        lang=languages[0] if len(languages) == 1 else "mixed",
         n=len(items),
         acc=mean(correct),
         acc_stderr=standard_error(correct),
@@ -81,6 +100,7 @@ def summarise(task: str, items: Sequence[Item], scores: Sequence[ItemScore]) -> 
         correct=correct,
         correct_norm=correct_norm,
         item_ids=tuple(i.id for i in items),
+        per_language=per_language,
     )
 
 
