@@ -4,7 +4,8 @@
 switches turn on :class:`~polysparse.sparsify.config.PruneConfig`'s ``update``, ``reconstruct`` (and
 ``reconstruct_target``) and ``sparsity_profile``; each ``WORD=VALUE`` sets the ``PruneConfig`` field that
 declares that word (``setting(..., recipe="steps")``), typed as the field is: ``steps=N``, ``lr=X``, ``m=M``,
-``lambda=L``, ``iters=N``, ``damp=X`` (SparseGPT's and ADMM's ``percdamp``), ``targets=REGEX`` (prune only
+``lambda=L``, ``iters=N``, ``damp=X`` (SparseGPT's and ADMM's ``percdamp``), ``loss=mse|relative`` and
+``prox=X`` (the reconstruction's loss and proximal weight), ``targets=REGEX`` (prune only
 the layers whose names match: a cheap partial run). Two words are the recipe's own rather than
 ``PruneConfig``'s: ``calib=SPEC`` (e.g. ``calib=handbook:de=0.5,manpages:de=0.5``) replaces the run's
 calibration spec and ``windows=N`` its number of calibration windows, for this recipe.
@@ -28,6 +29,10 @@ from polysparse.sparsify.reconstruction import EVAL_BATCHES
 
 RESULT_NEUTRAL_FIELDS = ("offload", "offload_dir")
 """``PruneConfig`` fields that do not change the pruned weights (where activations wait between blocks)."""
+LATER_FIELDS: dict[str, Any] = {"reconstruct_loss": "mse", "reconstruct_prox": 0.0}
+"""``PruneConfig`` fields added after cells were keyed on the effective settings, each with the value that
+does what the code did before it: there they stay out of the key, so the older cells still match (a later
+change of the field's default changes the key)."""
 
 
 def recipe_words() -> dict[str, str]:
@@ -92,6 +97,8 @@ def _typed(text: str, name: str, value: str) -> Any:
     kind = typing.get_type_hints(PruneConfig)[name]
     if typing.get_origin(kind) is tuple:
         return (value,)
+    if typing.get_origin(kind) is typing.Literal:
+        return value  # one of the field's choices: PruneConfig checks which
     try:
         return kind(value)
     except ValueError:
@@ -101,12 +108,16 @@ def _typed(text: str, name: str, value: str) -> Any:
 def effective_settings(config: PruneConfig) -> dict[str, Any]:
     """Everything that decides the weights a recipe prunes to, as JSON values: the key of its cells.
 
-    Every ``PruneConfig`` field as resolved (defaults included) but the result-neutral ones, plus the defaults
+    Every ``PruneConfig`` field as resolved (defaults included) but the result-neutral ones and the
+    :data:`LATER_FIELDS` at their old behaviour, plus the defaults
     of the steps the driver runs that are not ``PruneConfig`` fields: the ADMM solve's keyword defaults
     (``rho_start``, ``rho_end``, ``solver``) with ``update="admm"``, and the number of batches on which
     reconstruction decides whether to keep its training with ``reconstruct="blockwise"``.
     """
     settings = {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS}
+    for name, before in LATER_FIELDS.items():
+        if settings[name] == before:
+            del settings[name]
     if config.update == "admm":
         parameters = inspect.signature(admm_update).parameters.values()
         settings["admm_defaults"] = {

@@ -13,6 +13,7 @@ METHOD_NAMES: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
 UPDATE_NAMES: tuple[str, ...] = ("none", "admm")
 RECONSTRUCT_NAMES: tuple[str, ...] = ("none", "blockwise")
 RECONSTRUCT_TARGETS: tuple[str, ...] = ("dense", "prefix")
+RECONSTRUCT_LOSSES: tuple[str, ...] = ("mse", "relative")
 PROFILE_NAMES: tuple[str, ...] = ("uniform", "owl", "owl-lang")
 OWL_PROFILES: tuple[str, ...] = ("owl", "owl-lang")
 ON_INDIVISIBLE_NAMES: tuple[str, ...] = ("skip", "error")
@@ -81,7 +82,9 @@ class PruneConfig:
     least squares (:mod:`polysparse.sparsify.methods.admm`, ``admm_iterations``). After a block's layers are
     pruned, ``reconstruct="blockwise"`` trains the block's kept weights for ``reconstruct_steps`` Adam steps
     at ``reconstruct_lr`` to match ``reconstruct_target``: the dense model's own outputs of that block
-    (``dense``) or the dense block's outputs on the pruned prefix's inputs (``prefix``); see
+    (``dense``) or the dense block's outputs on the pruned prefix's inputs (``prefix``), scoring each token's
+    error as is (``reconstruct_loss="mse"``) or relative to the target token's norm (``"relative"``), with a
+    proximal pull toward the weights the block was pruned to when ``reconstruct_prox`` > 0; see
     :mod:`polysparse.sparsify.reconstruction`. ``sparsity_profile="owl"`` gives each block its own
     unstructured sparsity from its outlier ratio (Yin et al., 2024; ``owl_m``, ``owl_lambda``), averaging
     to ``sparsity``; see :mod:`polysparse.sparsify.methods.owl`. ``"owl-lang"`` takes each block's outlier
@@ -142,6 +145,16 @@ class PruneConfig:
         "dense",
         help="dense: the dense model's own block outputs; prefix: the dense block on the pruned inputs",
     )
+    reconstruct_loss: Literal["mse", "relative"] = setting(
+        "mse",
+        recipe="loss",
+        help="mse: each token's squared error as is; relative: against the target token's squared norm",
+    )
+    reconstruct_prox: float = setting(
+        0.0,
+        recipe="prox",
+        help="weight of a proximal pull toward the pruned weights during reconstruction (0: off)",
+    )
     sparsity_profile: Literal["uniform", "owl", "owl-lang"] = setting(
         "uniform",
         help="owl: per-block sparsity from outlier ratios (Yin et al. 2024), mean = --sparsity; owl-lang: "
@@ -199,6 +212,7 @@ class PruneConfig:
             ("update", UPDATE_NAMES),
             ("reconstruct", RECONSTRUCT_NAMES),
             ("reconstruct_target", RECONSTRUCT_TARGETS),
+            ("reconstruct_loss", RECONSTRUCT_LOSSES),
             ("sparsity_profile", PROFILE_NAMES),
         )
         for name, allowed in choices:
@@ -210,6 +224,9 @@ class PruneConfig:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
         if not (isinstance(self.reconstruct_lr, (int, float)) and 0.0 < self.reconstruct_lr < 1.0):
             raise ConfigError(f"reconstruct_lr must lie in (0, 1), got {self.reconstruct_lr!r}")
+        prox = self.reconstruct_prox
+        if isinstance(prox, bool) or not (isinstance(prox, (int, float)) and 0.0 <= prox < float("inf")):
+            raise ConfigError(f"reconstruct_prox must be zero (off) or a positive number, got {prox!r}")
         if not (isinstance(self.owl_m, (int, float)) and self.owl_m > 0):
             raise ConfigError(f"owl_m (a multiple of the mean score) must be positive, got {self.owl_m!r}")
         if not (isinstance(self.owl_lambda, (int, float)) and 0.0 < self.owl_lambda < 1.0):

@@ -449,7 +449,11 @@ class _BlockRun:
         """Train the block's kept weights towards ``targets``; the reconstruction's record."""
         config = self.config
         settings = ReconstructionSettings(
-            config.reconstruct_steps, config.reconstruct_lr, reconstruction_seed(config.seed, step.index)
+            config.reconstruct_steps,
+            config.reconstruct_lr,
+            reconstruction_seed(config.seed, step.index),
+            loss=config.reconstruct_loss,
+            prox=float(config.reconstruct_prox),
         )
         try:
             record = reconstruct_block(

@@ -15,6 +15,20 @@ model's own output of this block (its activations, carried along the walk beside
 block also learns to undo the error of the pruned blocks before it; ``prefix`` is the dense block's output
 on the pruned prefix's inputs, the local target of layer-wise methods. The student always sees the pruned
 prefix's inputs, as it will at inference. ``bench/scripts/reconstruction_gemma.sh`` measures both.
+
+Two options shape what the training fits (``PruneConfig.reconstruct_loss`` and ``reconstruct_prox``):
+
+- ``loss="relative"`` scores every token by its squared error relative to the target's squared norm
+  (:func:`relative_mse`). A decoder's residual stream carries a few tokens of huge norm (BOS, and the
+  delimiters a model uses as attention sinks); in absolute terms their errors dominate the mean squared
+  error, so ``mse`` spends a block's training on a handful of tokens, while each later block reads its input
+  through a normalisation that cares about an error relative to the token's own scale.
+- ``prox`` > 0 adds a proximal term toward the weights the block started from (those of the pruning method
+  and its weight update, ADMM's exact least-squares solution where one ran): the mean over layers of
+  ``||W - W0||^2 / ||W0||^2`` (:func:`proximal_penalty`), weighted by ``prox`` times the block's loss
+  before training, so that the same ``prox`` means the same trade-off in every block whatever the scale of
+  its activations. Training then corrects what the layer-wise solve cannot (errors that compound across
+  layers) with fewer departures from it that only the calibration text asks for.
 """
 
 from __future__ import annotations
@@ -41,6 +55,14 @@ class ReconstructionSettings:
     steps: int
     lr: float
     seed: int = 0
+    loss: str = "mse"
+    prox: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown reconstruction loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if not self.prox >= 0.0:
+            raise ValueError(f"the proximal weight must be zero or positive, got {self.prox!r}")
 
 
 def masked_mse(output: torch.Tensor, target: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
@@ -51,6 +73,34 @@ def masked_mse(output: torch.Tensor, target: torch.Tensor, token_mask: torch.Ten
     mask = token_mask.reshape(diff.shape[:-1]).to(device=diff.device, dtype=diff.dtype)
     tokens = mask.sum().clamp_min(1.0)
     return (diff.sum(dim=-1) * mask).sum() / (tokens * diff.shape[-1])
+
+
+def relative_mse(output: torch.Tensor, target: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over real tokens of ``||output - target||^2 / ||target||^2`` (each token's squared error relative
+    to its own target's squared norm; a zero target counts as norm 1)."""
+    diff = (output - target.to(output.dtype)).pow(2).sum(dim=-1)
+    norm = target.to(output.dtype).pow(2).sum(dim=-1)
+    relative = diff / torch.where(norm > 0, norm, torch.ones_like(norm))
+    if token_mask is None:
+        return relative.mean()
+    mask = token_mask.reshape(relative.shape).to(device=relative.device, dtype=relative.dtype)
+    return (relative * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+LOSSES = {"mse": masked_mse, "relative": relative_mse}
+"""Block output losses by name (``PruneConfig.reconstruct_loss``)."""
+
+
+def proximal_penalty(weights: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of ``||W - W0||^2 / ||W0||^2``: how far training moved each layer, relative to its
+    size (pruned weights are zero in both, so only kept weights count). A zero anchor counts as norm 1."""
+    if len(weights) != len(anchors) or not weights:
+        raise ValueError(f"{len(weights)} weights and {len(anchors)} anchors: need one anchor per weight")
+    terms = []
+    for weight, anchor in zip(weights, anchors):
+        size = anchor.pow(2).sum()
+        terms.append((weight - anchor).pow(2).sum() / torch.where(size > 0, size, torch.ones_like(size)))
+    return torch.stack(terms).mean()
 
 
 def keep_in_parameter_layout(layer: nn.Module, keep: torch.Tensor) -> torch.Tensor:
@@ -97,9 +147,10 @@ def reconstruct_block(
     """Train the weights of the layers in ``keeps`` (layer -> (out x in) keep-mask) in place; see module doc.
 
     ``hidden``, ``arguments`` (objects with ``args`` / ``kwargs``), ``token_masks`` and ``targets`` are per
-    batch. Returns what happened: the block output error (masked MSE, mean over up to
-    :data:`EVAL_BATCHES` batches) before and after, the first and last training losses, seconds, and
-    ``reverted``: training that did not lower that error is undone (the pruned weights are kept).
+    batch. Returns what happened: the block output error (``settings.loss``, mean over up to
+    :data:`EVAL_BATCHES` batches) before and after, the first and last training losses (without the proximal
+    term), seconds, and ``reverted``: training that did not lower that error is undone (the pruned weights
+    are kept).
     """
     started = time.perf_counter()
     batches = len(hidden)
@@ -124,9 +175,11 @@ def reconstruct_block(
         out = block(hidden[i].to(torch.float32), *args, **kwargs)
         return out[0] if isinstance(out, tuple) else out
 
+    loss_of = LOSSES[settings.loss]
+
     def error(indices: list[int]) -> float:
         with torch.no_grad():
-            return sum(masked_mse(run(i), targets[i], token_masks[i]).item() for i in indices) / len(indices)
+            return sum(loss_of(run(i), targets[i], token_masks[i]).item() for i in indices) / len(indices)
 
     evaluation = list(range(min(EVAL_BATCHES, batches)))
     losses: list[float] = []
@@ -140,9 +193,12 @@ def reconstruct_block(
         )
         with torch.enable_grad():
             for i in _batch_order(batches, settings.steps, settings.seed):
-                loss = masked_mse(run(i), targets[i], token_masks[i])
+                loss = loss_of(run(i), targets[i], token_masks[i])
+                total = loss
+                if settings.prox > 0:  # scaled by the loss before training: the same trade-off in every block
+                    total = loss + settings.prox * before * proximal_penalty(params, initial)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total.backward()
                 for p, mask in zip(params, masks):
                     p.grad.mul_(mask)
                 optimizer.step()
@@ -170,6 +226,8 @@ def reconstruct_block(
     return {
         "steps": settings.steps,
         "lr": settings.lr,
+        **({"loss": settings.loss} if settings.loss != "mse" else {}),
+        **({"prox": settings.prox} if settings.prox else {}),
         "error_before": before,
         "error_after": after,
         "reverted": reverted,

@@ -5,9 +5,10 @@ one pruning configuration written as words. Every recipe is calibrated on ``--ca
 calibration source, or ``mix`` for an equal mixture of ``--langs``) with exactly the windows ``polysparse
 study`` draws (same source, count, length and seed) and scored on the study's held-out evaluation windows of
 every language in ``--eval-langs``, so the numbers compare with ``bench/results/study``, and out of domain on
-held-out windows of ``--ood-source`` (:data:`OOD_SOURCE`) where it has the language. Cells (one per
-recipe, calibration and evaluation language) are kept in ``--cells``: an interrupted run recomputes only what
-is missing. A recipe's cells are keyed on its effective settings
+held-out windows of ``--ood-source`` (:data:`OOD_SOURCE`) where it has the language; with ``--dev-windows``,
+also on windows of that source's calibration side (the *dev* column, where settings are chosen). Cells (one
+per recipe, calibration and evaluation language) are kept in ``--cells``: an interrupted run recomputes only
+what is missing. A recipe's cells are keyed on its effective settings
 (:func:`~polysparse.bench.recipes.recipe_cell_key`); cells written under the older word-only keys are reused
 only where the configuration they recorded matches (:func:`cell_group`).
 
@@ -29,7 +30,7 @@ from polysparse.bench.recipes import Recipe, as_json, effective_settings, recipe
 from polysparse.bench.report import environment, markdown_table, write_json
 from polysparse.bench.studies.cells import CellStore, cell_key
 from polysparse.bench.studies.study import eval_spec, language_spec, mix_spec
-from polysparse.sparsify.calibration import calibration_windows, evaluation_windows
+from polysparse.sparsify.calibration import TokenWindows, calibration_windows, evaluation_windows
 from polysparse.sparsify.calibration_spec import CalibrationSpec
 from polysparse.sparsify.config import PruneConfig
 from polysparse.sparsify.corpora import SourceSpec, normalize_language
@@ -83,6 +84,18 @@ def ood_specs(source: str | None, langs: tuple[str, ...]) -> dict[str, SourceSpe
     return {lang: SourceSpec.of(source, lang) for lang in langs if normalize_language(lang) in have}
 
 
+def cell_name(spec: SourceSpec, column: str, count: int, seqlen: int, seed: int) -> str:
+    """The cell of one scored column: held-out windows of ``spec``, or its dev windows."""
+    dev = "-dev" if column == "dev_perplexity" else ""
+    return f"{str(spec).replace(':', '_')}{dev}-{count}x{seqlen}-s{seed}"
+
+
+def dev_windows_of(spec: SourceSpec, tokenizer, count: int, seqlen: int, seed: int) -> TokenWindows:
+    """``count`` windows from the calibration side of ``spec``'s document split (no recipe here calibrates on
+    the out-of-domain source): its held-out documents, which the reported windows come from, stay unseen."""
+    return calibration_windows(CalibrationSpec.parse(str(spec)), tokenizer, count, seqlen, seed)
+
+
 def plain_row(rows: list[dict[str, Any]], recipe: str) -> dict[str, Any] | None:
     """The row of ``recipe``'s plain method (its first two words, ``sparsegpt 2:4``) in ``rows``, if any."""
     plain = " ".join(recipe.split()[:2])
@@ -111,6 +124,7 @@ def run_recipes(
     eval_source: str = "install-guide",
     ood_source: str | None = OOD_SOURCE,
     ood_windows: int = 16,
+    dev_windows: int = 0,
     name: str = "recipes",
     quiet: bool = False,
 ) -> dict[str, Any]:
@@ -118,7 +132,11 @@ def run_recipes(
 
     Every row is scored twice per language where ``ood_source`` has it: on the study's held-out windows of
     ``eval_source`` (in domain: documentation, like the calibration) and on ``ood_windows`` held-out windows
-    of the same length of ``ood_source`` (out of domain: another kind of text; :func:`ood_specs`).
+    of the same length of ``ood_source`` (out of domain: another kind of text; :func:`ood_specs`). With
+    ``dev_windows``, a third time on that many windows of the *calibration* side of ``ood_source``'s document
+    split (:func:`dev_windows_of`): text of the out-of-domain kind, disjoint from the reported out-of-domain
+    windows and never calibrated on, for choosing a recipe's settings without looking at the windows
+    that report it.
     """
     from polysparse.bench.assets import resolve_model
 
@@ -134,6 +152,8 @@ def run_recipes(
     ood = ood_specs(ood_source, eval_langs)
     scored = [(lang, "perplexity", spec, eval_windows) for lang, spec in specs.items()]
     scored += [(lang, "ood_perplexity", spec, ood_windows) for lang, spec in ood.items()]
+    if dev_windows:
+        scored += [(lang, "dev_perplexity", spec, dev_windows) for lang, spec in ood.items()]
     rows: list[dict[str, Any]] = []
     held_out: dict[str, Any] = {}
     for recipe in [None, *recipes]:
@@ -154,10 +174,11 @@ def run_recipes(
             "calib": None if recipe is None else recipe.calib or calib,
             "perplexity": {},
             "ood_perplexity": {},
+            **({"dev_perplexity": {}} if dev_windows else {}),
         }
         missing = []
         for lang, column, spec, count in scored:
-            cell = store.get(key, f"{str(spec).replace(':', '_')}-{count}x{eval_seqlen}-s{seed}")
+            cell = store.get(key, cell_name(spec, column, count, eval_seqlen, seed))
             if cell is None:
                 missing.append((lang, column, spec, count))
             else:
@@ -182,11 +203,12 @@ def run_recipes(
                 }
                 store.put(key, "row", info)
             for lang, column, spec, count in missing:
-                if spec not in held_out:
-                    held_out[spec] = evaluation_windows(spec, tokenizer, count, eval_seqlen, seed)
-                value = perplexity(lm, held_out[spec]).to_dict()
+                if (spec, column) not in held_out:
+                    draw = dev_windows_of if column == "dev_perplexity" else evaluation_windows
+                    held_out[spec, column] = draw(spec, tokenizer, count, eval_seqlen, seed)
+                value = perplexity(lm, held_out[spec, column]).to_dict()
                 value.update(row=label, eval_spec=str(spec))
-                store.put(key, f"{str(spec).replace(':', '_')}-{count}x{eval_seqlen}-s{seed}", value)
+                store.put(key, cell_name(spec, column, count, eval_seqlen, seed), value)
                 row[column][lang] = value["perplexity"]
             del lm
         row.update(info or {})
@@ -203,6 +225,11 @@ def run_recipes(
         plain_ood = plain["ood_perplexity"] if plain else {}
         ood_row = row["ood_perplexity"]
         row["ood_ratio_to_plain"] = {lang: ood_row[lang] / plain_ood[lang] for lang in plain_ood}
+        if dev_windows:
+            plain_dev = plain["dev_perplexity"] if plain else {}
+            row["dev_ratio_to_plain"] = {
+                lang: row["dev_perplexity"][lang] / plain_dev[lang] for lang in plain_dev
+            }
     payload = {
         "plan": {
             "model": model,
@@ -212,6 +239,7 @@ def run_recipes(
             "eval": {lang: str(specs[lang]) for lang in eval_langs},
             "ood_eval": {lang: str(spec) for lang, spec in ood.items()},
             "ood_windows": ood_windows,
+            "dev_windows": dev_windows,
             "eval_windows": eval_windows,
             "eval_seqlen": eval_seqlen,
             "seed": seed,
@@ -232,6 +260,8 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
     if len(eval_langs) > 1:
         headers.append("worst x dense")
     headers += [f"{lang} out of domain (x dense, x plain)" for lang in ood]
+    dev = ood if plan.get("dev_windows") else {}
+    headers += [f"{lang} dev (x plain)" for lang in dev]
     headers += ["prune s", "load avg"]
     body = []
     for row in payload["rows"]:
@@ -247,6 +277,9 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
                 + (f", {to_plain:.2f}x" if to_plain is not None else "")
                 + ")"
             )
+        for lang in dev:
+            to_plain = row["dev_ratio_to_plain"].get(lang)
+            cells.append(f"{row['dev_perplexity'][lang]:.2f}" + (f" ({to_plain:.2f}x)" if to_plain else ""))
         seconds = row.get("prune_seconds")
         cells.append(f"{seconds:.0f}" if seconds else "-")
         load = (row.get("load_average_before"), row.get("load_average_after"))
@@ -262,6 +295,13 @@ def markdown(payload: dict[str, Any], eval_langs: tuple[str, ...]) -> str:
             "(x plain: against the plain method's row, the recipe's first two words). "
             if ood
             else ". "
+        )
+        + (
+            f"Dev: {plan['dev_windows']} windows x {plan['eval_seqlen']} tokens from the calibration side of "
+            "the out-of-domain source's document split (disjoint from its held-out windows, calibrated on "
+            "by no recipe), where settings are chosen. "
+            if dev
+            else ""
         )
         + "Calibration windows, source and count, are the recipe's own where its words say so (`calib=`, "
         "`windows=`). "
@@ -288,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ood-source", default=OOD_SOURCE, help="out-of-domain evaluation source ('none': no such column)"
     )
     parser.add_argument("--ood-windows", type=int, default=16)
+    parser.add_argument(
+        "--dev-windows",
+        type=int,
+        default=0,
+        help="windows of the out-of-domain source's calibration side (dev)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_recipes(
@@ -304,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_seqlen=args.eval_seqlen,
         ood_source=None if args.ood_source == "none" else args.ood_source,
         ood_windows=args.ood_windows,
+        dev_windows=args.dev_windows,
         name=args.name,
         quiet=args.quiet,
     )

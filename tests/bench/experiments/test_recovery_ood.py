@@ -6,24 +6,6 @@ from polysparse.bench.experiments import recovery
 from polysparse.bench.recipes import Recipe
 from polysparse.sparsify.config import ConfigError
 
-SAYINGS = [
-    "Wer zuletzt lacht, lacht am besten.",
-    "Morgenstund hat Gold im Mund, aber Blei im Hintern.",
-    "Der Klügere gibt nach, bis er der Dumme ist.",
-    "Ein Vogel, der früh singt, wird am Abend von der Katze gefressen.",
-]
-
-
-@pytest.fixture
-def fortune_root(tmp_path, monkeypatch):
-    """German sayings only: ``fortunes:de`` exists, ``fortunes:ja`` does not."""
-    folder = tmp_path / "fortunes" / "de"
-    folder.mkdir(parents=True)
-    entries = [f"{saying} ({i})" for i in range(60) for saying in SAYINGS]
-    (folder / "sprueche").write_text("\n%\n".join(entries) + "\n", encoding="utf-8")
-    monkeypatch.setenv("POLYSPARSE_FORTUNES_ROOT", str(tmp_path / "fortunes"))
-    return folder
-
 
 def test_recipe_words_for_its_own_calibration():
     recipe = Recipe.parse("sparsegpt 2:4 +admm windows=64 calib=handbook:de=0.5,manpages:de=0.5")
