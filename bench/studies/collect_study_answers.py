@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from polysparse.bench.report import markdown_table
@@ -185,59 +185,35 @@ def _interval(value: dict[str, Any]) -> str:
 
 
 def mix_markdown(entries: Sequence[dict[str, Any]]) -> str:
-    headers = [
-        "study",
-        "task family",
-        "metric",
-        "mix: worst drop (lang)",
-        "single-language row",
-        "its worst drop",
-    ]
-    headers.append("mix - single (95% CI)")
-    body = []
-    for e in entries:
-        for other in e["against"]:
-            body.append(
-                [
-                    e["study"],
-                    f"`{e['family']}`",
-                    e["metric"],
-                    f"{e['mix_worst']:+.3f} ({e['mix_worst_lang']})",
-                    f"calib={other['calib']}",
-                    f"{other['b_worst']:+.3f} ({other['b_worst_lang']})",
-                    _interval(other),
-                ]
-            )
-    return markdown_table(headers, body)
+    # Each column's header beside the cell it shows (one row per single-language row the mix is set against).
+    columns: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
+        "study": lambda e, other: e["study"],
+        "task family": lambda e, other: f"`{e['family']}`",
+        "metric": lambda e, other: e["metric"],
+        "mix: worst drop (lang)": lambda e, other: f"{e['mix_worst']:+.3f} ({e['mix_worst_lang']})",
+        "single-language row": lambda e, other: f"calib={other['calib']}",
+        "its worst drop": lambda e, other: f"{other['b_worst']:+.3f} ({other['b_worst_lang']})",
+        "mix - single (95% CI)": lambda e, other: _interval(other),
+    }
+    body = [[cell(e, other) for cell in columns.values()] for e in entries for other in e["against"]]
+    return markdown_table(list(columns), body)
 
 
 def recipe_markdown(entries: Sequence[dict[str, Any]]) -> str:
-    headers = [
-        "study",
-        "recipe row",
-        "task",
-        "lang",
-        "calibration language?",
-        "n",
-        "dense",
-        "plain",
-        "recipe",
-    ]
-    headers += ["recipe - plain (95% CI)", "ppl recipe / plain"]
-    body = [
-        [
-            e["study"],
-            e["recipe"],
-            f"`{e['task']}`",
-            e["lang"],
-            "yes" if e["seen"] else "no",
-            e["n"],
-            "-" if e["dense_acc"] is None else f"{e['dense_acc']:.3f}",
-            f"{e['plain_acc']:.3f}",
-            f"{e['recipe_acc']:.3f}",
-            _interval(e["recipe_minus_plain"]),
-            "-" if e["perplexity_recipe_over_plain"] is None else f"{e['perplexity_recipe_over_plain']:.3f}",
-        ]
-        for e in entries
-    ]
-    return markdown_table(headers, body)
+    def optional(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    columns: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "study": lambda e: e["study"],
+        "recipe row": lambda e: e["recipe"],
+        "task": lambda e: f"`{e['task']}`",
+        "lang": lambda e: e["lang"],
+        "calibration language?": lambda e: "yes" if e["seen"] else "no",
+        "n": lambda e: e["n"],
+        "dense": lambda e: optional(e["dense_acc"]),
+        "plain": lambda e: f"{e['plain_acc']:.3f}",
+        "recipe": lambda e: f"{e['recipe_acc']:.3f}",
+        "recipe - plain (95% CI)": lambda e: _interval(e["recipe_minus_plain"]),
+        "ppl recipe / plain": lambda e: optional(e["perplexity_recipe_over_plain"]),
+    }
+    return markdown_table(list(columns), [[cell(e) for cell in columns.values()] for e in entries])

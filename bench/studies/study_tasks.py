@@ -171,6 +171,14 @@ def study_tasks(
     return prepared, skipped
 
 
+def _families(tasks: Sequence[ColumnTask]) -> dict[str, dict[str, ColumnTask]]:
+    """The study's task columns by family, then language, in the order given."""
+    families: dict[str, dict[str, ColumnTask]] = {}
+    for task in tasks:
+        families.setdefault(task.family, {})[task.lang] = task
+    return families
+
+
 def _columns(by_lang: dict[str, ColumnTask], langs: Sequence[str]) -> list[str]:
     """The study's languages first, in its order, then any other language a task measures."""
     return [lang for lang in langs if lang in by_lang] + [code for code in by_lang if code not in langs]
@@ -188,9 +196,7 @@ def task_tables(
 ) -> str:
     """One Markdown table per task family: calibration rows x languages, the family's metric ± se (n, chance
     below): ``acc``, or ``acc_norm`` for continuation (:attr:`TaskSpec.metric`)."""
-    families: dict[str, dict[str, ColumnTask]] = {}
-    for task in tasks:
-        families.setdefault(task.family, {})[task.lang] = task
+    families = _families(tasks)
     parts = []
     for family, by_lang in families.items():
         columns = _columns(by_lang, langs)
@@ -247,9 +253,7 @@ def task_heatmaps(
     except ImportError:
         log.warning("matplotlib is not installed (pip install 'polysparse[plot]'); no task heatmaps written")
         return []
-    families: dict[str, dict[str, ColumnTask]] = {}
-    for task in tasks:
-        families.setdefault(task.family, {})[task.lang] = task
+    families = _families(tasks)
     paths = []
     for family, by_lang in families.items():
         columns = _columns(by_lang, langs)

@@ -1,19 +1,10 @@
 """reconstruct_block on its own: training that does not lower the block output error is undone."""
 
 import torch
-from torch import nn
 
+from helpers.blocks import LinearBlock
 from polysparse.sparsify.reconstruction import ReconstructionSettings, reconstruct_block
 from polysparse.sparsify.walk import BlockArguments
-
-
-class LinearBlock(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(width, width, bias=False)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.proj(hidden)
 
 
 def _problem(seed: int):

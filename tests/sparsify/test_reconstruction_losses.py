@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
+from helpers.blocks import LinearBlock
 from polysparse.sparsify.config import ConfigError, PruneConfig
 from polysparse.sparsify.reconstruction import (
     ReconstructionSettings,
@@ -46,15 +46,6 @@ def test_proximal_penalty_is_the_mean_relative_squared_distance_per_layer():
     assert proximal_penalty([torch.ones(2)], [torch.zeros(2)]).item() == 2.0  # a zero anchor: norm 1
     with pytest.raises(ValueError, match="one anchor per weight"):
         proximal_penalty(moved, anchors[:1])
-
-
-class LinearBlock(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(width, width, bias=False)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.proj(hidden)
 
 
 def _problem(seed: int, massive: float = 1.0):

@@ -174,18 +174,9 @@ def test_per_kind_limits_and_tables_written_after_every_row(tiny_model_dir, tmp_
 
 
 def test_study_command_takes_the_new_options(tiny_model_dir, tmp_path, capsys):
-    common = [
-        "study",
-        "--model",
-        str(tiny_model_dir),
-        "--nsamples",
-        "2",
-        "--seqlen",
-        "32",
-        "--eval-windows",
-        "2",
-    ]
-    common += ["--eval-seqlen", "32", "--no-plot", "--quiet", "--no-mix", "--langs", "en,de"]
+    common = ["study", "--model", str(tiny_model_dir), "--nsamples", "2", "--seqlen", "32"]
+    common += ["--eval-windows", "2", "--eval-seqlen", "32", "--no-plot", "--quiet", "--no-mix"]
+    common += ["--langs", "en,de"]
     out = tmp_path / "study"
     for extra, message in [
         (["--task-limit", "continuation-choice=many"], "KIND=N"),
