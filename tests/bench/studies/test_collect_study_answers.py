@@ -9,8 +9,10 @@ from polysparse.bench.plans import StudyPlan
 from polysparse.bench.studies.collect_study import collect
 from polysparse.bench.studies.collect_study_answers import (
     mix_answers,
+    mix_markdown,
     paired_bootstrap_worst,
     recipe_answers,
+    recipe_markdown,
     worst_drop,
 )
 from polysparse.bench.studies.study import StudyResult, study_rows
@@ -107,3 +109,22 @@ def test_collect_writes_questions_3_and_4(tmp_path):
     assert (
         "| wanda 2:4 | wanda 2:4 +admm calib=de | `continuation-choice:en:handbook` | en | no | 100 |" in text
     )
+
+
+def test_answer_tables_put_each_value_under_its_header():
+    interval = {"difference": 0.01, "low": -0.02, "high": 0.03, "outside_zero": False}
+    mix = {"study": "s", "family": "f", "metric": "acc", "mix_worst": -0.1, "mix_worst_lang": "de"}
+    mix["against"] = [{"calib": "en", "b_worst": -0.2, "b_worst_lang": "ru", **interval}]
+    header, _, row = mix_markdown([mix]).strip().splitlines()
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert cells["mix: worst drop (lang)"] == "-0.100 (de)" and cells["its worst drop"] == "-0.200 (ru)"
+    assert (
+        cells["single-language row"] == "calib=en"
+        and cells["mix - single (95% CI)"] == "+0.010 [-0.020, +0.030]"
+    )
+    recipe = {"study": "s", "recipe": "r", "task": "t", "lang": "de", "seen": False, "n": 3}
+    recipe |= {"dense_acc": None, "plain_acc": 0.5, "recipe_acc": 0.6, "recipe_minus_plain": interval}
+    header, _, row = recipe_markdown([{**recipe, "perplexity_recipe_over_plain": 0.8}]).strip().splitlines()
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert cells["calibration language?"] == "no" and cells["dense"] == "-" and cells["plain"] == "0.500"
+    assert cells["recipe"] == "0.600" and cells["ppl recipe / plain"] == "0.800" and cells["n"] == "3"
