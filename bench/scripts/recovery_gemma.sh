@@ -3,7 +3,8 @@
 # handbook:de for calibration, 4 held-out windows x 256 tokens of install-guide:de for evaluation (the
 # windows of bench/results/study/gemma-3-270m: the dense row reproduces its 24.66).
 # -> bench/results/recovery/gemma-3-270m/{goals,goals50,target_partial,recon_sweep_b3,recon_sweep_b11}.{md,json},
-#    mix-*.md, single-*.md, mix-wanda-50-owl.md (steps mix, singles, owl), goals-ood.md (step ood)
+#    mix-*.md, single-*.md, mix-wanda-50-owl.md (steps mix, singles, owl), goals-ood.md (step ood),
+#    goals-ood-dev*.md (step ood-dev)
 # Cells are kept in runs/recovery_cells: an interrupted run recomputes only what is missing; a run with
 # every cell present only rewrites the table. OMP_NUM_THREADS=1 because the 2-core machine was shared by
 # four engineers: two-thread torch ops waited on descheduled threads (bench/results/sparsegpt_speed).
@@ -54,6 +55,22 @@ if [[ $STEP == all || $STEP == ood ]]; then
     --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64 $MIX" \
     --recipe "sparsegpt 2:4 +admm +recon windows=64 steps=64 $MIX8" \
     --recipe "wanda 2:4" --recipe "wanda 2:4 +admm +recon windows=64 steps=64 $MIX"
+fi
+if [[ $STEP == all || $STEP == ood-dev ]]; then
+  # Issue 27, round three: settings chosen on a dev column (16 windows x 256 tokens of fortunes:de's
+  # calibration side, disjoint from the 16 reported out-of-domain windows; --dev-windows). A screen on the 16
+  # study windows (the reconstruction's relative loss and proximal weight), then the proximal weight with the
+  # lowest dev perplexity (1000) on 64 handbook windows and 64 steps. Cells in runs/ood_cells.
+  dev_table() {
+    local name=$1; shift
+    local args=(); for r in "$@"; do args+=(--recipe "$r"); done
+    nice -n 10 "$PY" -P -m polysparse.bench.experiments.recovery --out "$OUT" --cells runs/ood_cells --name "$name" \
+      --calib de --eval-langs de --dev-windows 16 "${args[@]}"
+  }
+  dev_table goals-ood-dev-screen "wanda 2:4" "wanda 2:4 +admm +recon" "wanda 2:4 +admm +recon loss=relative" \
+    "wanda 2:4 +admm +recon prox=10" "wanda 2:4 +admm +recon prox=100" "wanda 2:4 +admm +recon prox=1000"
+  dev_table goals-ood-dev-sparsegpt "sparsegpt 2:4" "sparsegpt 2:4 +admm +recon windows=64 steps=64 prox=1000"
+  dev_table goals-ood-dev-wanda "wanda 2:4" "wanda 2:4 +admm +recon windows=64 steps=64 prox=1000"
 fi
 if [[ $STEP == all || $STEP == goals50 ]]; then
   # The 50% goal: SparseGPT 50% with the optimal update and reconstruction (more steps in the last row).
