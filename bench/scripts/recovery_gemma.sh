@@ -71,6 +71,8 @@ if [[ $STEP == all || $STEP == ood-dev ]]; then
     "wanda 2:4 +admm +recon prox=10" "wanda 2:4 +admm +recon prox=100" "wanda 2:4 +admm +recon prox=1000"
   dev_table goals-ood-dev-sparsegpt "sparsegpt 2:4" "sparsegpt 2:4 +admm +recon windows=64 steps=64 prox=1000"
   dev_table goals-ood-dev-wanda "wanda 2:4" "wanda 2:4 +admm +recon windows=64 steps=64 prox=1000"
+  dev_table goals-ood-dev-wanda-mix "wanda 2:4" \
+    "wanda 2:4 +admm +recon windows=64 steps=64 prox=1000 calib=handbook:de=0.75,manpages:de=0.125,gettext:de=0.125"
 fi
 if [[ $STEP == all || $STEP == goals50 ]]; then
   # The 50% goal: SparseGPT 50% with the optimal update and reconstruction (more steps in the last row).
