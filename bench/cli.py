@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -157,8 +156,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         handlers[args.command](args)
-        if args.command == "serve":
-            _leave_without_teardown()
         return 0
     except USER_ERRORS as error:
         print(f"polysparse {args.command}: error: {error}", file=sys.stderr)
@@ -175,18 +172,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-
-
-def _leave_without_teardown() -> None:
-    """A server stopped by Ctrl+C or SIGTERM exits at once, skipping the interpreter's teardown.
-
-    The teardown (a final garbage collection over every object torch and transformers created, with the
-    request threads, daemons, possibly still alive) takes 1-2 s on an idle 2-core machine and 11-35 s
-    beside busy loops, and twice under load 4-5 it passed 60 s and 120 s without exiting (2026-12-07); a
-    service manager would escalate to SIGKILL. Nothing is left to write once the server has stopped."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _kept(args: argparse.Namespace) -> str:

@@ -81,7 +81,15 @@ def _serve_check(demo: Path, compressed: Path) -> dict:
     tokenizer = transformers.AutoTokenizer.from_pretrained(demo)
     command = [sys.executable, "-P", "-m", "polysparse.bench.cli", "serve", str(compressed), "--port", "0"]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Ctrl+C must reach it even when this check runs as a background job (`cmd &` starts jobs with SIGINT
+    # ignored, and exec keeps an ignored signal ignored).
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
     printed, url = [], None
