@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from polysparse.bench.report import markdown_table
+from polysparse.bench.studies.collect_study_tasks import interval_text
 from polysparse.sparsify.tasks import paired_bootstrap, parse_task
 
 RESAMPLES = 2000
@@ -179,11 +180,6 @@ def recipe_answers(study: dict[str, Any], *, seed: int = 0) -> list[dict[str, An
     return out
 
 
-def _interval(value: dict[str, Any]) -> str:
-    mark = " *" if value["outside_zero"] else ""
-    return f"{value['difference']:+.3f} [{value['low']:+.3f}, {value['high']:+.3f}]{mark}"
-
-
 def mix_markdown(entries: Sequence[dict[str, Any]]) -> str:
     # Each column's header beside the cell it shows (one row per single-language row the mix is set against).
     columns: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
@@ -193,7 +189,7 @@ def mix_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "mix: worst drop (lang)": lambda e, other: f"{e['mix_worst']:+.3f} ({e['mix_worst_lang']})",
         "single-language row": lambda e, other: f"calib={other['calib']}",
         "its worst drop": lambda e, other: f"{other['b_worst']:+.3f} ({other['b_worst_lang']})",
-        "mix - single (95% CI)": lambda e, other: _interval(other),
+        "mix - single (95% CI)": lambda e, other: interval_text(other),
     }
     body = [[cell(e, other) for cell in columns.values()] for e in entries for other in e["against"]]
     return markdown_table(list(columns), body)
@@ -213,7 +209,7 @@ def recipe_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "dense": lambda e: optional(e["dense_acc"]),
         "plain": lambda e: f"{e['plain_acc']:.3f}",
         "recipe": lambda e: f"{e['recipe_acc']:.3f}",
-        "recipe - plain (95% CI)": lambda e: _interval(e["recipe_minus_plain"]),
+        "recipe - plain (95% CI)": lambda e: interval_text(e["recipe_minus_plain"]),
         "ppl recipe / plain": lambda e: optional(e["perplexity_recipe_over_plain"]),
     }
     return markdown_table(list(columns), [[cell(e) for cell in columns.values()] for e in entries])

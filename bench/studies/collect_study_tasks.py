@@ -122,7 +122,8 @@ def task_answers(study: dict[str, Any], *, seed: int = 0) -> list[dict[str, Any]
     return out
 
 
-def _fmt_interval(value: dict | None) -> str:
+def interval_text(value: dict | None) -> str:
+    """A paired difference as ``+d [low, high]``, ``*`` where the interval excludes zero; ``-`` if none."""
     if not value:
         return "-"
     mark = " *" if value["outside_zero"] else ""
@@ -170,10 +171,10 @@ def answers_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 _fmt(e["dense_acc"]),
                 _fmt(e["magnitude_acc"]),
                 wins,
-                _fmt_interval(e.get("diagonal_minus_best_other")),
+                interval_text(e.get("diagonal_minus_best_other")),
                 "-" if rho is None else f"{rho:+.2f} ({e['rank_correlation_rows']} rows)",
-                _fmt_interval(e.get("translate_minus_english_calib")),
-                _fmt_interval(e.get("translate_minus_target_calib")),
+                interval_text(e.get("translate_minus_english_calib")),
+                interval_text(e.get("translate_minus_target_calib")),
             ]
         )
     return markdown_table(headers, rows)
