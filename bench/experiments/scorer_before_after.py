@@ -1,12 +1,15 @@
-"""The task scorer before and after issue 23's cheaper passes (length groups, the output layer only at scored
-positions, the fused log-softmax), on the same real items of Gemma 3 270M: the largest log-likelihood
-difference, whether any prediction changed, and CPU / wall seconds, each scorer run twice, alternating, in one
-process on one thread.
+"""The task scorer of an earlier commit against this one, on the same real items of Gemma 3 270M: the largest
+log-likelihood difference, whether any prediction changed, and CPU / wall seconds, each scorer run twice,
+alternating, in one process on one thread.
 
-    git show eda9c64:sparsify/tasks/scoring.py > /tmp/scoring_before.py
+Reports: ``bench/results/tasks/scorer-before-after.json`` (issue 23's length groups, output layer only at
+scored positions and fused log-softmax, against eda9c64) and ``scorer-head-slabs.json`` (the output layer in
+slabs of the vocabulary on the CPU, against b512fe5; measured beside the two study processes, load 2.6-3.0):
+
+    git show b512fe5:sparsify/tasks/scoring.py > /tmp/scoring_before.py
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -P -m polysparse.bench.experiments.scorer_before_after \\
         /tmp/scoring_before.py --translation 48 --continuation 24 \\
-        --out bench/results/tasks/scorer-before-after.json
+        --head-products --out bench/results/tasks/scorer-head-slabs.json
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 TASKS = ("translation-choice:de->en:gettext", "continuation-choice:de:handbook")
 
@@ -55,11 +59,42 @@ def compare(model, tokenizer, items, scorers: dict[str, Any], rounds: int = 2) -
     }
 
 
+def head_products(weight, rows=(16, 48, 120, 300), slabs=(1024, 2048, 4096), repeats: int = 3):
+    """GFLOP/s of the output layer's product ``x @ weight.T`` for ``rows`` input rows: in one call, and
+    slab by slab of ``weight``'s rows (:func:`polysparse.sparsify.tasks.scoring.slab_linear`) for each
+    slab size."""
+    import torch
+
+    from polysparse.sparsify.tasks import scoring
+
+    def rate(product, x) -> float:
+        product(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            product(x)
+        seconds = (time.perf_counter() - start) / repeats
+        return round(2 * x.shape[0] * weight.shape[0] * weight.shape[1] / seconds / 1e9, 1)
+
+    table = {}
+    for count in rows:
+        x = torch.randn(count, weight.shape[1], dtype=weight.dtype)
+        table[str(count)] = {"one product": rate(lambda h: torch.nn.functional.linear(h, weight), x)}
+        for size in slabs:
+            with mock.patch.object(scoring, "HEAD_SLAB_ROWS", size):
+                table[str(count)][f"slabs of {size}"] = rate(lambda h: scoring.slab_linear(h, weight), x)
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", help="the earlier scoring.py (git show COMMIT:sparsify/tasks/scoring.py)")
     parser.add_argument("--translation", type=int, default=48, help="translation-choice items")
     parser.add_argument("--continuation", type=int, default=24, help="continuation-choice items")
+    parser.add_argument(
+        "--head-products",
+        action="store_true",
+        help="also time the output layer's product, whole and in slabs",
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON report")
     args = parser.parse_args(argv)
 
@@ -80,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         items = build_items(name, seed=0, limit=count)
         report[name] = compare(model, tokenizer, items, scorers)
         print(strict_json.dumps({name: report[name]}, indent=1), flush=True)
+    if args.head_products:
+        head = model.get_output_embeddings().weight.detach()
+        report["output_layer_gflops_one_thread"] = head_products(head)
+        print(strict_json.dumps(report["output_layer_gflops_one_thread"], indent=1), flush=True)
     report["load_average_after"] = os.getloadavg()
     write_json(args.out, report)
 

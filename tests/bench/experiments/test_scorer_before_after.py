@@ -3,7 +3,7 @@ log-likelihood difference and whether any prediction changed."""
 
 from pathlib import Path
 
-from polysparse.bench.experiments.scorer_before_after import compare, load_module
+from polysparse.bench.experiments.scorer_before_after import compare, head_products, load_module
 from polysparse.sparsify.tasks import ItemScore
 
 SCORING = Path(__file__).resolve().parents[3] / "sparsify" / "tasks" / "scoring.py"
@@ -30,3 +30,13 @@ def test_compare_reports_the_largest_difference_and_changed_predictions():
 def test_an_earlier_scorer_loads_from_its_file():
     module = load_module(str(SCORING), "scoring_copy_for_test")
     assert callable(module.score_items)
+
+
+def test_head_products_reports_each_row_count_whole_and_in_slabs():
+    import torch
+
+    table = head_products(torch.randn(3000, 16), rows=(2, 5), slabs=(1024, 2048), repeats=1)
+    assert list(table) == ["2", "5"]
+    for rates in table.values():
+        assert list(rates) == ["one product", "slabs of 1024", "slabs of 2048"]
+        assert all(rate > 0 for rate in rates.values())

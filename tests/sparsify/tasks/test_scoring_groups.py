@@ -5,10 +5,11 @@ import itertools
 import math
 
 import pytest
+import torch
 
 from helpers.tiny_models import tiny_model, tiny_tokenizer
-from polysparse.sparsify.tasks import Item, encode_item, score_items
-from polysparse.sparsify.tasks.scoring import length_groups, reference_loglikelihoods
+from polysparse.sparsify.tasks import Item, encode_item, score_items, scoring
+from polysparse.sparsify.tasks.scoring import length_groups, reference_loglikelihoods, slab_linear
 
 
 def padded_cost(lengths, groups, pass_cost):
@@ -78,3 +79,36 @@ def test_a_model_without_output_embeddings_is_scored_from_its_full_logits(monkey
     monkeypatch.setattr(type(model), "get_output_embeddings", lambda self: None)
     for a, b in zip(score_items(model, tok, ITEMS), expected):
         assert a.loglikelihoods == pytest.approx(b.loglikelihoods, abs=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 48), (5, 48), (2, 3, 48)])
+@pytest.mark.parametrize("vocab", [1, 1023, 1024, 2500])
+def test_slab_linear_equals_the_one_product(shape, vocab):
+    generator = torch.Generator().manual_seed(vocab)
+    hidden = torch.randn(shape, generator=generator)
+    weight = torch.randn(vocab, shape[-1], generator=generator)
+    got = slab_linear(hidden, weight)
+    assert got.shape == (*shape[:-1], vocab)
+    torch.testing.assert_close(got, torch.nn.functional.linear(hidden, weight), rtol=1e-6, atol=1e-5)
+
+
+def test_scores_with_the_output_layer_in_slabs_equal_the_definition(monkeypatch):
+    """Slabs smaller than the tiny vocabulary, so the scorer's products really are split; the output layer's
+    own forward comes back afterwards."""
+    tok = tiny_tokenizer()
+    model = tiny_model("gemma3", seed=6)
+    head = model.get_output_embeddings()
+    assert type(head) is torch.nn.Linear and head.bias is None
+    slab_rows = []
+    real_mm = torch.mm
+    monkeypatch.setattr(scoring, "HEAD_SLAB_ROWS", 7)
+    monkeypatch.setattr(
+        scoring.torch, "mm", lambda a, b, **kw: slab_rows.append(b.shape[1]) or real_mm(a, b, **kw)
+    )
+    scored = score_items(model, tok, ITEMS)
+    monkeypatch.undo()
+    assert slab_rows and max(slab_rows) == 7 and sum(slab_rows) % head.out_features == 0
+    assert "forward" not in vars(head)
+    for item, result in zip(ITEMS, scored):
+        reference = reference_loglikelihoods(model, encode_item(tok, item))
+        assert result.loglikelihoods == pytest.approx(reference, rel=1e-4, abs=2e-4), item.id
