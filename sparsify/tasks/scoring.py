@@ -251,8 +251,6 @@ class _KeepPositions:
         return (hidden[self.rows, self.positions].unsqueeze(0), *args[1:])
 
     def _slab_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.dtype != self.head.weight.dtype:  # as nn.Linear would refuse it
-            return nn.functional.linear(hidden, self.head.weight)
         return slab_linear(hidden, self.head.weight)
 
     def __enter__(self) -> _KeepPositions:
