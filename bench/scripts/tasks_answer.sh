@@ -9,7 +9,8 @@
 # Resumable: every cell is kept in $CELLS, outside the repository; a killed run loses at most the cell in
 # progress and resumes when this script is started again. The tables in $OUT are rewritten after every row.
 # PY is the Python that runs it (with PYTHONPATH pointing at a copy of the package, a long run is not changed
-# by later edits of the tree). Started as
+# by later edits of the tree). RECIPE and RECIPE_CALIB replace the recipe rows (the follow-up that split the
+# recipe into its parts: METHODS=sparsegpt RECIPE="sparsegpt 2:4 +admm" RECIPE_CALIB=mix OUT=...). Started as
 #   mkdir -p /work/runs-23 && OMP_NUM_THREADS=1 nohup nice -n 10 bench/scripts/tasks_answer.sh \
 #     > /work/runs-23/study.log 2>&1 &
 set -euo pipefail
@@ -18,6 +19,8 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-bench/results/study/gemma-3-270m-tasks-answer}
 CELLS=${CELLS:-/work/runs-23/cells}
 METHODS=${METHODS:-sparsegpt wanda}
+RECIPE=${RECIPE:-sparsegpt 2:4 +admm +recon}
+RECIPE_CALIB=${RECIPE_CALIB:-de,mix}
 TASKS=translation-choice:X-\>en:gettext,en=translation-choice:en-\>de:gettext,continuation-choice:X:handbook
 COMMON=(--model gemma-3-270m --langs en,de,ru,zh --pattern 2:4 --calib-source handbook
         --eval-source install-guide --translate-source gettext --translate-langs ru --nsamples 16 --seqlen 512
@@ -28,7 +31,7 @@ for method in $METHODS; do
   echo "$method start: $(date -u +%FT%TZ) $(uptime), OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}" >> "$OUT/load.txt"
   if [[ $method == sparsegpt ]]; then
     "$PY" -P -m polysparse.bench.cli study "${COMMON[@]}" --method sparsegpt \
-      --recipe "sparsegpt 2:4 +admm +recon" --recipe-calib de,mix
+      --recipe "$RECIPE" --recipe-calib "$RECIPE_CALIB"
   else
     "$PY" -P -m polysparse.bench.cli study "${COMMON[@]}" --method "$method"
   fi
